@@ -1,0 +1,24 @@
+"""The audit file: a DuckDB database the proxy appends to through one writer thread."""
+
+from .events import (
+    AuditEvent,
+    InterceptionEnded,
+    InterceptionStarted,
+    PromptSubmitted,
+    ThoughtRecorded,
+    TokensUsed,
+    ToolCalled,
+)
+from .writer import AuditFileLocked, AuditWriter
+
+__all__ = [
+    "AuditEvent",
+    "AuditFileLocked",
+    "AuditWriter",
+    "InterceptionEnded",
+    "InterceptionStarted",
+    "PromptSubmitted",
+    "ThoughtRecorded",
+    "TokensUsed",
+    "ToolCalled",
+]

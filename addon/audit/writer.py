@@ -1,0 +1,212 @@
+"""The one writer of the audit file: a thread that appends batches, so recording never slows traffic.
+
+Hooks call `emit()` (a non-blocking queue put). The thread collects events for up to `FLUSH_INTERVAL`, then
+appends them in one transaction with one Appender per table. When a write fails, the batch is kept and retried
+with backoff (a warning says why), and traffic goes on; a fatal DuckDB error reopens the database.
+"""
+
+import contextlib
+import logging
+import queue
+import re
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Final
+from uuid import UUID
+
+import duckdb
+
+from .events import AuditEvent
+from .schema import migrate
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL: Final = 0.2
+"""Seconds events may wait in memory; what is still queued at a `kill -9` is lost."""
+MAX_BATCH: Final = 5000
+MAX_RETRY_DELAY: Final = 5.0
+DB_CONFIG: Final = {
+    # Files stay readable by DuckDB 1.5 tools, such as the duckdb CLI from PyPI.
+    "storage_compatibility_version": "v1.5.0",
+    "threads": "2",
+    "memory_limit": "512MB",
+}
+_STOP = object()
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+
+
+class AuditFileLocked(Exception):
+    """Another process has the audit file open."""
+
+
+def _describe_process(pid: int, fallback: str) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmdline = ""
+    return f"PID {pid} ({cmdline or fallback})"
+
+
+def open_database(path: str) -> duckdb.DuckDBPyConnection:
+    """Open (creating and migrating) the audit file; `AuditFileLocked` names the process holding it."""
+    try:
+        db = duckdb.connect(path, config=DB_CONFIG)
+    except duckdb.IOException as e:
+        if match := _LOCK_HOLDER.search(str(e)):
+            holder = _describe_process(int(match.group(2)), match.group(1))
+            raise AuditFileLocked(
+                f"audit file {path} is held by another process: {holder}. Close it (a duckdb shell left open "
+                f"counts) or point aibridge_db elsewhere."
+            ) from None
+        raise
+    migrate(db)
+    return db
+
+
+class AuditWriter:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: duckdb.DuckDBPyConnection | None = open_database(path)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="aibridge-audit-writer", daemon=True)
+        self._retry_at = 0.0
+        self._failures = 0
+        self.rows_written = 0
+        self.pending = 0
+        """Events accepted but not yet committed."""
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def emit(self, event: AuditEvent) -> None:
+        """Queue an event; safe from any thread, never blocks."""
+        self._queue.put(event)
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Flush everything queued and close the file."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        else:
+            self._drain_and_flush_once()
+        if self._db is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._db.close()
+
+    def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None:
+        """(interception id, its thread root) of the interception that recorded a client tool call."""
+        try:
+            cursor = self._db.cursor()  # type: ignore[union-attr]
+        except (duckdb.Error, AttributeError):
+            return None
+        try:
+            rows = cursor.execute(
+                """SELECT t.interception_id, s.thread_root_id FROM tool_usages t
+                   JOIN interception_starts s ON s.id = t.interception_id
+                   WHERE t.provider_tool_call_id = ? ORDER BY t.created_at DESC LIMIT 1""",
+                [tool_call_id],
+            ).fetchall()
+        except duckdb.Error:
+            return None
+        finally:
+            cursor.close()
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def _run(self) -> None:
+        pending: list[AuditEvent] = []
+        stopping = False
+        while not stopping:
+            stopping = self._collect(pending)
+            if pending and (stopping or time.monotonic() >= self._retry_at):
+                self._flush(pending)
+        for _ in range(3):  # shutting down: a few last tries before giving up loudly
+            if not pending:
+                break
+            time.sleep(0.2)
+            self._flush(pending)
+        if pending:
+            logger.error("aibridge: %d audit events could not be written to %s", len(pending), self.path)
+
+    def _collect(self, pending: list[AuditEvent]) -> bool:
+        """Wait up to FLUSH_INTERVAL for events; True when asked to stop."""
+        deadline = time.monotonic() + FLUSH_INTERVAL
+        while len(pending) < MAX_BATCH:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                self._drain(pending)
+                return True
+            pending.append(item)  # type: ignore[arg-type]
+            self.pending = len(pending)
+        return False
+
+    def _drain(self, pending: list[AuditEvent]) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                pending.append(item)  # type: ignore[arg-type]
+
+    def _drain_and_flush_once(self) -> None:
+        pending: list[AuditEvent] = []
+        self._drain(pending)
+        if pending:
+            self._flush(pending)
+
+    def _flush(self, pending: list[AuditEvent]) -> None:
+        by_table: dict[str, list[tuple[object, ...]]] = defaultdict(list)
+        for event in pending:
+            by_table[event.TABLE].append(event.row())
+        if self._db is None and not self._reopen():
+            self._on_failure(RuntimeError("the audit file is not open"))
+            return
+        assert self._db is not None
+        try:
+            self._db.begin()
+            for table, rows in by_table.items():
+                with self._db.appender(table) as appender:
+                    appender.append_rows(rows)
+            self._db.commit()
+        except duckdb.FatalException as e:
+            self._on_failure(e)
+            self._reopen()
+            return
+        except duckdb.Error as e:
+            with contextlib.suppress(duckdb.Error):
+                self._db.rollback()
+            self._on_failure(e)
+            return
+        if self._failures:
+            logger.warning("aibridge: audit file %s writable again; %d events written", self.path, len(pending))
+        self._failures = 0
+        self.rows_written += len(pending)
+        pending.clear()
+        self.pending = 0
+
+    def _on_failure(self, error: Exception) -> None:
+        self._failures += 1
+        delay = min(FLUSH_INTERVAL * 2**self._failures, MAX_RETRY_DELAY)
+        self._retry_at = time.monotonic() + delay
+        if self._failures == 1 or self._failures % 20 == 0:
+            logger.warning(
+                "aibridge: cannot write the audit file %s (%s); records are kept and retried", self.path, error
+            )
+
+    def _reopen(self) -> bool:
+        if self._db is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._db.close()
+        self._db = None
+        try:
+            self._db = open_database(self.path)
+        except (duckdb.Error, AuditFileLocked, OSError) as e:
+            logger.warning("aibridge: cannot reopen the audit file %s: %s", self.path, e)
+            return False
+        return True

@@ -1,0 +1,38 @@
+"""Who is calling and with which credential. Secrets never leave this module unmasked."""
+
+from collections.abc import Mapping
+from typing import Literal
+
+CredentialKind = Literal["centralized", "byok"]
+
+
+def mask_secret(secret: str) -> str:
+    """Reveal a few characters at each end: 4 for 20+ characters, 2 for 10+, 1 for 5+, none below.
+
+    `sk-ant-api03-abcdefgh` → `sk-a...efgh`; `short` → `s...t`; `abcd` → `...` (the reference's rule).
+    """
+    if not secret:
+        return ""
+    n = len(secret)
+    reveal = 4 if n >= 20 else 2 if n >= 10 else 1 if n >= 5 else 0
+    if n <= 2 * reveal or reveal == 0:
+        return "..."
+    return f"{secret[:reveal]}...{secret[-reveal:]}"
+
+
+def client_credential(provider_type: str, headers: Mapping[str, str]) -> str | None:
+    """The provider credential the client sent: Anthropic `x-api-key` (wins) or a bearer token."""
+    if provider_type == "anthropic" and (key := headers.get("x-api-key", "").strip()):
+        return key
+    scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def credential_info(provider_type: str, headers: Mapping[str, str]) -> tuple[CredentialKind | None, str | None]:
+    """(kind, masked hint) of the request's credential; (None, None) when it carries none."""
+    secret = client_credential(provider_type, headers)
+    if secret is None:
+        return None, None
+    return "byok", mask_secret(secret)

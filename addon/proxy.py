@@ -1,0 +1,224 @@
+"""The mitmproxy addon: which flows the bridge takes, which it passes through, and which it never sees."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+import duckdb
+import httpx
+from mitmproxy import ctx, exceptions, http, tls
+
+from . import upstream
+from .audit import AuditFileLocked, AuditWriter
+from .certs import protect_private_key, shell_lines, write_ca_bundle
+from .config import Config, Provider, load_config
+from .engine import Engine, Job
+from .ids import uuid7
+from .routing import Route, classify
+from .server import LocalServer
+
+logger = logging.getLogger(__name__)
+
+META_ROUTE = "aibridge_route"
+META_JOB = "aibridge_job"
+_TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
+
+# Library INFO logs would land in mitmdump's output for every request.
+for _name in ("httpx", "httpcore", "uvicorn", "uvicorn.error"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+class Bridge:
+    """Intercepts provider LLM calls (streamed back live through a local server), passes the rest through.
+
+    Only provider hosts are TLS-intercepted, unless the user sets `allow_hosts`/`ignore_hosts` themselves.
+    Bridged requests that arrive before `running()` has started the local server wait for it.
+    """
+
+    def __init__(self) -> None:
+        self.config = Config()
+        self.writer: AuditWriter | None = None
+        self.engine: Engine | None = None
+        self.server: LocalServer | None = None
+        self._clients: list[httpx.AsyncClient] = []
+        self._ready = asyncio.Event()
+
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        loader.add_option(
+            "aibridge_config",
+            str | None,
+            None,
+            "Path of the aibridge TOML configuration (providers, ...). Without it, the default providers "
+            "anthropic (api.anthropic.com) and openai (api.openai.com) are bridged.",
+        )
+        loader.add_option(
+            "aibridge_db",
+            str,
+            "aibridge.duckdb",
+            "Path of the DuckDB audit file every interception is recorded to.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "aibridge_config" in updated:
+            try:
+                self.config = load_config(ctx.options.aibridge_config)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"aibridge_config: {e}") from None
+        if updated & _TLS_OPTIONS or self._client is None:
+            verify = upstream.make_ssl_context(
+                insecure=ctx.options.ssl_insecure,
+                ca_file=ctx.options.ssl_verify_upstream_trusted_ca,
+                ca_path=ctx.options.ssl_verify_upstream_trusted_confdir,
+            )
+            self._clients.append(upstream.make_client(verify))
+        if "aibridge_db" in updated or self.writer is None:
+            self._open_audit(ctx.options.aibridge_db)
+        assert self.writer is not None
+        if self.engine is None:
+            self.engine = Engine(self.writer, self._client)  # type: ignore[arg-type]
+            self.server = LocalServer(self.engine)
+        self.engine.client = self._client  # type: ignore[assignment]
+
+    @property
+    def _client(self) -> httpx.AsyncClient | None:
+        return self._clients[-1] if self._clients else None
+
+    def _open_audit(self, path: str) -> None:
+        if self.writer is not None and self.writer.path == path:
+            return
+        if not path:
+            raise exceptions.OptionsError("aibridge_db: a path is required")
+        try:
+            writer = AuditWriter(path)
+        except AuditFileLocked as e:
+            raise exceptions.OptionsError(f"aibridge_db: {e}") from None
+        except (duckdb.Error, OSError) as e:
+            raise exceptions.OptionsError(f"aibridge_db: cannot open {path}: {e}") from None
+        writer.start()
+        if self.writer is not None:
+            self.writer.close()
+        self.writer = writer
+        if self.engine is not None:
+            self.engine.recorder = writer
+            self.engine.lineage._lookup = writer.find_tool_call
+
+    async def running(self) -> None:
+        assert self.server is not None
+        await self.server.start()
+        self._ready.set()
+        self._announce()
+
+    def _announce(self) -> None:
+        confdir = Path(ctx.options.confdir).expanduser()
+        protect_private_key(confdir)
+        try:
+            bundle = write_ca_bundle(confdir)
+        except OSError as e:
+            logger.warning("aibridge: cannot write the CA bundle in %s: %s", confdir, e)
+            return
+        proxyserver = ctx.master.addons.get("proxyserver")
+        addrs = [a for a in proxyserver.listen_addrs() if len(a) >= 2] if proxyserver else []
+        if not addrs:
+            return
+        host, port = addrs[0][0], addrs[0][1]
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        lines = "\n".join(shell_lines(url, bundle))
+        logger.info(
+            f"aibridge ready; audit file {self.writer.path if self.writer else '-'}. "
+            f"Paste into a developer shell:\n{lines}"
+        )
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        if ctx.options.allow_hosts or ctx.options.ignore_hosts:
+            return  # the user chose which hosts to intercept
+        host = data.client_hello.sni
+        if not host and data.context.server.address:
+            host = data.context.server.address[0]
+        if not host or self.config.provider_for_host(host) is None:
+            data.ignore_connection = True
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or flow.error is not None:
+            return
+        route = classify(self.config, flow.request.host, flow.request.method, flow.request.path)
+        if route is None:
+            return
+        flow.metadata[META_ROUTE] = route
+        if route.api is None:
+            _pass_through(flow, route.provider)
+        else:
+            await self._bridge(flow, route)
+
+    async def _bridge(self, flow: http.HTTPFlow, route: Route) -> None:
+        await self._ready.wait()
+        assert self.engine is not None and self.server is not None and self.server.port is not None
+        auth = flow.metadata.get("proxyauth")
+        job = Job(
+            id=uuid7(),
+            route=route,
+            path=flow.request.path,
+            headers=[(k, v) for k, v in flow.request.headers.items(multi=True)],
+            body=flow.request.get_content(strict=False) or b"",
+            initiator=auth[0] if auth else "anonymous",
+        )
+        try:
+            reply = await self.engine.admit(job)
+        except Exception as e:  # boundary: never forward a half-handled bridged request
+            logger.exception("aibridge: cannot admit a request")
+            self.engine.finish(job, "failed", f"bridge error: {e!r}", 500)
+            flow.response = http.Response.make(500, b"internal bridge error", {"content-type": "text/plain"})
+            return
+        if reply is not None:
+            body = b"".join([chunk async for chunk in reply.body])
+            flow.response = http.Response.make(reply.status, body, reply.headers)
+            return
+        flow.metadata[META_JOB] = job
+        # Re-target the flow at the local server; the job holds everything the upstream call needs.
+        flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.server.port
+        flow.request.path = self.server.submit(job)
+        flow.request.headers = http.Headers(host=f"127.0.0.1:{self.server.port}")
+        flow.request.content = b""
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if META_ROUTE in flow.metadata and flow.response is not None:
+            flow.response.stream = True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        job: Job | None = flow.metadata.get(META_JOB)
+        if job is not None and not job.ended and self.engine is not None and flow.response is not None:
+            # Only reachable if the local server answered without running the job; it must still end.
+            self.engine.finish(job, "failed", "the bridge server did not run the request", flow.response.status_code)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        job: Job | None = flow.metadata.get(META_JOB)
+        if job is None or job.ended or self.server is None or self.engine is None:
+            return
+        if self.server.withdraw(flow.request.path) is not None:
+            message = flow.error.msg if flow.error else "flow failed"
+            status = "cancelled" if "disconnect" in message.lower() else "failed"
+            self.engine.finish(job, status, message)
+
+    async def done(self) -> None:
+        if self.engine is not None:
+            self.engine.abort_all("proxy shut down")
+        if self.server is not None:
+            await self.server.stop()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        for client in self._clients:
+            await client.aclose()
+        self._clients.clear()
+
+
+def _pass_through(flow: http.HTTPFlow, provider: Provider) -> None:
+    """Forward unchanged, to the provider's configured upstream when it is not the host itself."""
+    target = provider.upstream
+    if (target.scheme, target.host, target.port, target.path) != ("https", provider.host, 443, ""):
+        flow.request.scheme, flow.request.host, flow.request.port = target.scheme, target.host, target.port
+        if target.path:
+            flow.request.path = target.path + flow.request.path
+    for name, value in provider.extra_headers:
+        flow.request.headers[name] = value

@@ -1,0 +1,40 @@
+"""Which provider a request is for, and whether the bridge handles it or passes it through. Pure."""
+
+import enum
+from dataclasses import dataclass
+
+from .config import Config, Provider
+
+
+class Api(enum.Enum):
+    """The provider APIs the bridge intercepts (parses, records, and later injects tools into)."""
+
+    ANTHROPIC_MESSAGES = "anthropic-messages"
+    OPENAI_CHAT = "openai-chat"
+
+
+_BRIDGED: dict[tuple[str, str], Api] = {
+    ("anthropic", "/v1/messages"): Api.ANTHROPIC_MESSAGES,
+    ("openai", "/v1/chat/completions"): Api.OPENAI_CHAT,
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: Provider
+    api: Api | None
+    """None: a passthrough route (models, responses, count_tokens, anything else on the host)."""
+
+
+def classify(config: Config, host: str, method: str, path: str) -> Route | None:
+    """Route a request for `host`; None when the host is not a provider's.
+
+    Only `POST` to the exact API path is bridged; the query string is ignored (Claude Code sends
+    `/v1/messages?beta=true`), and `/v1/messages/count_tokens` is passthrough like every other path.
+    """
+    provider = config.provider_for_host(host)
+    if provider is None:
+        return None
+    bare_path = path.split("?", 1)[0]
+    api = _BRIDGED.get((provider.type, bare_path)) if method.upper() == "POST" else None
+    return Route(provider, api)
