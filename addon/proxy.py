@@ -148,8 +148,15 @@ class Bridge:
         flow.metadata[META_ROUTE] = route
         if route.api is None:
             _pass_through(flow, route.provider)
-        else:
+            return
+        try:
             await self._bridge(flow, route)
+        except Exception as e:  # boundary: mitmproxy would forward a half-handled flow as it stands
+            logger.exception("aibridge: cannot bridge %s %s", flow.request.method, flow.request.pretty_url)
+            job: Job | None = flow.metadata.get(META_JOB)
+            if job is not None and self.engine is not None:
+                self.engine.finish(job, "failed", f"bridge error: {e!r}", 500)
+            flow.response = http.Response.make(500, b"internal bridge error", {"content-type": "text/plain"})
 
     async def _bridge(self, flow: http.HTTPFlow, route: Route) -> None:
         await self._ready.wait()
@@ -163,18 +170,13 @@ class Bridge:
             body=flow.request.get_content(strict=False) or b"",
             initiator=auth[0] if auth else "anonymous",
         )
-        try:
-            reply = await self.engine.admit(job)
-        except Exception as e:  # boundary: never forward a half-handled bridged request
-            logger.exception("aibridge: cannot admit a request")
-            self.engine.finish(job, "failed", f"bridge error: {e!r}", 500)
-            flow.response = http.Response.make(500, b"internal bridge error", {"content-type": "text/plain"})
-            return
+        flow.metadata[META_JOB] = job
+        reply = await self.engine.admit(job)
         if reply is not None:
             body = b"".join([chunk async for chunk in reply.body])
-            flow.response = http.Response.make(reply.status, body, reply.headers)
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+            flow.response = http.Response.make(reply.status, body, headers)
             return
-        flow.metadata[META_JOB] = job
         # Re-target the flow at the local server; the job holds everything the upstream call needs.
         flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.server.port
         flow.request.path = self.server.submit(job)

@@ -18,13 +18,18 @@ _EXPORT = re.compile(r"^export (\w+)=(.*)$")
 
 def provider_config(upstream_url: str, **extra: str) -> str:
     """TOML pointing both default providers at a mock upstream."""
-    lines = [f'[providers.anthropic]\nupstream = "{upstream_url}"\n', f'[providers.openai]\nupstream = "{upstream_url}"\n']
+    lines = [
+        f'[providers.anthropic]\nupstream = "{upstream_url}"\n',
+        f'[providers.openai]\nupstream = "{upstream_url}"\n',
+    ]
     lines.extend(extra.values())
     return "\n".join(lines)
 
 
 class Proxy:
-    def __init__(self, tmp: Path, config: str | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, tmp: Path, config: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> None:
         self.tmp = tmp
         self.db_path = tmp / "audit.duckdb"
         self.confdir = tmp / "conf"
@@ -32,25 +37,45 @@ class Proxy:
         if self.config_path is not None:
             self.config_path.write_text(config or "")
         self.args = args
+        self.extra_env = env or {}
         self.output: list[str] = []
         self.env: dict[str, str] = {}
         self.process: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
 
     def command(self) -> list[str]:
-        cmd = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", "0", "-s", str(ROOT / "addon/aibridge.py"),
-               "--set", f"confdir={self.confdir}", "--set", "connection_strategy=lazy",
-               "--set", f"aibridge_db={self.db_path}", "--set", "flow_detail=0"]
+        cmd = [
+            str(MITMDUMP),
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            "-s",
+            str(ROOT / "addon/aibridge.py"),
+            "--set",
+            f"confdir={self.confdir}",
+            "--set",
+            "connection_strategy=lazy",
+            "--set",
+            f"aibridge_db={self.db_path}",
+            "--set",
+            "flow_detail=0",
+        ]
         if self.config_path is not None:
             cmd += ["--set", f"aibridge_config={self.config_path}"]
         return cmd + list(self.args)
 
-    def start(self, timeout: float = 30) -> "Proxy":
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    def spawn(self) -> "Proxy":
+        """Start without waiting for readiness (for startup failures)."""
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")} | self.extra_env
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=self.tmp
         )
         threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def start(self, timeout: float = 30) -> "Proxy":
+        self.spawn()
         if not self._ready.wait(timeout):
             self.stop()
             raise RuntimeError("mitmdump did not become ready:\n" + "\n".join(self.output))
@@ -87,11 +112,10 @@ class Proxy:
         return self.process.returncode
 
     def wait_exit(self, timeout: float = 30) -> int:
+        """Wait for the process to exit by itself; its output is then complete."""
         assert self.process is not None
         rc = self.process.wait(timeout)
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and self.process.stdout and not self.process.stdout.closed:
-            time.sleep(0.05)
+        time.sleep(0.2)  # let the reader thread take the last lines
         return rc
 
     def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:

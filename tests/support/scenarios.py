@@ -1,0 +1,252 @@
+"""Provider answers in the real wire format, built from a few parameters."""
+
+import json
+from typing import Any
+
+from .mock_upstream import Answer, sse_event
+
+
+def anthropic_message(
+    text: str = "Hello!",
+    *,
+    msg_id: str = "msg_01",
+    model: str = "claude-sonnet-4-5-20250929",
+    thinking: str | None = None,
+    tools: list[tuple[str, str, dict[str, Any]]] = (),  # type: ignore[assignment]
+    usage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if thinking:
+        content.append({"type": "thinking", "thinking": thinking, "signature": "sig-abc"})
+    if text:
+        content.append({"type": "text", "text": text})
+    for call_id, name, args in tools:
+        content.append({"type": "tool_use", "id": call_id, "name": name, "input": args})
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "tool_use" if tools else "end_turn",
+        "stop_sequence": None,
+        "usage": usage or {"input_tokens": 12, "output_tokens": 7},
+    }
+
+
+def anthropic_events(
+    text_parts: list[str] = ("Hel", "lo!"),  # type: ignore[assignment]
+    *,
+    msg_id: str = "msg_01",
+    model: str = "claude-sonnet-4-5-20250929",
+    thinking: str | None = None,
+    tools: list[tuple[str, str, dict[str, Any]]] = (),  # type: ignore[assignment]
+    start_usage: dict[str, Any] | None = None,
+    delta_usage: dict[str, Any] | None = None,
+) -> list[bytes]:
+    events = [
+        sse_event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": start_usage
+                    or {
+                        "input_tokens": 25,
+                        "cache_read_input_tokens": 100,
+                        "cache_creation_input_tokens": 10,
+                        "output_tokens": 1,
+                    },
+                },
+            },
+        )
+    ]
+    index = 0
+    if thinking:
+        events += [
+            sse_event(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": ""}},
+            ),
+            sse_event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "thinking_delta", "thinking": thinking},
+                },
+            ),
+            sse_event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "signature_delta", "signature": "sig-abc"},
+                },
+            ),
+            sse_event("content_block_stop", {"type": "content_block_stop", "index": index}),
+        ]
+        index += 1
+    if text_parts:
+        events.append(
+            sse_event(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+            )
+        )
+        events.append(sse_event("ping", {"type": "ping"}))
+        for part in text_parts:
+            events.append(
+                sse_event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": part}},
+                )
+            )
+        events.append(sse_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+        index += 1
+    for call_id, name, args in tools:
+        encoded = json.dumps(args)
+        half = len(encoded) // 2
+        events += [
+            sse_event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}},
+                },
+            ),
+            sse_event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": encoded[:half]},
+                },
+            ),
+            sse_event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": encoded[half:]},
+                },
+            ),
+            sse_event("content_block_stop", {"type": "content_block_stop", "index": index}),
+        ]
+        index += 1
+    events.append(
+        sse_event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use" if tools else "end_turn", "stop_sequence": None},
+                "usage": delta_usage or {"output_tokens": 42},
+            },
+        )
+    )
+    events.append(sse_event("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def chat_completion(
+    text: str | None = "Hello!",
+    *,
+    completion_id: str = "chatcmpl-1",
+    model: str = "gpt-4.1-2025-04-14",
+    tools: list[tuple[str, str, str]] = (),  # type: ignore[assignment]
+    usage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if tools:
+        message["tool_calls"] = [
+            {"id": cid, "type": "function", "function": {"name": name, "arguments": args}} for cid, name, args in tools
+        ]
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tools else "stop"}],
+        "usage": usage
+        or {
+            "prompt_tokens": 120,
+            "completion_tokens": 9,
+            "total_tokens": 129,
+            "prompt_tokens_details": {"cached_tokens": 100},
+            "completion_tokens_details": {"reasoning_tokens": 4},
+        },
+    }
+
+
+def chat_chunks(
+    text_parts: list[str] = ("Hel", "lo!"),  # type: ignore[assignment]
+    *,
+    completion_id: str = "chatcmpl-1",
+    model: str = "gpt-4.1-2025-04-14",
+    tools: list[tuple[str, str, str]] = (),  # type: ignore[assignment]
+    usage: dict[str, Any] | None = None,
+    include_usage: bool = True,
+) -> list[bytes]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        if include_usage:
+            body["usage"] = None
+        return sse_event(None, body)
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": part}) for part in text_parts]
+    for position, (cid, name, args) in enumerate(tools):
+        events.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {"index": position, "id": cid, "type": "function", "function": {"name": name, "arguments": ""}}
+                    ]
+                }
+            )
+        )
+        half = len(args) // 2
+        for piece in (args[:half], args[half:]):
+            events.append(chunk({"tool_calls": [{"index": position, "function": {"arguments": piece}}]}))
+    events.append(chunk({}, "tool_calls" if tools else "stop"))
+    if include_usage:
+        events.append(
+            sse_event(
+                None,
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": 1_700_000_000,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage
+                    or {
+                        "prompt_tokens": 120,
+                        "completion_tokens": 9,
+                        "total_tokens": 129,
+                        "prompt_tokens_details": {"cached_tokens": 100},
+                    },
+                },
+            )
+        )
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def anthropic_error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Answer:
+    return Answer.json({"type": "error", "error": {"type": kind, "message": message}}, status, headers)
