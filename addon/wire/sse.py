@@ -33,9 +33,10 @@ class SSEParser:
         return events
 
     def close(self) -> SSEEvent | None:
-        """The trailing event of a stream that ended without a blank line, if any."""
+        """Whatever followed the last complete event (an unterminated event, stray newlines), if anything:
+        relayed like any other event so not a byte is lost."""
         rest, self._buffer = self._buffer, b""
-        return parse_event(rest) if rest.strip() else None
+        return parse_event(rest) if rest else None
 
 
 def parse_event(raw: bytes) -> SSEEvent:
