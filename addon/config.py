@@ -7,6 +7,17 @@
     extra_headers = { "x-team" = "platform" }
     enabled = true
 
+    max_tool_rounds = 16               # upstream calls one request may make while injected tools run
+    keepalive_interval = 10            # seconds between pings on a stream while injected tools run
+
+    [mcp_servers.time]                 # tools injected into bridged requests, named bmcp_<server>_<tool>
+    command = "mcp-server-time"        # stdio: started without a shell; or `url` (streamable HTTP)
+    args = ["--local-timezone", "UTC"]
+    env = { "TZ" = "UTC" }
+    allow = "^get_"                    # regexes searched in the tool name; deny wins
+    deny = "convert"
+    tool_timeout = 60                  # seconds per call
+
 Providers `anthropic` (api.anthropic.com) and `openai` (api.openai.com) exist unless a table of the same name
 overrides or disables them. Parsers raise `ValueError`; the addon turns that into `OptionsError`.
 """
@@ -26,7 +37,12 @@ _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _PROVIDER_KEYS = {"type", "host", "upstream", "extra_headers", "enabled"}
-_TOP_LEVEL_KEYS = {"providers"}
+_MCP_KEYS = {"url", "headers", "command", "args", "env", "allow", "deny", "tool_timeout", "enabled"}
+_MCP_NAME = re.compile(r"^[A-Za-z0-9]+([_-][A-Za-z0-9]+)*$")
+_TOP_LEVEL_KEYS = {"providers", "mcp_servers", "max_tool_rounds", "keepalive_interval"}
+DEFAULT_TOOL_TIMEOUT = 60.0
+DEFAULT_MAX_TOOL_ROUNDS = 16
+DEFAULT_KEEPALIVE_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,8 +73,36 @@ class Provider:
 
 
 @dataclass(frozen=True, kw_only=True)
+class McpServer:
+    """An MCP server whose tools are injected: streamable HTTP (`url`) or stdio (`command`)."""
+
+    name: str
+    url: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    allow: re.Pattern[str] | None = None
+    deny: re.Pattern[str] | None = None
+    tool_timeout: float = DEFAULT_TOOL_TIMEOUT
+
+    @property
+    def location(self) -> str:
+        """What the audit records as the tool's server: the URL, or `stdio:<command>`."""
+        return self.url if self.url else f"stdio:{self.command}"
+
+    def permits(self, tool: str) -> bool:
+        if self.deny is not None and self.deny.search(tool):
+            return False
+        return self.allow is None or bool(self.allow.search(tool))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     providers: tuple[Provider, ...] = field(default_factory=tuple)
+    mcp_servers: tuple[McpServer, ...] = ()
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL
 
     def provider_for_host(self, host: str) -> Provider | None:
         host = host.lower().rstrip(".")
@@ -83,6 +127,13 @@ def parse_upstream(url: str) -> Upstream:
     return Upstream(scheme=parts.scheme, host=parts.hostname, port=port, path=parts.path.rstrip("/"))
 
 
+def _enabled(table: dict[str, Any], where: str) -> bool:
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError(f"{where}: enabled must be true or false")
+    return enabled
+
+
 def _parse_provider(name: str, table: Any) -> Provider | None:
     if not isinstance(table, dict):
         raise ValueError(f"providers.{name} must be a table")
@@ -90,7 +141,7 @@ def _parse_provider(name: str, table: Any) -> Provider | None:
         raise ValueError(f"provider name {name!r} must be lower-case words joined by '-' (e.g. 'openai-eu')")
     if unknown := set(table) - _PROVIDER_KEYS:
         raise ValueError(f"providers.{name}: unknown key(s) {', '.join(sorted(unknown))}")
-    if table.get("enabled", True) is False:
+    if not _enabled(table, f"providers.{name}"):
         return None
     ptype = table.get("type", name if name in PROVIDER_TYPES else None)
     if ptype not in PROVIDER_TYPES:
@@ -104,7 +155,7 @@ def _parse_provider(name: str, table: Any) -> Provider | None:
         raise ValueError(f"providers.{name}: upstream must be a URL string")
     headers = table.get("extra_headers", {})
     if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) and "\n" not in v
+        isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) and not any(c in v for c in "\r\n\0")
         for k, v in headers.items()
     ):
         raise ValueError(f"providers.{name}: extra_headers must map header names to strings")
@@ -113,6 +164,65 @@ def _parse_provider(name: str, table: Any) -> Provider | None:
     except ValueError as e:
         raise ValueError(f"providers.{name}: {e}") from None
     return Provider(name=name, type=ptype, host=host, upstream=parsed_upstream, extra_headers=tuple(headers.items()))
+
+
+def _string_pairs(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"{what} must map names to strings")
+    return tuple(value.items())
+
+
+def _regex(value: Any, what: str) -> re.Pattern[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a regular expression string")
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise ValueError(f"{what}: invalid regular expression: {e}") from None
+
+
+def _parse_mcp_server(name: str, table: Any) -> McpServer | None:
+    where = f"mcp_servers.{name}"
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be a table")
+    if not _MCP_NAME.match(name):
+        raise ValueError(f"MCP server name {name!r} must be letters and digits, optionally joined by '-' or '_'")
+    if unknown := set(table) - _MCP_KEYS:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    if not _enabled(table, where):
+        return None
+    url, command = table.get("url"), table.get("command")
+    if (url is None) == (command is None):
+        raise ValueError(f"{where}: give either url (streamable HTTP) or command (stdio)")
+    if url is not None:
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ValueError(f"{where}: url must be an http(s) URL")
+        if {"args", "env"} & set(table):
+            raise ValueError(f"{where}: args and env belong to stdio servers (command)")
+    else:
+        if not isinstance(command, str) or not command.strip():
+            raise ValueError(f"{where}: command must be a non-empty string")
+        if "headers" in table:
+            raise ValueError(f"{where}: headers belong to HTTP servers (url)")
+    args = table.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ValueError(f"{where}: args must be a list of strings")
+    timeout = table.get("tool_timeout", DEFAULT_TOOL_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ValueError(f"{where}: tool_timeout must be a positive number of seconds")
+    return McpServer(
+        name=name,
+        url=url,
+        headers=_string_pairs(table.get("headers", {}), f"{where}.headers"),
+        command=command,
+        args=tuple(args),
+        env=_string_pairs(table.get("env", {}), f"{where}.env"),
+        allow=_regex(table.get("allow"), f"{where}.allow"),
+        deny=_regex(table.get("deny"), f"{where}.deny"),
+        tool_timeout=float(timeout),
+    )
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -127,7 +237,22 @@ def parse_config(data: dict[str, Any]) -> Config:
     hosts = [p.host for p in providers]
     if dupes := sorted({h for h in hosts if hosts.count(h) > 1}):
         raise ValueError(f"several providers claim host(s) {', '.join(dupes)}")
-    return Config(providers=tuple(providers))
+    servers_table = data.get("mcp_servers", {})
+    if not isinstance(servers_table, dict):
+        raise ValueError("mcp_servers must be a table of tables")
+    servers = [s for name, table in sorted(servers_table.items()) if (s := _parse_mcp_server(name, table))]
+    rounds = data.get("max_tool_rounds", DEFAULT_MAX_TOOL_ROUNDS)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 1000:
+        raise ValueError("max_tool_rounds must be a whole number from 1 to 1000")
+    keepalive = data.get("keepalive_interval", DEFAULT_KEEPALIVE_INTERVAL)
+    if isinstance(keepalive, bool) or not isinstance(keepalive, int | float) or not 0 < keepalive <= 600:
+        raise ValueError("keepalive_interval must be a number of seconds from 0 to 600")
+    return Config(
+        providers=tuple(providers),
+        mcp_servers=tuple(servers),
+        max_tool_rounds=rounds,
+        keepalive_interval=float(keepalive),
+    )
 
 
 def load_config(path: str | None) -> Config:

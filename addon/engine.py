@@ -2,18 +2,25 @@
 
 The proxy hook builds a `Job` and calls `admit()` (parse, record the start; a malformed body is answered
 right there). The local server then calls `open()`, which sends the request upstream *before* committing a
-status, so upstream errors are relayed with their own status, headers and body. The returned `Reply.body`
-relays the upstream bytes as they arrive, event by event, while the wire parser reads them for the audit.
+status, so upstream errors are relayed with their own status, headers and body.
+
+With no tools to inject, `Reply.body` relays the upstream bytes as they arrive while the wire parser reads
+them for the audit. With injected tools, the same body runs the tool loop: each round's visible events are
+relayed live, injected calls run concurrently (pings keep the stream alive), and the next round is sent,
+until the model stops calling injected tools or `max_tool_rounds` is reached. A blocking request runs the
+loop before it answers, once. The loop exists once, here; each wire format supplies its steps.
+
 Every admitted job ends exactly once (`finish`), whatever fails: completed, failed or cancelled.
 """
 
+import asyncio
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import httpx
@@ -30,9 +37,12 @@ from .audit import (
 )
 from .audit.lineage import Lineage
 from .clients import client_session_id, detect_client
+from .config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS, McpServer
 from .identity import credential_info
 from .routing import Api, Route
-from .wire import AnthropicMessages, OpenAIChat, RequestInfo, ResponseParser, Turn, WireFormat
+from .tools import TextPart, ToolResult
+from .wire import AnthropicMessages, OpenAIChat, RequestInfo, ResponseParser, ToolCall, Turn, WireFormat
+from .wire.base import LIMIT_NOTICE, LoopState, Next, parse_arguments
 from .wire.sse import SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
@@ -45,6 +55,27 @@ class Recorder(Protocol):
     def emit(self, event: AuditEvent) -> None: ...
 
     def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None: ...
+
+
+class Tool(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def input_schema(self) -> dict[str, Any]: ...
+    @property
+    def server(self) -> McpServer: ...
+    @property
+    def tool(self) -> str: ...
+
+
+class ToolSource(Protocol):
+    """What the engine needs of the MCP side (`tools.ToolManager`)."""
+
+    def tools(self) -> Sequence[Tool]: ...
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolResult: ...
 
 
 @dataclass(kw_only=True, eq=False)
@@ -63,6 +94,8 @@ class Job:
     info: RequestInfo | None = None
     thread_root_id: UUID | None = None
     response_id: str | None = None
+    tools: dict[str, Tool] = field(default_factory=dict)
+    """The injected tools, by model-visible name, as they were when the request arrived."""
     ended: bool = False
 
     @property
@@ -76,6 +109,21 @@ class Reply:
     status: int
     headers: list[tuple[str, str]]
     body: AsyncIterator[bytes]
+    on_close: Callable[[], Awaitable[None]] | None = None
+
+    async def aclose(self) -> None:
+        """Release everything, also when the body was never read (the client left before it started)."""
+        try:
+            await self.body.aclose()  # type: ignore[attr-defined]
+        finally:
+            if self.on_close is not None:
+                await self.on_close()
+
+
+class UpstreamUnavailable(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -90,12 +138,29 @@ def _header_map(headers: list[tuple[str, str]]) -> dict[str, str]:
     return merged
 
 
+def _is_success(response: httpx.Response) -> bool:
+    return 200 <= response.status_code < 300
+
+
 class Engine:
-    def __init__(self, recorder: Recorder, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        client: httpx.AsyncClient,
+        tools: ToolSource | None = None,
+        *,
+        max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
+        keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
+    ) -> None:
         self.recorder = recorder
         self.client = client
+        self.tools = tools
+        self.max_tool_rounds = max_tool_rounds
+        self.keepalive_interval = keepalive_interval
         self.lineage = Lineage(recorder.find_tool_call)
         self.active: dict[UUID, Job] = {}
+
+    # --- admission -----------------------------------------------------------------------------------------
 
     async def admit(self, job: Job) -> Reply | None:
         """Record the interception's start. A Reply means: answer the client with it now."""
@@ -108,8 +173,7 @@ class Engine:
                 raise ValueError("the body must be a JSON object")
         except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
             self._record_start(job, headers, client, model="unknown", streaming=False)
-            message = f"invalid JSON body: {e}"
-            return self._fail(job, wire, 400, message)
+            return self._fail(job, wire, 400, f"invalid JSON body: {e}")
         job.json = body
         job.info = info = wire.parse_request(body)
         parent, job.thread_root_id = await self.lineage.resolve(info.correlating_tool_call_id)
@@ -158,12 +222,21 @@ class Engine:
             )
         )
 
-    async def open(self, job: Job) -> Reply:
-        """Call the upstream; return its status and headers, and a body that relays and records."""
-        wire = WIRES[job.api]
+    # --- the upstream call ---------------------------------------------------------------------------------
+
+    def _injectable(self, job: Job) -> Sequence[Tool]:
+        """The tools to inject: none for Claude Code's small/fast model (titles, summaries), none for chat
+        requests asking for several choices (one loop cannot serve them)."""
+        if self.tools is None or job.json is None or job.info is None:
+            return ()
+        if "haiku" in (job.info.model or "").lower():
+            return ()
+        if job.api is Api.OPENAI_CHAT and job.json.get("n") not in (None, 1):
+            return ()
+        return self.tools.tools()
+
+    async def _send(self, job: Job, body: bytes) -> httpx.Response:
         provider = job.route.provider
-        assert job.json is not None
-        body, parser = wire.prepare_request(job.body, job.json)
         request = self.client.build_request(
             "POST",
             provider.upstream.url(job.path),
@@ -171,74 +244,230 @@ class Engine:
             content=body,
         )
         try:
-            response = await self.client.send(request, stream=True)
+            return await self.client.send(request, stream=True)
         except httpx.TimeoutException as e:
-            return self._fail(job, wire, 504, f"upstream {provider.name} timed out: {type(e).__name__}")
+            raise UpstreamUnavailable(504, f"upstream {provider.name} timed out: {type(e).__name__}") from e
         except (httpx.HTTPError, OSError) as e:
-            return self._fail(job, wire, 502, f"upstream {provider.name} unreachable: {e or type(e).__name__}")
+            raise UpstreamUnavailable(502, f"upstream {provider.name} unreachable: {e or type(e).__name__}") from e
+
+    async def open(self, job: Job) -> Reply:
+        """Call the upstream; return its status and headers, and a body that relays and records."""
+        wire = WIRES[job.api]
+        assert job.json is not None
+        body, hide_usage = wire.prepare_request(job.body, job.json)
+        state: LoopState | None = None
+        if tools := self._injectable(job):
+            job.tools = {t.name: t for t in tools}
+            body = wire.inject_tools(body, tools)
+            state = LoopState(frozenset(job.tools), self.max_tool_rounds, client_wants_usage=not hide_usage)
+        try:
+            response = await self._send(job, body)
+        except UpstreamUnavailable as e:
+            return self._fail(job, wire, e.status, str(e))
         except BaseException:
             self.finish(job, "cancelled", "client disconnected before the upstream answered")
             raise
         try:
-            if not 200 <= response.status_code < 300:
-                return await self._relay_error(job, parser, response)
+            if not _is_success(response):
+                return await self._relay_error(job, wire, response)
+            if state is not None and not _is_sse(response):
+                return await self._loop_blocking(job, wire, state, body, response)
         except BaseException:
             await response.aclose()
             self.finish(job, "cancelled", "client disconnected")
             raise
-        is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
-        headers = upstream.response_headers(response.headers, keep_length=not is_sse)
+        if state is None:
+            relay = self._relay(job, wire, wire.parser(hide_usage_chunk=hide_usage), response)
+        else:
+            relay = self._loop_stream(job, wire, state, body, response)
+        headers = upstream.response_headers(response.headers, keep_length=state is None and not _is_sse(response))
         headers.append((INTERCEPTION_HEADER, str(job.id)))
-        return Reply(response.status_code, headers, self._relay(job, wire, parser, response, is_sse))
 
-    async def _relay_error(self, job: Job, parser: ResponseParser, response: httpx.Response) -> Reply:
-        raw = b"".join([chunk async for chunk in response.aiter_raw()])
-        await response.aclose()
-        decoded = _decoded(raw, response.headers.get("content-encoding"))
-        _guarded(parser.feed_body, decoded)
+        async def abandon() -> None:  # a no-op once the relay ran: the response is closed, the job ended
+            await response.aclose()
+            self.finish(job, "cancelled", "client disconnected")
+
+        return Reply(response.status_code, headers, relay, abandon)
+
+    async def _relay_error(self, job: Job, wire: WireFormat, response: httpx.Response) -> Reply:
+        try:
+            raw = await _read(response)
+        except httpx.HTTPError as e:
+            return self._fail(job, wire, 502, f"upstream failed mid-response: {e or type(e).__name__}")
+        parser = wire.parser()
+        _guarded(parser.feed_body, _decoded(raw, response.headers.get("content-encoding")))
         turn = _guarded(parser.turn) or Turn()
-        error = turn.error or f"HTTP {response.status_code}: {decoded[:300].decode('utf-8', 'replace')}"
+        error = turn.error or f"HTTP {response.status_code}: {raw[:300].decode('utf-8', 'replace')}"
         self.finish(job, "failed", error, response.status_code, turn.model)
         headers = upstream.response_headers(response.headers, keep_length=True)
         headers.append((INTERCEPTION_HEADER, str(job.id)))
         return Reply(response.status_code, headers, _once(raw))
 
+    # --- relaying ------------------------------------------------------------------------------------------
+
     async def _relay(
-        self, job: Job, wire: WireFormat, parser: ResponseParser, response: httpx.Response, is_sse: bool
+        self, job: Job, wire: WireFormat, parser: ResponseParser, response: httpx.Response
     ) -> AsyncIterator[bytes]:
+        """A response relayed as it is, parsed on the way."""
         status, error = "cancelled", "client disconnected"
-        # The upstream ignored `accept-encoding: identity`: relay its stream as is, unparsed.
-        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
         try:
-            if is_sse:
-                sse = SSEParser()
-                feed: Callable[[SSEEvent], bytes | None] = parser.feed_event
-                async for chunk in response.aiter_raw():
-                    if encoded:
-                        yield chunk
-                        continue
-                    out = [data for event in sse.feed(chunk) if (data := _relayed(feed, event)) is not None]
-                    if out:
-                        yield out[0] if len(out) == 1 else b"".join(out)
-                if (tail := sse.close()) is not None and (data := _relayed(feed, tail)) is not None:
-                    yield data
-            else:
-                chunks: list[bytes] = []
-                async for chunk in response.aiter_raw():
-                    chunks.append(chunk)
-                    yield chunk
-                _guarded(parser.feed_body, _decoded(b"".join(chunks), response.headers.get("content-encoding")))
+            async for data in _round(response, parser):
+                yield data
             error = (_guarded(parser.turn) or Turn()).error
             status = "failed" if error else "completed"
         except httpx.HTTPError as e:
             status, error = "failed", f"upstream connection failed mid-response: {e or type(e).__name__}"
-            if is_sse:
+            if _is_sse(response):
                 yield wire.error_event(error)
         finally:
             turn = _guarded(parser.turn) or Turn()
             self._record_turn(job, turn)
             self.finish(job, status, error, response.status_code, turn.model)
             await response.aclose()
+
+    async def _loop_stream(
+        self, job: Job, wire: WireFormat, state: LoopState, body: bytes, response: httpx.Response
+    ) -> AsyncIterator[bytes]:
+        """The tool loop, streamed: every round's visible events go out as they arrive."""
+        status, error, model = "cancelled", "client disconnected", None
+        http_status = response.status_code
+        try:
+            while True:
+                parser = wire.loop_parser(state)
+                try:
+                    async for data in _round(response, parser):
+                        yield data
+                finally:
+                    turn = _guarded(parser.turn) or Turn()
+                    self._record_turn(job, turn)
+                    state.add_usage(turn.usage)
+                    model = turn.model or model
+                    await response.aclose()
+                if turn.error or turn.next is not Next.CONTINUE:
+                    status, error = _outcome(turn, state)
+                    break
+                results_task = asyncio.ensure_future(self._run_tools(job, turn))
+                try:
+                    while not results_task.done():
+                        await asyncio.wait({results_task}, timeout=self.keepalive_interval)
+                        if not results_task.done():
+                            yield wire.ping_event()
+                    results = results_task.result()
+                finally:
+                    if not results_task.done():
+                        results_task.cancel()
+                body = wire.next_request(body, turn, results)
+                state.round += 1
+                try:
+                    response = await self._send(job, body)
+                except UpstreamUnavailable as e:
+                    status, error = "failed", str(e)
+                    yield wire.error_event(error)
+                    break
+                if not _is_success(response):
+                    http_status = response.status_code
+                    detail = (await _read(response))[:300].decode("utf-8", "replace")
+                    status, error = "failed", f"upstream answered round {state.round} with {http_status}: {detail}"
+                    yield wire.error_event(error)
+                    break
+        except httpx.HTTPError as e:
+            status, error = "failed", f"upstream connection failed mid-response: {e or type(e).__name__}"
+            yield wire.error_event(error)
+        finally:
+            await response.aclose()
+            self.finish(job, status, error, http_status, model)
+
+    async def _loop_blocking(
+        self, job: Job, wire: WireFormat, state: LoopState, body: bytes, response: httpx.Response
+    ) -> Reply:
+        """The tool loop, blocking: every round runs, then the client gets one merged answer."""
+        first = response
+        bodies: list[dict[str, Any]] = []
+        hidden = False
+        model = None
+        while True:
+            try:
+                raw = await _read(response)
+            except httpx.HTTPError as e:
+                return self._fail(job, wire, 502, f"upstream failed mid-response: {e or type(e).__name__}")
+            if not _is_success(response):
+                self.finish(
+                    job,
+                    "failed",
+                    f"upstream answered round {state.round} with {response.status_code}",
+                    response.status_code,
+                    model,
+                )
+                headers = upstream.response_headers(response.headers, keep_length=True)
+                return Reply(response.status_code, [*headers, (INTERCEPTION_HEADER, str(job.id))], _once(raw))
+            parser = wire.loop_parser(state)
+            _guarded(parser.feed_body, _decoded(raw, response.headers.get("content-encoding")))
+            turn = _guarded(parser.turn) or Turn()
+            self._record_turn(job, turn)
+            state.add_usage(turn.usage)
+            model = turn.model or model
+            hidden = hidden or any(c.name in state.injected for c in turn.tool_calls)
+            try:
+                bodies.append(json.loads(raw))
+            except ValueError:
+                bodies.append({})
+            if turn.error or turn.next is not Next.CONTINUE:
+                break
+            results = await self._run_tools(job, turn)
+            body = wire.next_request(body, turn, results)
+            state.round += 1
+            try:
+                response = await self._send(job, body)
+            except UpstreamUnavailable as e:
+                return self._fail(job, wire, e.status, str(e))
+        status, error = _outcome(turn, state)
+        limited = turn.next is Next.LIMIT
+        final = raw if len(bodies) == 1 and not hidden and not limited else wire.merge_rounds(bodies, state, limited)
+        self.finish(job, status, error, first.status_code, model)
+        headers = upstream.response_headers(first.headers, keep_length=False)
+        headers += [("content-length", str(len(final))), (INTERCEPTION_HEADER, str(job.id))]
+        return Reply(first.status_code, headers, _once(final))
+
+    # --- tools ---------------------------------------------------------------------------------------------
+
+    async def _run_tools(self, job: Job, turn: Turn) -> list[tuple[ToolCall, ToolResult]]:
+        """Run a turn's injected calls concurrently; every call gets a result, none raises."""
+        return await asyncio.gather(*(self._run_tool(job, turn, call) for call in turn.tool_calls))
+
+    async def _run_tool(self, job: Job, turn: Turn, call: ToolCall) -> tuple[ToolCall, ToolResult]:
+        tool = job.tools[call.name]
+        arguments = parse_arguments(call.arguments)
+        if arguments is None:
+            message = "not run: the arguments are not a JSON object (cut off?)"
+            result = ToolResult((TextPart(f"Error: {message}"),), is_error=True, error=message)
+        else:
+            assert self.tools is not None
+            result = await self.tools.call(call.name, arguments)
+        invocation_error = result.error
+        if invocation_error is None and result.is_error:
+            invocation_error = next((p.text for p in result.parts if isinstance(p, TextPart)), "tool reported an error")
+        self.recorder.emit(
+            ToolCalled(
+                interception_id=job.id,
+                provider_response_id=turn.response_id,
+                provider_tool_call_id=call.id or None,
+                server_url=tool.server.location,
+                tool=tool.tool,
+                input=call.arguments,
+                injected=True,
+                invocation_error=invocation_error[:4000] if invocation_error else None,
+                metadata={
+                    "server": tool.server.name,
+                    "name": call.name,
+                    "duration_ms": round(result.duration_ms, 3),
+                    "result_size": result.size,
+                    "is_error": result.is_error,
+                },
+            )
+        )
+        return call, result
+
+    # --- the audit -----------------------------------------------------------------------------------------
 
     def _record_turn(self, job: Job, turn: Turn) -> None:
         emit = self.recorder.emit
@@ -258,6 +487,10 @@ class Engine:
                 )
             )
         for call in turn.tool_calls:
+            if (tool := job.tools.get(call.name)) is not None:
+                if turn.next is not Next.CONTINUE:  # run calls are recorded with their results
+                    emit(_unrun_call(job, turn, call, tool))
+                continue
             emit(
                 ToolCalled(
                     interception_id=job.id,
@@ -317,6 +550,68 @@ class Engine:
     def abort_all(self, reason: str) -> None:
         for job in list(self.active.values()):
             self.finish(job, "cancelled", reason)
+
+
+def _unrun_call(job: Job, turn: Turn, call: ToolCall, tool: Tool) -> ToolCalled:
+    """An injected call the bridge did not run, and why."""
+    if turn.next is Next.LIMIT:
+        reason = "not run: max_tool_rounds reached"
+    elif any(c.name not in job.tools for c in turn.tool_calls):
+        reason = "not run: the turn also called the client's own tools"
+    else:
+        reason = f"not run: the response ended with {turn.stop_reason or 'an error'}"
+    return ToolCalled(
+        interception_id=job.id,
+        provider_response_id=turn.response_id,
+        provider_tool_call_id=call.id or None,
+        server_url=tool.server.location,
+        tool=tool.tool,
+        input=call.arguments,
+        injected=True,
+        invocation_error=reason,
+        metadata={"server": tool.server.name, "name": call.name},
+    )
+
+
+def _outcome(turn: Turn, state: LoopState) -> tuple[str, str | None]:
+    if turn.error:
+        return "failed", turn.error
+    if turn.next is Next.LIMIT:
+        return "completed", LIMIT_NOTICE.format(rounds=state.round)
+    return "completed", None
+
+
+def _is_sse(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
+async def _read(response: httpx.Response) -> bytes:
+    try:
+        return b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+
+
+async def _round(response: httpx.Response, parser: ResponseParser) -> AsyncIterator[bytes]:
+    """One upstream response relayed through a parser: SSE event by event, or a body as it arrives."""
+    if not _is_sse(response):
+        chunks: list[bytes] = []
+        async for chunk in response.aiter_raw():
+            chunks.append(chunk)
+            yield chunk
+        _guarded(parser.feed_body, _decoded(b"".join(chunks), response.headers.get("content-encoding")))
+        return
+    if response.headers.get("content-encoding", "identity").lower() != "identity":
+        async for chunk in response.aiter_raw():  # the upstream ignored `identity`: relay as is, unparsed
+            yield chunk
+        return
+    sse = SSEParser()
+    async for chunk in response.aiter_raw():
+        out = [data for event in sse.feed(chunk) if (data := _relayed(parser.feed_event, event)) is not None]
+        if out:
+            yield out[0] if len(out) == 1 else b"".join(out)
+    if (tail := sse.close()) is not None and (data := _relayed(parser.feed_event, tail)) is not None:
+        yield data
 
 
 def _relayed(feed: Callable[[SSEEvent], bytes | None], event: SSEEvent) -> bytes | None:

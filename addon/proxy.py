@@ -10,12 +10,14 @@ from mitmproxy import ctx, exceptions, http, tls
 
 from . import upstream
 from .audit import AuditFileLocked, AuditWriter
+from .audit.lineage import Lineage
 from .certs import protect_private_key, shell_lines, write_ca_bundle
 from .config import Config, Provider, load_config
 from .engine import Engine, Job
 from .ids import uuid7
 from .routing import Route, classify
 from .server import LocalServer
+from .tools import ToolManager
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +42,19 @@ class Bridge:
         self.writer: AuditWriter | None = None
         self.engine: Engine | None = None
         self.server: LocalServer | None = None
+        self.tools: ToolManager | None = None
         self._clients: list[httpx.AsyncClient] = []
         self._ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
             "aibridge_config",
             str | None,
             None,
-            "Path of the aibridge TOML configuration (providers, ...). Without it, the default providers "
-            "anthropic (api.anthropic.com) and openai (api.openai.com) are bridged.",
+            "Path of the aibridge TOML configuration (providers, MCP servers, tool loop limits). Without it, "
+            "the default providers anthropic (api.anthropic.com) and openai (api.openai.com) are bridged "
+            "and no tools are injected.",
         )
         loader.add_option(
             "aibridge_db",
@@ -61,9 +66,11 @@ class Bridge:
     def configure(self, updated: set[str]) -> None:
         if "aibridge_config" in updated:
             try:
-                self.config = load_config(ctx.options.aibridge_config)
+                config = load_config(ctx.options.aibridge_config)
             except ValueError as e:
                 raise exceptions.OptionsError(f"aibridge_config: {e}") from None
+            self._use_tools(config)
+            self.config = config
         if updated & _TLS_OPTIONS or self._client is None:
             verify = upstream.make_ssl_context(
                 insecure=ctx.options.ssl_insecure,
@@ -75,9 +82,22 @@ class Bridge:
             self._open_audit(ctx.options.aibridge_db)
         assert self.writer is not None
         if self.engine is None:
-            self.engine = Engine(self.writer, self._client)  # type: ignore[arg-type]
+            self.engine = Engine(self.writer, self._client, self.tools)  # type: ignore[arg-type]
             self.server = LocalServer(self.engine)
         self.engine.client = self._client  # type: ignore[assignment]
+        self.engine.max_tool_rounds = self.config.max_tool_rounds
+        self.engine.keepalive_interval = self.config.keepalive_interval
+
+    def _use_tools(self, config: Config) -> None:
+        """Swap the MCP servers when they changed; a running manager reconnects only what changed."""
+        if self.tools is None or not self._ready.is_set():  # not started yet: nothing to reconnect
+            self.tools = ToolManager(config.mcp_servers)
+            if self.engine is not None:
+                self.engine.tools = self.tools
+        elif config.mcp_servers != self.config.mcp_servers:
+            task = asyncio.ensure_future(self.tools.reconfigure(config.mcp_servers))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     @property
     def _client(self) -> httpx.AsyncClient | None:
@@ -100,11 +120,12 @@ class Bridge:
         self.writer = writer
         if self.engine is not None:
             self.engine.recorder = writer
-            self.engine.lineage._lookup = writer.find_tool_call
+            self.engine.lineage = Lineage(writer.find_tool_call)
 
     async def running(self) -> None:
-        assert self.server is not None
+        assert self.server is not None and self.tools is not None
         await self.server.start()
+        await self.tools.start()  # connects in the background: start-up does not wait for MCP servers
         self._ready.set()
         self._announce()
 
@@ -207,6 +228,10 @@ class Bridge:
             self.engine.abort_all("proxy shut down")
         if self.server is not None:
             await self.server.stop()
+        if self.tools is not None:
+            await self.tools.stop()
+        for task in list(self._tasks):
+            task.cancel()
         if self.writer is not None:
             self.writer.close()
             self.writer = None

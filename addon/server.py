@@ -133,5 +133,5 @@ class LocalServer:
             finished = True
             watcher.cancel()
             if reply is not None:
-                await reply.body.aclose()  # type: ignore[attr-defined]
+                await reply.aclose()
             self.engine.finish(job, "cancelled", "client disconnected")

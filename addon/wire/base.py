@@ -1,6 +1,8 @@
 """Types shared by the wire formats, and the contract each one fulfils."""
 
+import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -47,6 +49,109 @@ class Turn:
     stop_reason: str | None = None
     error: str | None = None
     """An error the upstream reported inside a 2xx response (an SSE `error` event)."""
+    assistant: JSON | None = None
+    """The turn as an assistant message for the next round's request (set when tools are injected)."""
+    next: "Next | None" = None
+    """What the bridge does after this turn (set when tools are injected)."""
+
+
+class Next(enum.Enum):
+    """After a turn that called tools the bridge injected."""
+
+    FINAL = enum.auto()
+    """Relay the turn as the client's answer: no injected calls, a mixed turn, or not stopped for tools."""
+    CONTINUE = enum.auto()
+    """Run the injected calls and call the upstream again."""
+    LIMIT = enum.auto()
+    """The model wants more tools but max_tool_rounds is reached: end with a notice."""
+
+
+def decide(calls: Sequence[ToolCall], injected: frozenset[str], stopped_for_tools: bool, last_round: bool) -> Next:
+    """The loop's one decision. A turn that mixes injected and client calls goes to the client as it is, the
+    injected calls hidden and not run: their results could not reach the model without the client's, and the
+    client's history then holds no `tool_use` without a result. A call whose stream was cut short
+    (`max_tokens`) is never run either."""
+    own = [c for c in calls if c.name in injected]
+    if not own or not stopped_for_tools or len(own) < len(calls):
+        return Next.FINAL
+    return Next.LIMIT if last_round else Next.CONTINUE
+
+
+class ToolSpec(Protocol):
+    """An injected tool as the model sees it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def input_schema(self) -> dict[str, Any]: ...
+
+
+class ToolOutput(Protocol):
+    """A tool's result: text and image parts (`.text`, or `.media_type` and base64 `.data`)."""
+
+    @property
+    def parts(self) -> tuple[Any, ...]: ...
+    @property
+    def is_error(self) -> bool: ...
+
+
+@dataclass(slots=True)
+class LoopState:
+    """What one bridged response carries across upstream rounds while injected tools run."""
+
+    injected: frozenset[str]
+    max_rounds: int
+    client_wants_usage: bool = True
+    round: int = 1
+    usage: Usage = field(default_factory=Usage)
+    """Summed over the finished rounds."""
+    next_index: int = 0
+    """The next content-block (Anthropic) or tool-call (chat) index the client sees."""
+    first_id: str | None = None
+    text_sent: bool = False
+
+    @property
+    def last_round(self) -> bool:
+        return self.round >= self.max_rounds
+
+    def add_usage(self, usage: Usage | None) -> None:
+        if usage is not None:
+            self.usage = sum_usage(self.usage, usage)
+
+
+def sum_usage(a: Usage, b: Usage) -> Usage:
+    extra = dict(a.extra)
+    for key, value in b.extra.items():
+        both_counts = isinstance(value, int) and isinstance(extra.get(key, 0), int)
+        extra[key] = extra.get(key, 0) + value if both_counts else value
+    return Usage(
+        a.input + b.input, a.output + b.output, a.cache_read + b.cache_read, a.cache_write + b.cache_write, extra
+    )
+
+
+LIMIT_NOTICE = "[aibridge] Stopped after {rounds} rounds of tool calls (max_tool_rounds); ask me to continue."
+
+
+def result_text(output: ToolOutput) -> str:
+    """A tool result as plain text, for APIs whose tool results carry no images."""
+    texts = []
+    for part in output.parts:
+        if hasattr(part, "text"):
+            texts.append(part.text)
+        else:
+            texts.append(f"[image {part.media_type}, {len(part.data) * 3 // 4} bytes, not shown]")
+    return "\n".join(texts)
+
+
+def parse_arguments(arguments: str) -> dict[str, Any] | None:
+    """Tool arguments as an object, or None when they are not a JSON object (e.g. cut off by max_tokens)."""
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +180,38 @@ class ResponseParser(Protocol):
 
 
 class WireFormat(Protocol):
+    """One provider API. The engine runs the same loop for every API; these are its steps."""
+
     provider_type: str
 
     def parse_request(self, body: JSON) -> RequestInfo: ...
 
-    def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, ResponseParser]:
-        """The bytes to send upstream (changed only where the bridge must) and a parser for the answer."""
+    def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, bool]:
+        """The bytes to send upstream (changed only where the bridge must), and whether the usage chunk the
+        bridge asked for must be hidden from the client."""
+        ...
+
+    def parser(self, *, hide_usage_chunk: bool = False) -> ResponseParser:
+        """A parser for a response relayed as it is."""
+        ...
+
+    def loop_parser(self, state: LoopState) -> ResponseParser:
+        """A parser for one round of a response whose injected tools the bridge runs: it hides what the
+        client must not see and sets `Turn.next` and `Turn.assistant`."""
+        ...
+
+    def inject_tools(self, raw: bytes, tools: Sequence[ToolSpec]) -> bytes: ...
+
+    def next_request(self, raw: bytes, turn: Turn, results: Sequence[tuple[ToolCall, ToolOutput]]) -> bytes:
+        """The previous request with the turn and the tools' results appended."""
+        ...
+
+    def merge_rounds(self, bodies: Sequence[JSON], state: LoopState, limited: bool) -> bytes:
+        """The one blocking answer the client gets for several rounds."""
+        ...
+
+    def ping_event(self) -> bytes:
+        """Keeps a stream alive while tools run."""
         ...
 
     def error_body(self, status: int, message: str) -> bytes:

@@ -52,3 +52,24 @@ def set_member(raw: bytes, key: str, value_json: str) -> bytes:
         last_end = max(end for _, end in spans.values())
         return (text[:last_end] + "," + member + text[last_end:]).encode("utf-8")
     return (text[:close] + member + text[close:]).encode("utf-8")
+
+
+def extend_array(raw: bytes, key: str, items_json: list[str], *, at_start: bool = False) -> bytes:
+    """`raw` with `items_json` added to the top-level array `key` (first or last; created if missing)."""
+    if not items_json:
+        return raw
+    text = raw.decode("utf-8")
+    spans, _ = member_spans(text)
+    joined = ",".join(items_json)
+    if key not in spans:
+        return set_member(raw, key, f"[{joined}]")
+    start, end = spans[key]
+    if text[start] != "[":
+        raise ValueError(f"member {key!r} is not an array")
+    inner = text[start + 1 : end - 1]
+    if not inner.strip():
+        return (text[:start] + f"[{joined}]" + text[end:]).encode("utf-8")
+    if at_start:
+        return (text[: start + 1] + joined + "," + text[start + 1 :]).encode("utf-8")
+    close = text.rindex("]", start, end)
+    return (text[:close] + "," + joined + text[close:]).encode("utf-8")

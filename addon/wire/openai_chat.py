@@ -1,11 +1,31 @@
 """OpenAI `POST /v1/chat/completions`: request facts, streamed and whole responses, error shapes."""
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import JSON, RequestInfo, Thought, ToolCall, Turn, Usage, dumps, human_text, int_or_zero
-from .json_splice import set_member
+from .base import (
+    JSON,
+    LIMIT_NOTICE,
+    LoopState,
+    Next,
+    RequestInfo,
+    Thought,
+    ToolCall,
+    ToolOutput,
+    ToolSpec,
+    Turn,
+    Usage,
+    decide,
+    dumps,
+    human_text,
+    int_or_zero,
+    parse_arguments,
+    result_text,
+    sum_usage,
+)
+from .json_splice import extend_array, set_member
 from .sse import SSEEvent
 
 _ERROR_TYPES = {
@@ -101,17 +121,29 @@ class ChatParser:
         self._reasoning: dict[int, list[str]] = {}
 
     def feed_event(self, event: SSEEvent) -> bytes | None:
+        chunk = self._read(event)
+        if (
+            self._hide_usage_chunk
+            and chunk is not None
+            and not chunk.get("choices")
+            and isinstance(chunk.get("usage"), dict)
+        ):
+            return None
+        return event.raw
+
+    def _read(self, event: SSEEvent) -> JSON | None:
+        """Take a chunk into the turn; the chunk when it is one (not `[DONE]`, not an error, not garbage)."""
         if event.data == "[DONE]" or not event.data:
-            return event.raw
+            return None
         try:
             chunk = json.loads(event.data)
         except ValueError:
-            return event.raw
+            return None
         if not isinstance(chunk, dict):
-            return event.raw
+            return None
         if "error" in chunk and isinstance(chunk["error"], dict):
             self._turn.error = _error_text(chunk)
-            return event.raw
+            return None
         self._take_ids(chunk)
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]  # some providers repeat cumulative usage: the last one counts
@@ -119,9 +151,7 @@ class ChatParser:
         for choice in choices if isinstance(choices, list) else []:
             if isinstance(choice, dict):
                 self._on_choice_delta(choice)
-        if self._hide_usage_chunk and not choices and isinstance(chunk.get("usage"), dict):
-            return None
-        return event.raw
+        return chunk
 
     def _take_ids(self, obj: JSON) -> None:
         if isinstance(obj.get("id"), str) and not self._turn.response_id:
@@ -187,13 +217,147 @@ class ChatParser:
                         [arguments if isinstance(arguments, str) else dumps(arguments)],
                     )
 
+    def _tool_calls(self) -> list[ToolCall]:
+        return [ToolCall(c.id, c.name, "".join(c.arguments)) for _, c in sorted(self._calls.items()) if c.name or c.id]
+
     def turn(self) -> Turn:
         turn = self._turn
         turn.usage = to_usage(self._usage) if self._usage is not None else None
-        turn.tool_calls = [
-            ToolCall(c.id, c.name, "".join(c.arguments)) for _, c in sorted(self._calls.items()) if c.name or c.id
-        ]
+        turn.tool_calls = self._tool_calls()
         turn.thoughts = [Thought("".join(parts), "reasoning") for _, parts in sorted(self._reasoning.items())]
+        return turn
+
+
+def _summed_usage(raw: JSON, total: Usage) -> JSON:
+    prompt = total.input + total.cache_read
+    summed = {**raw, "prompt_tokens": prompt, "completion_tokens": total.output, "total_tokens": prompt + total.output}
+    summed["prompt_tokens_details"] = {**(raw.get("prompt_tokens_details") or {}), "cached_tokens": total.cache_read}
+    if "reasoning" in total.extra:
+        summed["completion_tokens_details"] = {
+            **(raw.get("completion_tokens_details") or {}),
+            "reasoning_tokens": total.extra["reasoning"],
+        }
+    return summed
+
+
+def _data(chunk: JSON) -> bytes:
+    return f"data: {dumps(chunk)}\n\n".encode()
+
+
+class ChatLoopParser(ChatParser):
+    """One round of a chat completion whose injected tools the bridge runs. The client sees one completion:
+    injected `tool_calls` deltas and intermediate `finish_reason: tool_calls` hidden, its own calls numbered
+    from 0, one `[DONE]`, and a final usage chunk summed over rounds (if it asked for usage)."""
+
+    def __init__(self, state: LoopState) -> None:
+        super().__init__(hide_usage_chunk=not state.client_wants_usage)
+        self._state = state
+        self._next: Next | None = None
+        self._slots: dict[tuple[int, int], int | None] = {}
+        """Upstream (choice, tool-call index) → the index the client sees; None for an injected call."""
+        self._text: list[str] = []
+
+    def feed_event(self, event: SSEEvent) -> bytes | None:
+        state = self._state
+        if event.data == "[DONE]":
+            return None if self._next is Next.CONTINUE else event.raw
+        chunk = self._read(event)
+        if chunk is None:
+            return event.raw
+        if state.first_id is None:
+            state.first_id = self._turn.response_id
+        choices = chunk.get("choices")
+        if isinstance(choices, list) and not choices:
+            return self._usage_chunk(event, chunk)
+        changed = state.round > 1 and chunk.get("id") != state.first_id
+        kept = []
+        for choice in choices if isinstance(choices, list) else []:
+            new = self._visible(choice) if isinstance(choice, dict) else choice
+            changed = changed or new is not choice
+            if new is not None:
+                kept.append(new)
+        if not changed:
+            return event.raw
+        if not kept and not isinstance(chunk.get("usage"), dict):
+            return None
+        return _data({**chunk, "id": state.first_id or chunk.get("id"), "choices": kept})
+
+    def _visible(self, choice: JSON) -> JSON | None:
+        """The choice as the client sees it (the same object when unchanged); None to drop it."""
+        state, index = self._state, choice.get("index", 0)
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        if isinstance(delta.get("content"), str):
+            self._text.append(delta["content"])
+        new_delta = delta
+        parts = delta.get("tool_calls")
+        if isinstance(parts, list) and parts:
+            kept = []
+            for position, part in enumerate(parts):
+                if not isinstance(part, dict):
+                    continue
+                slot = (index, part.get("index", position))
+                if slot not in self._slots:
+                    name = (part.get("function") or {}).get("name")
+                    self._slots[slot] = None if name in state.injected else state.next_index
+                    if self._slots[slot] is not None:
+                        state.next_index += 1
+                client = self._slots[slot]
+                if client is not None:
+                    kept.append(part if part.get("index") == client else {**part, "index": client})
+            if kept != parts:
+                new_delta = {k: v for k, v in delta.items() if k != "tool_calls"} | (
+                    {"tool_calls": kept} if kept else {}
+                )
+        finish = choice.get("finish_reason")
+        if finish:
+            self._next = decide(self._tool_calls(), state.injected, finish == "tool_calls", state.last_round)
+            if self._next is Next.CONTINUE:
+                finish = None
+            elif self._next is Next.LIMIT:
+                new_delta = {**new_delta, "content": LIMIT_NOTICE.format(rounds=state.round)}
+                new_delta.pop("tool_calls", None)
+                finish = "stop"
+        if new_delta is delta and finish == choice.get("finish_reason"):
+            return choice
+        if not new_delta and not finish:
+            return None
+        return {**choice, "delta": new_delta, "finish_reason": finish}
+
+    def _usage_chunk(self, event: SSEEvent, chunk: JSON) -> bytes | None:
+        state = self._state
+        if self._next is Next.CONTINUE or not state.client_wants_usage:
+            return None
+        if state.round == 1 or not isinstance(chunk.get("usage"), dict):
+            return event.raw
+        total = sum_usage(state.usage, to_usage(chunk["usage"]))
+        return _data({**chunk, "id": state.first_id, "usage": _summed_usage(chunk["usage"], total)})
+
+    def feed_body(self, body: bytes) -> None:
+        super().feed_body(body)
+        try:
+            message = json.loads(body)["choices"][0]["message"]
+        except (ValueError, LookupError, TypeError):
+            message = {}
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            self._text.append(message["content"])
+        stopped_for_tools = self._turn.stop_reason == "tool_calls"
+        self._next = decide(self._tool_calls(), self._state.injected, stopped_for_tools, self._state.last_round)
+
+    def turn(self) -> Turn:
+        turn = super().turn()
+        turn.next = self._next or Next.FINAL
+        calls = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {
+                    "name": c.name,
+                    "arguments": c.arguments if parse_arguments(c.arguments) is not None else "{}",
+                },
+            }
+            for c in turn.tool_calls
+        ]
+        turn.assistant = {"role": "assistant", "content": "".join(self._text) or None, "tool_calls": calls}
         return turn
 
 
@@ -215,17 +379,84 @@ class OpenAIChat:
             correlating_tool_call_id=correlating_tool_call_id(body),
         )
 
-    def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, ChatParser]:
-        """Streams report usage only when asked; ask, and hide the extra chunk from clients that did not."""
+    def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, bool]:
+        """Streams report usage only when asked: ask. The flag says the client did not ask, so the usage
+        chunk must not reach it."""
         options = body.get("stream_options")
         if body.get("stream") is not True or (isinstance(options, dict) and options.get("include_usage") is True):
-            return raw, ChatParser()
+            return raw, False
         merged: dict[str, Any] = dict(options) if isinstance(options, dict) else {}
         merged["include_usage"] = True
         try:
-            return set_member(raw, "stream_options", dumps(merged)), ChatParser(hide_usage_chunk=True)
+            return set_member(raw, "stream_options", dumps(merged)), True
         except ValueError:
-            return raw, ChatParser()
+            return raw, False
+
+    def parser(self, *, hide_usage_chunk: bool = False) -> ChatParser:
+        return ChatParser(hide_usage_chunk=hide_usage_chunk)
+
+    def loop_parser(self, state: LoopState) -> ChatLoopParser:
+        return ChatLoopParser(state)
+
+    def inject_tools(self, raw: bytes, tools: Sequence[ToolSpec]) -> bytes:
+        specs = [
+            dumps(
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.input_schema},
+                }
+            )
+            for t in tools
+        ]
+        return extend_array(raw, "tools", specs)
+
+    def next_request(self, raw: bytes, turn: Turn, results: Sequence[tuple[ToolCall, ToolOutput]]) -> bytes:
+        assert turn.assistant is not None
+        messages = [dumps(turn.assistant)]
+        for call, output in results:
+            text = result_text(output)
+            messages.append(
+                dumps(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.id,
+                        "content": f"Tool error: {text}" if output.is_error else text,
+                    }
+                )
+            )
+        return extend_array(raw, "messages", messages)
+
+    def merge_rounds(self, bodies: Sequence[JSON], state: LoopState, limited: bool) -> bytes:
+        """The blocking answer: the last round's completion with every round's text, the client's own tool
+        calls, and summed usage."""
+        final = dict(bodies[-1])
+        text = "".join(
+            choice["message"]["content"]
+            for body in bodies
+            for choice in (body.get("choices") or [])[:1]
+            if isinstance(choice.get("message"), dict) and isinstance(choice["message"].get("content"), str)
+        )
+        choices = [dict(c) for c in final.get("choices") or [{"index": 0, "message": {"role": "assistant"}}]]
+        message = dict(choices[0].get("message") or {})
+        visible = [
+            c for c in message.get("tool_calls") or [] if (c.get("function") or {}).get("name") not in state.injected
+        ]
+        if limited:
+            text += LIMIT_NOTICE.format(rounds=state.round)
+            choices[0]["finish_reason"] = "stop"
+        message["content"] = text or None
+        if visible:
+            message["tool_calls"] = visible
+        else:
+            message.pop("tool_calls", None)
+        choices[0]["message"] = message
+        final["choices"] = choices
+        final["id"] = bodies[0].get("id", final.get("id"))
+        final["usage"] = _summed_usage(final.get("usage") or {}, state.usage)
+        return dumps(final).encode()
+
+    def ping_event(self) -> bytes:
+        return b": ping\n\n"
 
     def error_body(self, status: int, message: str) -> bytes:
         kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")

@@ -3,7 +3,8 @@
 import re
 from dataclasses import dataclass
 
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+# A line end (CRLF, LF, or a CR not followed by LF) and then an empty line: any mix, as the SSE spec allows.
+_EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
 _LINE_END = re.compile(r"\r\n|\n|\r")
 
 
@@ -27,6 +28,8 @@ class SSEParser:
         start = 0
         while match := _EVENT_END.search(buffer, start):
             end = match.end()
+            if end == len(buffer) and buffer.endswith(b"\r"):
+                break  # that CR may be the first half of a CRLF: wait for the next byte
             events.append(parse_event(buffer[start:end]))
             start = end
         self._buffer = buffer[start:]

@@ -244,9 +244,10 @@ def test_parse_request_stream_must_be_true(stream: object) -> None:
 
 def test_prepare_request_leaves_the_body_alone() -> None:
     raw = b'{"model": "m",  "stream": true, "messages": []}'
-    out, parser = WIRE.prepare_request(raw, json.loads(raw))
+    out, hide_usage = WIRE.prepare_request(raw, json.loads(raw))
     assert out == raw
-    assert isinstance(parser, MessagesParser)
+    assert hide_usage is False
+    assert isinstance(WIRE.parser(), MessagesParser)
 
 
 # --- streamed responses ----------------------------------------------------------------------------------
@@ -392,7 +393,12 @@ def test_blocking_body() -> None:
     parser = MessagesParser()
     parser.feed_body(json.dumps(body).encode())
     turn = parser.turn()
-    assert (turn.response_id, turn.model, turn.stop_reason, turn.error) == ("msg_2", "claude-haiku-4-5", "tool_use", None)
+    assert (turn.response_id, turn.model, turn.stop_reason, turn.error) == (
+        "msg_2",
+        "claude-haiku-4-5",
+        "tool_use",
+        None,
+    )
     assert turn.usage == Usage(input=3, output=4, cache_read=7, cache_write=8, extra={"web_search_requests": 2})
     assert turn.tool_calls == [ToolCall("toolu_1", "Bash", '{"command":"ls -l"}'), ToolCall("toolu_2", "Now", "{}")]
     assert turn.thoughts == [Thought("hmm", "thinking")]

@@ -24,7 +24,10 @@ def test_dumps_is_compact_and_keeps_unicode() -> None:
         (["", "   ", "\n"], None),
         (["<system-reminder>x</system-reminder>"], None),
         (["  <environment_context>cwd</environment_context>", "<user_instructions>be nice</user_instructions>"], None),
-        (["<system-reminder>x</system-reminder>", "fix the bug", "<system-reminder>y</system-reminder>"], "fix the bug"),
+        (
+            ["<system-reminder>x</system-reminder>", "fix the bug", "<system-reminder>y</system-reminder>"],
+            "fix the bug",
+        ),
         (["first", "second"], "first\n\nsecond"),
         (["a <system-reminder> in the middle"], "a <system-reminder> in the middle"),
     ],

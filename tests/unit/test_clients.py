@@ -53,7 +53,12 @@ JSON_USER_ID = json.dumps({"device_id": "dev", "account_uuid": "acc", "session_i
 @pytest.mark.parametrize(
     ("client", "headers", "body", "expected"),
     [
-        ("Claude Code", {"x-claude-code-session-id": "sess-header"}, {"metadata": {"user_id": JSON_USER_ID}}, "sess-header"),
+        (
+            "Claude Code",
+            {"x-claude-code-session-id": "sess-header"},
+            {"metadata": {"user_id": JSON_USER_ID}},
+            "sess-header",
+        ),
         ("Claude Code", {"x-claude-code-session-id": "  padded  "}, {}, "padded"),
         ("Claude Code", {"x-claude-code-session-id": "   "}, {"metadata": {"user_id": JSON_USER_ID}}, "sess-json-1"),
         ("Claude Code", {}, {"metadata": {"user_id": JSON_USER_ID}}, "sess-json-1"),

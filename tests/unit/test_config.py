@@ -130,7 +130,12 @@ def test_duplicate_hosts_are_rejected() -> None:
 
 def test_moving_a_default_provider_frees_its_host() -> None:
     providers = by_name(
-        {"providers": {"anthropic": {"host": "old.example"}, "claude-2": {"type": "anthropic", "host": "api.anthropic.com"}}}
+        {
+            "providers": {
+                "anthropic": {"host": "old.example"},
+                "claude-2": {"type": "anthropic", "host": "api.anthropic.com"},
+            }
+        }
     )
     assert providers["claude-2"].host == "api.anthropic.com"
 
@@ -139,7 +144,11 @@ def test_moving_a_default_provider_frees_its_host() -> None:
     ("upstream", "path", "url"),
     [
         (Upstream(scheme="https", host="api.x.com", port=443, path=""), "/v1/m", "https://api.x.com/v1/m"),
-        (Upstream(scheme="https", host="api.x.com", port=8443, path="/p"), "/v1/m?a=1", "https://api.x.com:8443/p/v1/m?a=1"),
+        (
+            Upstream(scheme="https", host="api.x.com", port=8443, path="/p"),
+            "/v1/m?a=1",
+            "https://api.x.com:8443/p/v1/m?a=1",
+        ),
         (Upstream(scheme="http", host="127.0.0.1", port=80, path="/a/b"), "/v1/m", "http://127.0.0.1/a/b/v1/m"),
         (Upstream(scheme="http", host="127.0.0.1", port=443, path=""), "/v1/m", "http://127.0.0.1:443/v1/m"),
         (Upstream(scheme="http", host="::1", port=9000, path=""), "/v1/m", "http://[::1]:9000/v1/m"),

@@ -60,7 +60,7 @@ def test_defaults() -> None:
     ],
 )
 def test_table_names(cls: type, table: str) -> None:
-    assert cls.TABLE == table
+    assert table == cls.TABLE
 
 
 def test_events_are_frozen() -> None:

@@ -34,7 +34,11 @@ def test_hint_never_longer_than_eleven_characters() -> None:
     [
         ("anthropic", {"x-api-key": "sk-ant-api03-abcdefgh"}, ("byok", "sk-a...efgh")),
         ("anthropic", {"authorization": "Bearer sk-ant-oat01-zzzzzzzzzzzzzzzz"}, ("byok", "sk-a...zzzz")),
-        ("anthropic", {"x-api-key": "sk-ant-api03-abcdefgh", "authorization": "Bearer other-token-xyz"}, ("byok", "sk-a...efgh")),
+        (
+            "anthropic",
+            {"x-api-key": "sk-ant-api03-abcdefgh", "authorization": "Bearer other-token-xyz"},
+            ("byok", "sk-a...efgh"),
+        ),
         ("anthropic", {"x-api-key": "  ", "authorization": "Bearer thisisquitelong"}, ("byok", "th...ng")),
         ("openai", {"authorization": "Bearer sk-proj-0123456789abcdef"}, ("byok", "sk-p...cdef")),
         ("openai", {"authorization": "bearer  thisisquitelong "}, ("byok", "th...ng")),

@@ -44,12 +44,29 @@ STREAM = b"".join(
     [
         delta({"role": "assistant", "content": None, "reasoning_content": "Think "}),
         delta({"reasoning_content": "hard."}),
-        delta({"tool_calls": [{"index": 1, "id": "call_a", "type": "function", "function": {"name": "read", "arguments": ""}}]}),
         delta(
-            {"tool_calls": [{"index": 2, "id": "call_b", "type": "function", "function": {"name": "grep", "arguments": '{"q"'}}]}
+            {
+                "tool_calls": [
+                    {"index": 1, "id": "call_a", "type": "function", "function": {"name": "read", "arguments": ""}}
+                ]
+            }
+        ),
+        delta(
+            {
+                "tool_calls": [
+                    {"index": 2, "id": "call_b", "type": "function", "function": {"name": "grep", "arguments": '{"q"'}}
+                ]
+            }
         ),
         delta({"tool_calls": [{"index": 1, "function": {"arguments": '{"path":'}}]}),
-        delta({"tool_calls": [{"index": 1, "function": {"arguments": '"a.py"}'}}, {"index": 2, "function": {"arguments": ":1}"}}]}),
+        delta(
+            {
+                "tool_calls": [
+                    {"index": 1, "function": {"arguments": '"a.py"}'}},
+                    {"index": 2, "function": {"arguments": ":1}"}},
+                ]
+            }
+        ),
         delta({}, finish="tool_calls"),
         USAGE_CHUNK,
         DONE,
@@ -92,7 +109,14 @@ def run(stream: bytes, **kw: bool) -> tuple[ChatParser, list[SSEEvent], list[byt
             "run the tests",
         ),
         # system / developer entries after the user turn are skipped
-        ([{"role": "user", "content": "hi"}, {"role": "developer", "content": "d"}, {"role": "system", "content": "s"}], "hi"),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "developer", "content": "d"},
+                {"role": "system", "content": "s"},
+            ],
+            "hi",
+        ),
         # assistant prefill
         ([{"role": "user", "content": "write JSON"}, {"role": "assistant", "content": "{"}], "write JSON"),
         # a trailing tool message: the prompt belonged to an earlier interception
@@ -201,7 +225,9 @@ def test_stream_without_usage() -> None:
 
 
 def test_last_usage_counts() -> None:
-    stream = chunk([], usage={"prompt_tokens": 1, "completion_tokens": 1}) + chunk([], usage={"prompt_tokens": 9, "completion_tokens": 4})
+    stream = chunk([], usage={"prompt_tokens": 1, "completion_tokens": 1}) + chunk(
+        [], usage={"prompt_tokens": 9, "completion_tokens": 4}
+    )
     usage = run(stream)[0].turn().usage
     assert usage is not None and (usage.input, usage.output) == (9, 4)
 
@@ -221,8 +247,10 @@ def test_usage_chunk_is_hidden_only_when_asked() -> None:
 
 
 def test_usage_on_a_chunk_with_choices_is_never_hidden() -> None:
-    raw = chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], usage={"prompt_tokens": 1, "completion_tokens": 1})
-    _, events, out = run(raw, hide_usage_chunk=True)
+    raw = chunk(
+        [{"index": 0, "delta": {}, "finish_reason": "stop"}], usage={"prompt_tokens": 1, "completion_tokens": 1}
+    )
+    _, _, out = run(raw, hide_usage_chunk=True)
     assert out == [raw]
 
 
@@ -254,7 +282,8 @@ def test_error_chunk_with_code_only() -> None:
 
 
 def prepare(raw: bytes) -> tuple[bytes, ChatParser]:
-    return WIRE.prepare_request(raw, json.loads(raw))
+    out, hide = WIRE.prepare_request(raw, json.loads(raw))
+    return out, WIRE.parser(hide_usage_chunk=hide)
 
 
 def hides_usage(parser: ChatParser) -> bool:
@@ -295,7 +324,12 @@ def test_client_that_asked_for_usage_is_left_alone() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b'{"model": "m", "messages": []}', b'{"stream": false}', b'{"stream": "true"}', b'{"stream": 1, "stream_options": null}'],
+    [
+        b'{"model": "m", "messages": []}',
+        b'{"stream": false}',
+        b'{"stream": "true"}',
+        b'{"stream": 1, "stream_options": null}',
+    ],
 )
 def test_non_stream_requests_are_left_alone(raw: bytes) -> None:
     out, parser = prepare(raw)
@@ -305,7 +339,8 @@ def test_non_stream_requests_are_left_alone(raw: bytes) -> None:
 
 def test_unspliceable_body_is_sent_as_is() -> None:
     raw = b'\xef\xbb\xbf{"stream": true}'  # a UTF-8 BOM: json.loads copes, the splicer does not
-    out, parser = WIRE.prepare_request(raw, {"stream": True})
+    out, hide = WIRE.prepare_request(raw, {"stream": True})
+    parser = WIRE.parser(hide_usage_chunk=hide)
     assert out == raw
     assert not hides_usage(parser)
 
@@ -338,7 +373,12 @@ def test_blocking_body() -> None:
     parser = ChatParser()
     parser.feed_body(json.dumps(body).encode())
     turn = parser.turn()
-    assert (turn.response_id, turn.model, turn.stop_reason, turn.error) == ("chatcmpl-2", "gpt-4o-2024", "tool_calls", None)
+    assert (turn.response_id, turn.model, turn.stop_reason, turn.error) == (
+        "chatcmpl-2",
+        "gpt-4o-2024",
+        "tool_calls",
+        None,
+    )
     assert turn.usage == Usage(input=6, output=5, cache_read=4)
     assert turn.tool_calls == [ToolCall("call_1", "f", '{"a": 1}'), ToolCall("call_2", "g", '{"b":2}')]
     assert turn.thoughts == [Thought("thinking...", "reasoning")]

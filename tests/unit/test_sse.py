@@ -97,7 +97,7 @@ def test_mixed_line_endings_end_an_event_at_any_blank_line() -> None:
 
 def test_close_returns_an_unterminated_trailing_event() -> None:
     parser = SSEParser()
-    assert parser.feed(b"data: first\n\nevent: last\ndata: {\"x\": 1}") == [SSEEvent(b"data: first\n\n", "", "first")]
+    assert parser.feed(b'data: first\n\nevent: last\ndata: {"x": 1}') == [SSEEvent(b"data: first\n\n", "", "first")]
     tail = parser.close()
     assert tail == SSEEvent(b'event: last\ndata: {"x": 1}', "last", '{"x": 1}')
     assert parser.close() is None
@@ -109,11 +109,19 @@ def test_close_with_a_single_line_terminator() -> None:
     assert parser.close() == SSEEvent(b"data: [DONE]\n", "", "[DONE]")
 
 
-@pytest.mark.parametrize("rest", [b"", b"\n", b"\r\n", b"  \n"])
-def test_close_ignores_blank_leftovers(rest: bytes) -> None:
+@pytest.mark.parametrize("rest", [b"\n", b"\r\n", b"  \n", b" "])
+def test_close_returns_stray_leftovers_so_no_byte_is_lost(rest: bytes) -> None:
     parser = SSEParser()
     parser.feed(b"data: x\n\n" + rest)
+    assert parser.close() == SSEEvent(rest, "", "")
     assert parser.close() is None
+
+
+def test_close_after_complete_events_returns_nothing() -> None:
+    parser = SSEParser()
+    assert len(parser.feed(b"data: x\n\n")) == 1
+    assert parser.close() is None
+    assert SSEParser().close() is None
 
 
 def test_parse_event_fields() -> None:

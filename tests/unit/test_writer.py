@@ -103,7 +103,14 @@ def test_every_kind_of_event_is_written(path: str) -> None:
 
     counts = {
         table: query(path, f"SELECT count(*) FROM {table}")[0][0]
-        for table in ("interception_starts", "interception_ends", "token_usages", "user_prompts", "tool_usages", "model_thoughts")
+        for table in (
+            "interception_starts",
+            "interception_ends",
+            "token_usages",
+            "user_prompts",
+            "tool_usages",
+            "model_thoughts",
+        )
     }
     assert counts == {
         "interception_starts": 2,
@@ -113,18 +120,19 @@ def test_every_kind_of_event_is_written(path: str) -> None:
         "tool_usages": 1,
         "model_thoughts": 1,
     }
-    assert query(path, "SELECT interception_id, input_tokens, output_tokens, cache_read_input_tokens, "
-                 "cache_write_input_tokens, metadata->>'cache_write_5m', metadata->>'cache_write_1h' FROM token_usages") == [
-        (a, 10, 50, 100, 5, "3", "2")
-    ]
+    assert query(
+        path,
+        "SELECT interception_id, input_tokens, output_tokens, cache_read_input_tokens, "
+        "cache_write_input_tokens, metadata->>'cache_write_5m', metadata->>'cache_write_1h' FROM token_usages",
+    ) == [(a, 10, 50, 100, 5, "3", "2")]
     assert query(path, "SELECT prompt, provider_response_id FROM user_prompts") == [("fix the bug é", "msg_1")]
     assert query(path, "SELECT provider_tool_call_id, tool, input, injected, server_url FROM tool_usages") == [
         ("toolu_1", "Read", '{"path":"a.py"}', False, None)
     ]
     assert query(path, "SELECT content, metadata->>'source' FROM model_thoughts") == [("Let me think.", "thinking")]
-    assert query(path, "SELECT started_at, metadata->>'request_user_agent' FROM interception_starts WHERE id = ?", [a]) == [
-        (T0, "x")
-    ]
+    assert query(
+        path, "SELECT started_at, metadata->>'request_user_agent' FROM interception_starts WHERE id = ?", [a]
+    ) == [(T0, "x")]
 
 
 def test_interceptions_view(path: str) -> None:
@@ -144,7 +152,9 @@ def test_interceptions_view(path: str) -> None:
 
     rows = {
         row[0]: row[1:]
-        for row in query(path, "SELECT id, session_id, status, error, http_status, response_model, ended_at FROM interceptions")
+        for row in query(
+            path, "SELECT id, session_id, status, error, http_status, response_model, ended_at FROM interceptions"
+        )
     }
     assert rows[with_session][:5] == ("sess-1", "completed", None, 200, "m-1")
     assert rows[with_root][:5] == (str(root), "cancelled", "client disconnected", None, None)

@@ -1,0 +1,809 @@
+"""The engine: one interception from the client's request to the upstream and back, recorded on the way.
+
+The upstream is an httpx.MockTransport; the recorder collects events in a list. Every test's recorder is
+checked on teardown: each admitted job ends exactly once.
+"""
+
+import gzip
+import json
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+
+from addon.audit import (
+    AuditEvent,
+    InterceptionEnded,
+    InterceptionStarted,
+    PromptSubmitted,
+    ThoughtRecorded,
+    TokensUsed,
+    ToolCalled,
+)
+from addon.config import Provider, parse_config
+from addon.engine import INTERCEPTION_HEADER, Engine, Job, Reply
+from addon.ids import uuid7
+from addon.routing import Api, Route
+from addon.wire.sse import SSEParser
+
+CONFIG = parse_config({})
+ANTHROPIC, OPENAI = CONFIG.providers
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self.lookups: list[str] = []
+
+    def emit(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+    def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None:
+        self.lookups.append(tool_call_id)
+        return None
+
+    def of[E: AuditEvent](self, kind: type[E], job: Job | None = None) -> list[E]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, kind) and (job is None or getattr(e, "interception_id", getattr(e, "id", None)) == job.id)
+        ]
+
+    def ended(self, job: Job) -> InterceptionEnded:
+        (end,) = self.of(InterceptionEnded, job)
+        return end
+
+    def started(self, job: Job) -> InterceptionStarted:
+        (start,) = self.of(InterceptionStarted, job)
+        return start
+
+
+class FakeUpstream:
+    """The MockTransport handler: answers with `respond(request)` and keeps every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.respond: Callable[[httpx.Request], httpx.Response] = lambda request: httpx.Response(500)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.respond(request)
+
+
+class Chunks(httpx.AsyncByteStream):
+    """An upstream body sent in the given chunks, optionally failing after them; remembers being closed.
+
+    (A `Response(content=...)` would not do: httpx reads such a body at construction, and `aiter_raw()` then
+    raises StreamConsumed.)
+    """
+
+    def __init__(self, chunks: list[bytes], fail: Exception | None = None) -> None:
+        self.chunks = chunks
+        self.fail = fail
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+        if self.fail is not None:
+            raise self.fail
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def assert_each_job_ended_once(events: list[AuditEvent]) -> None:
+    started_ids = [e.id for e in events if isinstance(e, InterceptionStarted)]
+    ends = Counter(e.interception_id for e in events if isinstance(e, InterceptionEnded))
+    assert len(started_ids) == len(set(started_ids))
+    assert ends == Counter(started_ids), "every admitted job must end exactly once"
+
+
+@pytest.fixture
+def recorder() -> Iterator[FakeRecorder]:
+    recorder = FakeRecorder()
+    yield recorder
+    assert_each_job_ended_once(recorder.events)
+
+
+@pytest.fixture
+def upstream() -> FakeUpstream:
+    return FakeUpstream()
+
+
+@pytest.fixture
+async def engine(recorder: FakeRecorder, upstream: FakeUpstream) -> AsyncIterator[Engine]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
+        yield Engine(recorder, client)
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+ANTHROPIC_EVENTS = [
+    sse(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_01",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-5-20250929",
+                "content": [],
+                "usage": {
+                    "input_tokens": 10,
+                    "cache_creation_input_tokens": 5,
+                    "cache_read_input_tokens": 100,
+                    "output_tokens": 1,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 5, "ephemeral_1h_input_tokens": 0},
+                },
+            },
+        },
+    ),
+    sse(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+    ),
+    sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Read it."}},
+    ),
+    sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    sse("ping", {"type": "ping"}),
+    sse(
+        "content_block_start",
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+    ),
+    sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Sure é"}},
+    ),
+    sse("content_block_stop", {"type": "content_block_stop", "index": 1}),
+    sse(
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 2,
+            "content_block": {"type": "tool_use", "id": "toolu_A", "name": "Read", "input": {}},
+        },
+    ),
+    sse(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": '{"path": "a.py"}'},
+        },
+    ),
+    sse("content_block_stop", {"type": "content_block_stop", "index": 2}),
+    sse(
+        "message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 50}}
+    ),
+    sse("message_stop", {"type": "message_stop"}),
+]
+ANTHROPIC_STREAM = b"".join(ANTHROPIC_EVENTS)
+SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "request-id": "req_1"}
+
+ANTHROPIC_BODY = json.dumps(
+    {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 1024,
+        "stream": True,
+        "metadata": {"user_id": json.dumps({"session_id": "sess-from-metadata"})},
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
+                    {"type": "text", "text": "read a.py"},
+                ],
+            }
+        ],
+    },
+    indent=1,
+).encode()
+CLAUDE_HEADERS = [
+    ("Host", "api.anthropic.com"),
+    ("User-Agent", "claude-cli/2.1.329 (external, sdk-cli)"),
+    ("x-api-key", "sk-ant-api03-abcdefgh"),
+    ("anthropic-version", "2023-06-01"),
+    ("Content-Type", "application/json"),
+    ("X-Claude-Code-Session-Id", "sess-header"),
+]
+
+
+def make_job(
+    body: bytes = ANTHROPIC_BODY,
+    *,
+    api: Api = Api.ANTHROPIC_MESSAGES,
+    provider: Provider | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    path: str | None = None,
+) -> Job:
+    if provider is None:
+        provider = ANTHROPIC if api is Api.ANTHROPIC_MESSAGES else OPENAI
+    if path is None:
+        path = "/v1/messages?beta=true" if api is Api.ANTHROPIC_MESSAGES else "/v1/chat/completions"
+    return Job(
+        id=uuid7(),
+        route=Route(provider, api),
+        path=path,
+        headers=CLAUDE_HEADERS if headers is None else headers,
+        body=body,
+        initiator="tester",
+    )
+
+
+async def admitted(engine: Engine, job: Job) -> Job:
+    assert await engine.admit(job) is None
+    return job
+
+
+async def read(reply: Reply) -> list[bytes]:
+    return [chunk async for chunk in reply.body]
+
+
+def sse_reply(
+    chunks: list[bytes], fail: Exception | None = None
+) -> tuple[Chunks, Callable[[httpx.Request], httpx.Response]]:
+    stream = Chunks(chunks, fail)
+    return stream, lambda request: httpx.Response(200, headers=SSE_HEADERS, stream=stream)
+
+
+def header(reply: Reply, name: str) -> list[str]:
+    return [v for k, v in reply.headers if k.lower() == name]
+
+
+# --- admit -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b'{"model": ', b"", b"[1, 2]", b'"text"', b"\xff\xfe{}"])
+@pytest.mark.parametrize("api", [Api.ANTHROPIC_MESSAGES, Api.OPENAI_CHAT])
+async def test_admit_malformed_body(engine: Engine, recorder: FakeRecorder, body: bytes, api: Api) -> None:
+    job = make_job(body, api=api)
+    reply = await engine.admit(job)
+    assert reply is not None
+    assert reply.status == 400
+    assert ("content-type", "application/json") in reply.headers
+    assert header(reply, INTERCEPTION_HEADER) == [str(job.id)]
+    error = json.loads(b"".join(await read(reply)))
+    if api is Api.ANTHROPIC_MESSAGES:
+        assert error["type"] == "error"
+        assert error["error"]["type"] == "invalid_request_error"
+        message = error["error"]["message"]
+    else:
+        assert error["error"]["type"] == "invalid_request_error"
+        message = error["error"]["message"]
+    assert message.startswith("invalid JSON body")
+
+    start = recorder.started(job)
+    assert (start.model, start.streaming, start.route) == ("unknown", False, job.path.split("?")[0])
+    end = recorder.ended(job)
+    assert (end.status, end.http_status) == ("failed", 400)
+    assert end.error is not None and end.error.startswith("invalid JSON body")
+    assert [type(e) for e in recorder.events] == [InterceptionStarted, InterceptionEnded]
+    assert job.ended and job.id not in engine.active
+
+
+async def test_admit_records_the_start(engine: Engine, recorder: FakeRecorder) -> None:
+    job = await admitted(engine, make_job())
+    start = recorder.started(job)
+    assert start.id == job.id
+    assert (start.provider, start.provider_name, start.model, start.initiator) == (
+        "anthropic",
+        "anthropic",
+        "claude-sonnet-4-5",
+        "tester",
+    )
+    assert (start.client, start.user_agent, start.client_session_id) == (
+        "Claude Code",
+        "claude-cli/2.1.329 (external, sdk-cli)",
+        "sess-header",
+    )
+    assert (start.credential_kind, start.credential_hint) == ("byok", "sk-a...efgh")
+    assert (start.streaming, start.route, start.started_at) == (True, "/v1/messages", job.started_at)
+    assert (start.thread_parent_id, start.thread_root_id, start.correlating_tool_call_id) == (None, None, None)
+    assert recorder.of(InterceptionEnded) == []
+    assert engine.active == {job.id: job}
+    assert recorder.lookups == []  # no tool result: no lookup
+
+    engine.abort_all("proxy shut down")
+    end = recorder.ended(job)
+    assert (end.status, end.error) == ("cancelled", "proxy shut down")
+    assert engine.active == {}
+    engine.finish(job, "completed")  # only the first end counts
+    assert len(recorder.of(InterceptionEnded)) == 1
+
+
+async def test_admit_session_from_metadata_without_header(engine: Engine, recorder: FakeRecorder) -> None:
+    headers = [(k, v) for k, v in CLAUDE_HEADERS if k != "X-Claude-Code-Session-Id"]
+    job = await admitted(engine, make_job(headers=headers))
+    assert recorder.started(job).client_session_id == "sess-from-metadata"
+    engine.abort_all("done")
+
+
+# --- streamed success ------------------------------------------------------------------------------------
+
+
+async def test_anthropic_stream_is_relayed_event_by_event(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    stream, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    assert reply.status == 200
+    assert header(reply, "content-type") == ["text/event-stream"]
+    assert header(reply, "request-id") == ["req_1"]
+    assert header(reply, "content-length") == []
+    assert header(reply, INTERCEPTION_HEADER) == [str(job.id)]
+
+    chunks = await read(reply)
+    assert chunks == ANTHROPIC_EVENTS
+    assert stream.closed
+
+    assert [type(e) for e in recorder.events] == [
+        InterceptionStarted,
+        TokensUsed,
+        ToolCalled,
+        ThoughtRecorded,
+        PromptSubmitted,
+        InterceptionEnded,
+    ]
+    (usage,) = recorder.of(TokensUsed)
+    assert (usage.interception_id, usage.provider_response_id) == (job.id, "msg_01")
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens, usage.cache_write_input_tokens) == (
+        10,
+        50,
+        100,
+        5,
+    )
+    assert usage.metadata == {"cache_write_5m": 5, "cache_write_1h": 0}
+    (call,) = recorder.of(ToolCalled)
+    assert (call.interception_id, call.provider_response_id, call.provider_tool_call_id) == (
+        job.id,
+        "msg_01",
+        "toolu_A",
+    )
+    assert (call.tool, call.input, call.injected, call.server_url) == ("Read", '{"path": "a.py"}', False, None)
+    (thought,) = recorder.of(ThoughtRecorded)
+    assert (thought.interception_id, thought.content, thought.metadata) == (job.id, "Read it.", {"source": "thinking"})
+    (prompt,) = recorder.of(PromptSubmitted)
+    assert (prompt.interception_id, prompt.prompt, prompt.provider_response_id) == (job.id, "read a.py", "msg_01")
+    end = recorder.ended(job)
+    assert (end.status, end.error, end.http_status, end.response_model) == (
+        "completed",
+        None,
+        200,
+        "claude-sonnet-4-5-20250929",
+    )
+    assert engine.active == {}
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_stream_split_anywhere_is_relayed_byte_identical(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream, seed: int
+) -> None:
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(ANTHROPIC_STREAM)), 40))
+    pieces = [ANTHROPIC_STREAM[a:b] for a, b in zip([0, *cuts], [*cuts, len(ANTHROPIC_STREAM)], strict=True)]
+    _, upstream.respond = sse_reply(pieces)
+    job = await admitted(engine, make_job())
+    chunks = await read(await engine.open(job))
+    assert b"".join(chunks) == ANTHROPIC_STREAM
+    assert all(chunk.endswith(b"\n\n") for chunk in chunks)  # only whole events are relayed
+    assert recorder.ended(job).status == "completed"
+    assert recorder.of(TokensUsed)[0].output_tokens == 50
+
+
+async def test_trailing_event_without_blank_line_is_relayed(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    body = ANTHROPIC_STREAM[:-1]  # the last event lacks its final newline
+    _, upstream.respond = sse_reply([body])
+    job = await admitted(engine, make_job())
+    assert b"".join(await read(await engine.open(job))) == body
+    assert recorder.ended(job).status == "completed"
+
+
+async def test_error_event_in_a_200_stream_is_recorded_failed(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    error = sse("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    _, upstream.respond = sse_reply([ANTHROPIC_EVENTS[0], error])
+    job = await admitted(engine, make_job())
+    assert b"".join(await read(await engine.open(job))) == ANTHROPIC_EVENTS[0] + error
+    end = recorder.ended(job)
+    assert (end.status, end.error, end.http_status) == ("failed", "overloaded_error: Overloaded", 200)
+
+
+# --- what goes upstream ----------------------------------------------------------------------------------
+
+
+async def test_request_sent_upstream(engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream) -> None:
+    provider = parse_config(
+        {
+            "providers": {
+                "anthropic": {
+                    "upstream": "http://127.0.0.1:9000/base",
+                    "extra_headers": {"x-team": "platform", "X-Extra": "1"},
+                }
+            }
+        }
+    ).providers[0]
+    headers = [
+        ("Host", "api.anthropic.com"),
+        ("Content-Length", "999"),
+        ("Connection", "keep-alive, X-Hop"),
+        ("X-Hop", "1"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Authorization", "Basic dXNlcjpwYXNz"),
+        ("Proxy-Connection", "keep-alive"),
+        ("TE", "trailers"),
+        ("Accept-Encoding", "gzip, br"),
+        ("User-Agent", "claude-cli/2.1.329 (external, sdk-cli)"),
+        ("x-api-key", "sk-ant-api03-abcdefgh"),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "a"),
+        ("anthropic-beta", "b"),
+        ("X-Team", "client-value"),
+        ("Content-Type", "application/json"),
+    ]
+    _, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job(provider=provider, headers=headers))
+    await read(await engine.open(job))
+
+    (sent,) = upstream.requests
+    assert sent.method == "POST"
+    assert str(sent.url) == "http://127.0.0.1:9000/base/v1/messages?beta=true"
+    assert sent.content == ANTHROPIC_BODY
+    h = sent.headers
+    assert h["host"] == "127.0.0.1:9000"
+    assert h["content-length"] == str(len(ANTHROPIC_BODY))
+    for dropped in ("x-hop", "keep-alive", "proxy-authorization", "proxy-connection", "te"):
+        assert dropped not in h, dropped
+    assert "x-hop" not in h.get("connection", "").lower()
+    assert h.get_list("accept-encoding") == ["identity"]
+    assert h.get_list("x-team") == ["platform"]
+    assert h.get_list("x-extra") == ["1"]
+    assert h.get_list("anthropic-beta") == ["a", "b"]
+    assert (h["user-agent"], h["x-api-key"], h["anthropic-version"], h["content-type"]) == (
+        "claude-cli/2.1.329 (external, sdk-cli)",
+        "sk-ant-api03-abcdefgh",
+        "2023-06-01",
+        "application/json",
+    )
+    assert recorder.ended(job).status == "completed"
+
+
+# --- upstream errors -------------------------------------------------------------------------------------
+
+
+async def test_upstream_error_is_relayed_verbatim(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    body = b'{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}'
+    stream = Chunks([body[:10], body[10:]])
+    upstream.respond = lambda request: httpx.Response(
+        429,
+        headers=[
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            ("retry-after", "7"),
+            ("anthropic-ratelimit-requests-remaining", "0"),
+            ("connection", "close"),
+        ],
+        stream=stream,
+    )
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    assert reply.status == 429
+    assert header(reply, "retry-after") == ["7"]
+    assert header(reply, "anthropic-ratelimit-requests-remaining") == ["0"]
+    assert header(reply, "content-length") == [str(len(body))]
+    assert header(reply, "connection") == []
+    assert header(reply, INTERCEPTION_HEADER) == [str(job.id)]
+    assert b"".join(await read(reply)) == body
+    assert stream.closed
+    end = recorder.ended(job)
+    assert (end.status, end.error, end.http_status) == ("failed", "rate_limit_error: slow down", 429)
+    assert recorder.of(TokensUsed) == []
+
+
+async def test_upstream_error_without_a_json_body(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    upstream.respond = lambda request: httpx.Response(
+        503, headers={"content-type": "text/html"}, stream=Chunks([b"<html>down</html>"])
+    )
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    assert reply.status == 503
+    assert b"".join(await read(reply)) == b"<html>down</html>"
+    end = recorder.ended(job)
+    assert (end.status, end.error, end.http_status) == ("failed", "HTTP 503: <html>down</html>", 503)
+
+
+@pytest.mark.parametrize(("api", "kind"), [(Api.ANTHROPIC_MESSAGES, "api_error"), (Api.OPENAI_CHAT, "server_error")])
+async def test_unreachable_upstream_gives_502(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream, api: Api, kind: str
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    upstream.respond = refuse
+    body = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    job = await admitted(engine, make_job(body, api=api, headers=[]))
+    reply = await engine.open(job)
+    assert reply.status == 502
+    assert header(reply, INTERCEPTION_HEADER) == [str(job.id)]
+    error = json.loads(b"".join(await read(reply)))
+    if api is Api.ANTHROPIC_MESSAGES:
+        assert error["type"] == "error"
+    assert error["error"]["type"] == kind
+    assert "unreachable" in error["error"]["message"]
+    end = recorder.ended(job)
+    assert (end.status, end.http_status) == ("failed", 502)
+    assert end.error is not None and "connection refused" in end.error
+
+
+async def test_upstream_timeout_gives_504(engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream) -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    upstream.respond = slow
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    assert reply.status == 504
+    assert json.loads(b"".join(await read(reply)))["error"]["type"] == "api_error"
+    assert (recorder.ended(job).status, recorder.ended(job).http_status) == ("failed", 504)
+
+
+async def test_upstream_error_body_that_breaks_off_gives_502(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    """A read failure on an upstream error is an upstream failure (502), not a client disconnect."""
+    stream = Chunks([b'{"type":"error","err'], httpx.ReadError("connection reset"))
+    upstream.respond = lambda request: httpx.Response(500, headers={"content-type": "application/json"}, stream=stream)
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    assert reply.status == 502
+    assert json.loads(b"".join(await read(reply)))["error"]["type"] == "api_error"
+    assert stream.closed
+    end = recorder.ended(job)
+    assert (end.status, end.http_status) == ("failed", 502)
+
+
+async def test_stream_that_breaks_off_gets_an_error_event(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    partial = ANTHROPIC_EVENTS[2][:25]
+    stream, upstream.respond = sse_reply([ANTHROPIC_EVENTS[0], ANTHROPIC_EVENTS[1] + partial], httpx.ReadError("reset"))
+    job = await admitted(engine, make_job())
+    chunks = await read(await engine.open(job))
+    assert b"".join(chunks[:-1]) == ANTHROPIC_EVENTS[0] + ANTHROPIC_EVENTS[1]  # the partial event is not relayed
+    parser = SSEParser()
+    (event,) = parser.feed(chunks[-1])
+    assert event.event == "error"
+    error = json.loads(event.data)
+    assert (error["type"], error["error"]["type"]) == ("error", "api_error")
+    assert "mid-response" in error["error"]["message"]
+    assert stream.closed
+    end = recorder.ended(job)
+    assert (end.status, end.http_status, end.response_model) == ("failed", 200, "claude-sonnet-4-5-20250929")
+    assert end.error is not None and "mid-response" in end.error
+    assert recorder.of(TokensUsed)[0].input_tokens == 10  # what arrived is still recorded
+
+
+# --- the client goes away --------------------------------------------------------------------------------
+
+
+async def test_closing_the_body_early_records_cancelled(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    stream, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    body = reply.body
+    assert await anext(body) == ANTHROPIC_EVENTS[0]
+    await body.aclose()  # type: ignore[attr-defined]
+    assert stream.closed
+    end = recorder.ended(job)
+    assert (end.status, end.error) == ("cancelled", "client disconnected")
+    assert engine.active == {}
+
+
+async def test_closing_the_body_before_it_started_closes_the_upstream(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    """The server may close a reply it never iterated (the client left during the response start)."""
+    stream, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    await reply.aclose()
+    assert stream.closed
+    assert recorder.ended(job).status == "cancelled"
+
+
+# --- whole (non-streamed) responses ----------------------------------------------------------------------
+
+BLOCKING_BODY = json.dumps(
+    {
+        "id": "msg_02",
+        "type": "message",
+        "model": "claude-haiku-4-5",
+        "content": [{"type": "tool_use", "id": "toolu_B", "name": "Bash", "input": {"command": "ls"}}],
+        "stop_reason": "tool_use",
+        "usage": {
+            "input_tokens": 3,
+            "output_tokens": 4,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+        },
+    }
+).encode()
+
+
+async def test_blocking_response(engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream) -> None:
+    upstream.respond = lambda request: httpx.Response(
+        200, headers={"content-type": "application/json"}, stream=Chunks([BLOCKING_BODY[:7], BLOCKING_BODY[7:]])
+    )
+    body = ANTHROPIC_BODY.replace(b'"stream": true', b'"stream": false')
+    job = await admitted(engine, make_job(body))
+    reply = await engine.open(job)
+    assert header(reply, "content-type") == ["application/json"]
+    assert b"".join(await read(reply)) == BLOCKING_BODY
+    assert recorder.started(job).streaming is False
+    (usage,) = recorder.of(TokensUsed)
+    assert (usage.provider_response_id, usage.input_tokens, usage.output_tokens) == ("msg_02", 3, 4)
+    assert recorder.of(ToolCalled)[0].input == '{"command":"ls"}'
+    assert recorder.ended(job).status == "completed"
+
+
+async def test_gzipped_blocking_response_is_relayed_as_is_and_still_recorded(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    compressed = gzip.compress(BLOCKING_BODY)
+    upstream.respond = lambda request: httpx.Response(
+        200,
+        headers={
+            "content-type": "application/json",
+            "content-encoding": "gzip",
+            "content-length": str(len(compressed)),
+        },
+        stream=Chunks([compressed]),
+    )
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    assert header(reply, "content-encoding") == ["gzip"]
+    assert header(reply, "content-length") == [str(len(compressed))]
+    assert b"".join(await read(reply)) == compressed
+    assert recorder.of(TokensUsed)[0].output_tokens == 4
+    assert recorder.ended(job).status == "completed"
+
+
+# --- threads ---------------------------------------------------------------------------------------------
+
+
+async def test_tool_result_joins_the_thread_of_the_call(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    _, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    first = await admitted(engine, make_job())
+    await read(await engine.open(first))
+
+    follow_up = json.dumps(
+        {
+            "model": "claude-sonnet-4-5",
+            "stream": True,
+            "messages": [
+                {"role": "user", "content": "read a.py"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_A", "name": "Read", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_A", "content": "print(1)"}]},
+            ],
+        }
+    ).encode()
+    second = await admitted(engine, make_job(follow_up))
+    third = await admitted(engine, make_job(follow_up.replace(b"toolu_A", b"toolu_unknown")))
+    start = recorder.started(second)
+    assert (start.thread_parent_id, start.thread_root_id, start.correlating_tool_call_id) == (
+        first.id,
+        first.id,
+        "toolu_A",
+    )
+    assert recorder.lookups == ["toolu_unknown"]  # the remembered call needed no lookup
+    assert (recorder.started(third).thread_parent_id, recorder.started(third).thread_root_id) == (None, None)
+
+    _, upstream.respond = sse_reply(ANTHROPIC_EVENTS)  # it calls toolu_A again: same id, deeper in the thread
+    await read(await engine.open(second))
+    fourth = await admitted(engine, make_job(follow_up))
+    assert (recorder.started(fourth).thread_parent_id, recorder.started(fourth).thread_root_id) == (second.id, first.id)
+    assert recorder.of(PromptSubmitted, second) == []  # a tool-result turn has no prompt
+    engine.abort_all("done")
+
+
+# --- OpenAI chat -----------------------------------------------------------------------------------------
+
+
+def chat_chunk(choices: list, **extra: Any) -> bytes:
+    return (
+        b"data: "
+        + json.dumps({"id": "chatcmpl-9", "model": "gpt-4o-2024", "choices": choices, **extra}).encode()
+        + b"\n\n"
+    )
+
+
+CHAT_USAGE_CHUNK = chat_chunk(
+    [], usage={"prompt_tokens": 100, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 60}}
+)
+CHAT_EVENTS = [
+    chat_chunk([{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]),
+    chat_chunk(
+        [
+            {
+                "index": 0,
+                "delta": {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "ls", "arguments": "{}"}}]},
+            }
+        ]
+    ),
+    chat_chunk([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]),
+    CHAT_USAGE_CHUNK,
+    b"data: [DONE]\n\n",
+]
+CHAT_HEADERS = [("User-Agent", "OpenAI/Python 3.52.0"), ("Authorization", "Bearer sk-proj-0123456789abcdef")]
+
+
+async def test_openai_stream_asks_for_usage_and_hides_it(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    body = b'{"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    _, upstream.respond = sse_reply(CHAT_EVENTS)
+    job = await admitted(engine, make_job(body, api=Api.OPENAI_CHAT, headers=CHAT_HEADERS))
+    chunks = await read(await engine.open(job))
+    assert b"".join(chunks) == b"".join(e for e in CHAT_EVENTS if e != CHAT_USAGE_CHUNK)
+    assert chunks[-1] == b"data: [DONE]\n\n"
+    (sent,) = upstream.requests
+    assert sent.content == body[:-1] + b',"stream_options":{"include_usage":true}}'
+    assert str(sent.url) == "https://api.openai.com/v1/chat/completions"
+    assert sent.headers["authorization"] == "Bearer sk-proj-0123456789abcdef"
+
+    start = recorder.started(job)
+    assert (start.provider, start.client, start.credential_hint) == ("openai", "Unknown", "sk-p...cdef")
+    (usage,) = recorder.of(TokensUsed)
+    assert (usage.provider_response_id, usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (
+        "chatcmpl-9",
+        40,
+        7,
+        60,
+    )
+    assert recorder.of(ToolCalled)[0].provider_tool_call_id == "call_1"
+    assert recorder.of(PromptSubmitted)[0].prompt == "hi"
+    end = recorder.ended(job)
+    assert (end.status, end.response_model) == ("completed", "gpt-4o-2024")
+
+
+async def test_openai_client_that_asked_for_usage_sees_it(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    body = b'{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[]}'
+    _, upstream.respond = sse_reply(CHAT_EVENTS)
+    job = await admitted(engine, make_job(body, api=Api.OPENAI_CHAT, headers=CHAT_HEADERS))
+    assert b"".join(await read(await engine.open(job))) == b"".join(CHAT_EVENTS)
+    assert upstream.requests[0].content == body
+    assert recorder.ended(job).status == "completed"
+
+
+async def test_openai_stream_that_breaks_off(engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream) -> None:
+    body = b'{"model":"gpt-4o","stream":true,"messages":[]}'
+    _, upstream.respond = sse_reply(CHAT_EVENTS[:1], httpx.RemoteProtocolError("peer closed"))
+    job = await admitted(engine, make_job(body, api=Api.OPENAI_CHAT, headers=CHAT_HEADERS))
+    chunks = await read(await engine.open(job))
+    assert chunks[0] == CHAT_EVENTS[0]
+    assert chunks[-1].startswith(b"data: ") and chunks[-1].endswith(b"\n\n")
+    assert json.loads(chunks[-1][6:])["error"]["type"] == "server_error"
+    assert recorder.ended(job).status == "failed"
