@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 META_ROUTE = "aibridge_route"
 META_JOB = "aibridge_job"
+TOOLS_STARTUP_GRACE = 10.0
+"""Seconds the first bridged requests wait for MCP servers still connecting at start-up."""
 _TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 
 # Library INFO logs would land in mitmdump's output for every request.
@@ -46,6 +48,7 @@ class Bridge:
         self._clients: list[httpx.AsyncClient] = []
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tools_settled = False
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -181,6 +184,10 @@ class Bridge:
 
     async def _bridge(self, flow: http.HTTPFlow, route: Route) -> None:
         await self._ready.wait()
+        if self.tools is not None and not self._tools_settled:
+            # Right after start-up, give MCP servers a moment so early requests get their tools too.
+            await self.tools.wait_until_settled(TOOLS_STARTUP_GRACE)
+            self._tools_settled = True
         assert self.engine is not None and self.server is not None and self.server.port is not None
         auth = flow.metadata.get("proxyauth")
         job = Job(

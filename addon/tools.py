@@ -254,6 +254,7 @@ class ServerLink:
         self._wake = asyncio.Event()
         self._refresh_wanted = False
         self._lost: str | None = None
+        self._up_since: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -283,34 +284,31 @@ class ServerLink:
     async def _run(self) -> None:
         manager = self._manager
         delay = manager.backoff_base
-        failures = 0
+        failures = 0  # attempts in a row that never got to list tools
         while True:
-            started = time.monotonic()
-            listed = False
+            self._up_since = None
             try:
-                listed = await self._connection()
+                await self._connection()
                 reason = self._lost or "connection closed"
             except Exception as e:  # boundary: any transport or server failure ends this connection, not the bridge
                 reason = _describe(e)
-            self._client = None
-            had_tools = bool(self.tools)
-            self.tools = ()
-            if had_tools:
-                manager.publish()
+            self._mark_lost(reason)
             self.settled.set()
-            if listed and time.monotonic() - started >= manager.backoff_cap:
-                delay, failures = manager.backoff_base, 0  # it was up for a good while: start over
+            if self._up_since is not None:
+                failures = 0
+                if time.monotonic() - self._up_since >= manager.backoff_cap:
+                    delay = manager.backoff_base  # it was up for a good while: start the backoff over
             failures += 1
+            # The first failure of a run is a warning; repeats while it stays down are quieter, not silent.
             log = logger.warning if failures == 1 or failures % 10 == 0 else logger.info
-            log("MCP server %s (%s): %s; retrying in %.1f s", self.server.name, self.server.location, reason, delay)
+            log("MCP server %s (%s): %s; retrying in %.3g s", self.server.name, self.server.location, reason, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, manager.backoff_cap)
 
-    async def _connection(self) -> bool:
+    async def _connection(self) -> None:
         """Connect, list, then watch until the connection is lost (returns) or fails (raises)."""
         self._lost = None
         self._wake.clear()
-        listed = False
         async with AsyncExitStack() as stack:
             async with asyncio.timeout(self._manager.connect_timeout):
                 client = await stack.enter_async_context(
@@ -324,7 +322,7 @@ class ServerLink:
                 )
                 subscription = await self._listen(stack, client)
                 await self._list(client)
-            listed = True
+            self._up_since = time.monotonic()
             self._client = client
             self.settled.set()
             logger.info(
@@ -338,7 +336,6 @@ class ServerLink:
                 watcher = asyncio.create_task(self._watch_subscription(subscription))
                 stack.push_async_callback(_cancel_and_wait, watcher)
             await self._watch(client)
-        return listed
 
     def _transport(self) -> Transport:
         server = self.server
@@ -409,8 +406,13 @@ class ServerLink:
             logger.debug("MCP server %s: transport error %s", self.server.name, _describe(message))
 
     def _mark_lost(self, reason: str) -> None:
+        """The connection is gone: its tools vanish now, not after the (possibly slow) teardown."""
         if self._lost is None:
             self._lost = reason
+        self._client = None
+        if self.tools:
+            self.tools = ()
+            self._manager.publish()
         self._wake.set()
 
 
@@ -422,6 +424,34 @@ async def _http_transport(url: str, headers: dict[str, str]) -> AsyncIterator[Tr
         streamable_http_client(url, http_client=http) as streams,
     ):
         yield streams
+
+
+class _DemoteSdkErrors(logging.Filter):
+    """The SDK logs faults the bridge recovers from at ERROR with a traceback (a stdio server printing a banner
+    on stdout, say). An ERROR logged during start-up makes mitmdump exit, so they become one-line warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message = f"{message}: {_describe(record.exc_info[1])}"
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info, record.exc_text = message, None, None, None
+        return True
+
+
+_DEMOTE_SDK_ERRORS = _DemoteSdkErrors()
+
+
+def _tame_sdk_logging() -> None:
+    # Logger filters do not apply to child loggers' records, so each SDK module's logger gets the filter.
+    for name in list(logging.root.manager.loggerDict):
+        if name == "mcp" or name.startswith("mcp."):
+            sdk_logger = logging.getLogger(name)
+            if _DEMOTE_SDK_ERRORS not in sdk_logger.filters:
+                sdk_logger.addFilter(_DEMOTE_SDK_ERRORS)
+    # httpx2 serves only the MCP SDK here; its INFO line per request would flood mitmdump's output.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
@@ -466,6 +496,7 @@ class ToolManager:
         if self._started:
             return
         self._started = True
+        _tame_sdk_logging()
         for server in self._servers:
             self._add_link(server)
 

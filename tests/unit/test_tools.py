@@ -42,8 +42,10 @@ TEST_TOOLS = {
 pytestmark = pytest.mark.timeout(60)
 
 
-def stdio_server(name: str = "test", **kw: Any) -> McpServer:
-    return McpServer(name=name, command=sys.executable, args=("-m", "tests.support.mcp_server"), **kw)
+def stdio_server(
+    name: str = "test", *, args: Sequence[str] = ("-m", "tests.support.mcp_server"), **kw: Any
+) -> McpServer:
+    return McpServer(name=name, command=sys.executable, args=tuple(args), env=(("PYTHONPATH", str(ROOT)),), **kw)
 
 
 def time_server(**kw: Any) -> McpServer:
@@ -264,7 +266,7 @@ async def test_time_server_listed_and_called(start: Callable[..., Awaitable[Tool
 
 
 async def test_http_server_listed_and_called(
-    start: Callable[..., Awaitable[ToolManager]], http_server: HttpServer
+    http_server: HttpServer, start: Callable[..., Awaitable[ToolManager]]
 ) -> None:
     await http_server.start()
     manager = await start([McpServer(name="web", url=http_server.url, headers=(("x-team", "platform"),))])
@@ -367,6 +369,17 @@ async def test_crash_mid_call_then_back(
     assert text(await manager.call("bmcp_test_echo", {"message": "back"})) == "back"
 
 
+async def test_stdout_banner_is_survived_without_error_logs(
+    start: Callable[..., Awaitable[ToolManager]], no_error_logs: None
+) -> None:
+    banner = (
+        "print('starting up', flush=True); import runpy; "
+        "runpy.run_module('tests.support.mcp_server', run_name='__main__')"
+    )
+    manager = await start([stdio_server(args=("-c", banner))])
+    assert bare_names(manager, "test") == TEST_TOOLS
+
+
 async def test_missing_command_leaves_others_working(
     start: Callable[..., Awaitable[ToolManager]], no_error_logs: None
 ) -> None:
@@ -377,7 +390,7 @@ async def test_missing_command_leaves_others_working(
 
 
 async def test_http_server_down_at_start_comes_up_later(
-    start: Callable[..., Awaitable[ToolManager]], http_server: HttpServer, no_error_logs: None
+    http_server: HttpServer, start: Callable[..., Awaitable[ToolManager]], no_error_logs: None
 ) -> None:
     manager = await start([McpServer(name="web", url=http_server.url), stdio_server()])
     assert bare_names(manager, "web") == set()
@@ -388,7 +401,7 @@ async def test_http_server_down_at_start_comes_up_later(
 
 
 async def test_http_server_dies_mid_call_then_back(
-    start: Callable[..., Awaitable[ToolManager]], http_server: HttpServer, no_error_logs: None
+    http_server: HttpServer, start: Callable[..., Awaitable[ToolManager]], no_error_logs: None
 ) -> None:
     await http_server.start()
     manager = await start([McpServer(name="web", url=http_server.url)])
@@ -404,7 +417,7 @@ async def test_http_server_dies_mid_call_then_back(
     assert text(await manager.call("bmcp_web_echo", {"message": "again"})) == "again"
 
 
-async def test_call_while_disconnected(start: Callable[..., Awaitable[ToolManager]], http_server: HttpServer) -> None:
+async def test_call_while_disconnected(http_server: HttpServer, start: Callable[..., Awaitable[ToolManager]]) -> None:
     await http_server.start()
     manager = await start([McpServer(name="web", url=http_server.url)])
     tool = manager.get("bmcp_web_echo")
@@ -429,7 +442,7 @@ async def test_list_changed_over_stdio(
     assert text(await manager.call("bmcp_test_fresh", {})) == "mock"
 
 
-async def test_list_changed_over_http(start: Callable[..., Awaitable[ToolManager]], http_server: HttpServer) -> None:
+async def test_list_changed_over_http(http_server: HttpServer, start: Callable[..., Awaitable[ToolManager]]) -> None:
     await http_server.start()
     manager = await start([McpServer(name="web", url=http_server.url)])
     await manager.call("bmcp_web_add_tool", {"name": "fresh"})
