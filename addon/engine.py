@@ -225,11 +225,11 @@ class Engine:
     # --- the upstream call ---------------------------------------------------------------------------------
 
     def _injectable(self, job: Job) -> Sequence[Tool]:
-        """The tools to inject: none for Claude Code's small/fast model (titles, summaries), none for chat
-        requests asking for several choices (one loop cannot serve them)."""
+        """The tools to inject: none for Claude Code's small/fast model on the Anthropic API (titles,
+        summaries), none for chat requests asking for several choices (one loop cannot serve them)."""
         if self.tools is None or job.json is None or job.info is None:
             return ()
-        if "haiku" in (job.info.model or "").lower():
+        if job.api is Api.ANTHROPIC_MESSAGES and "haiku" in (job.info.model or "").lower():
             return ()
         if job.api is Api.OPENAI_CHAT and job.json.get("n") not in (None, 1):
             return ()

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import copy
 import hashlib
 import json
@@ -34,10 +35,12 @@ import anyio
 import httpx2
 import mcp_types
 from mcp import Client, StdioServerParameters, stdio_client
-from mcp.client._transport import Transport, TransportStreams
+from mcp.client import IncomingMessage, Transport
+from mcp.client._transport import ReadStream, TransportStreams
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ListenNotSupportedError, Subscription
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
 
 from addon.config import McpServer
 
@@ -199,15 +202,15 @@ def _describe(exc: BaseException) -> str:
 class _EndSignallingStream:
     """Read-stream proxy that reports the end of the stream: a stdio server's process has exited."""
 
-    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+    def __init__(self, inner: ReadStream[SessionMessage | Exception], on_end: Callable[[], None]) -> None:
         self._inner = inner
         self._on_end = on_end
 
     @property
-    def last_context(self) -> Any:
-        return getattr(self._inner, "last_context", None)  # the SDK reads the sender's contextvars here
+    def last_context(self) -> contextvars.Context | None:
+        return getattr(self._inner, "last_context", None)  # the SDK restores the sender's contextvars from it
 
-    async def receive(self) -> Any:
+    async def receive(self) -> SessionMessage | Exception:
         try:
             return await self._inner.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -217,7 +220,7 @@ class _EndSignallingStream:
     def __aiter__(self) -> "_EndSignallingStream":
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> SessionMessage | Exception:
         try:
             return await self.receive()
         except anyio.EndOfStream:
@@ -275,7 +278,7 @@ class ServerLink:
         try:
             return await client.call_tool(tool, arguments)
         except MCPError as e:
-            if e.code == mcp_types.CONNECTION_CLOSED:
+            if e.code == mcp_types.CONNECTION_CLOSED and self._client is client:  # not a late echo of an old one
                 self._mark_lost("connection closed during a call")
             raise
 
@@ -398,7 +401,7 @@ class ServerLink:
         except Exception as e:  # boundary: SubscriptionLost or a transport error both mean the connection is gone
             self._mark_lost(f"change subscription lost ({_describe(e)})")
 
-    async def _on_message(self, message: Any) -> None:
+    async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, mcp_types.ToolListChangedNotification):
             self._refresh_wanted = True
             self._wake.set()

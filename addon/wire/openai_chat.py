@@ -276,11 +276,20 @@ class ChatLoopParser(ChatParser):
             changed = changed or new is not choice
             if new is not None:
                 kept.append(new)
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):  # some providers put usage on a chunk with choices
+            if self._next is Next.CONTINUE:
+                usage, changed = None, True
+            elif state.round > 1:
+                usage, changed = _summed_usage(usage, sum_usage(state.usage, to_usage(usage))), True
         if not changed:
             return event.raw
-        if not kept and not isinstance(chunk.get("usage"), dict):
+        if not kept and not isinstance(usage, dict):
             return None
-        return _data({**chunk, "id": state.first_id or chunk.get("id"), "choices": kept})
+        new_chunk = {**chunk, "id": state.first_id or chunk.get("id"), "choices": kept}
+        if "usage" in chunk:
+            new_chunk["usage"] = usage
+        return _data(new_chunk)
 
     def _visible(self, choice: JSON) -> JSON | None:
         """The choice as the client sees it (the same object when unchanged); None to drop it."""
@@ -319,8 +328,8 @@ class ChatLoopParser(ChatParser):
                 finish = "stop"
         if new_delta is delta and finish == choice.get("finish_reason"):
             return choice
-        if not new_delta and not finish:
-            return None
+        if not finish and all(v is None for k, v in new_delta.items() if k != "role"):
+            return None  # nothing left to show: only hidden calls, or empty
         return {**choice, "delta": new_delta, "finish_reason": finish}
 
     def _usage_chunk(self, event: SSEEvent, chunk: JSON) -> bytes | None:

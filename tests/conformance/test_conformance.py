@@ -7,6 +7,7 @@ The recordings are read in place. Where the folder is absent these tests skip, s
 import json
 import os
 import ssl
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -313,3 +314,137 @@ def test_passthrough_exchange_is_byte_identical(run: Run, case_id: str) -> None:
 def test_only_bridged_exchanges_are_recorded_and_all_ended(run: Run) -> None:
     assert len(run.rows) == len(BRIDGE_CASES)
     assert all(r["ended_at"] is not None and r["status"] in ("completed", "failed") for r in run.rows.values())
+
+
+# --- injected tools: the recorded two-round exchanges, with the `coder` MCP server ------------------------
+
+CODER_SERVER = (
+    f"[mcp_servers.coder]\ncommand = {json.dumps(sys.executable)}\n"
+    'args = ["-m", "tests.support.mcp_server", "--transport", "stdio"]\n'
+    f'env = {{ "PYTHONPATH" = {json.dumps(str(Path(__file__).resolve().parents[2]))} }}\n'
+)
+
+
+@dataclass
+class LoopCase:
+    id: str
+    api: str
+    streaming: bool
+    request: bytes
+    rounds: tuple[bytes, bytes]
+    received: bytes = b""
+    status: int = 0
+    interception: str = ""
+    upstream_bodies: list[bytes] = field(default_factory=list)
+
+
+def _loop_cases() -> list[LoopCase]:
+    cases = []
+    for api, folder in (("anthropic", RECORDINGS / "anthropic"), ("chat", RECORDINGS / "openai/chatcompletions")):
+        for path in sorted(folder.glob("*injected_tool*.txtar")):
+            archive = txtar.load(path)
+            for streaming, section in ((True, "streaming"), (False, "non-streaming")):
+                if section not in archive.sections:
+                    continue
+                body = json.loads(archive.sections["request"])
+                body["stream"] = streaming
+                cases.append(
+                    LoopCase(
+                        f"{api}/{path.stem}/{section}",
+                        api,
+                        streaming,
+                        json.dumps(body).encode(),
+                        (archive.sections[section], archive.sections[f"{section}/tool-call"]),
+                    )
+                )
+    return cases
+
+
+LOOP_CASES = _loop_cases()
+
+
+@pytest.fixture(scope="module")
+def loop_run() -> Iterator[tuple[dict[str, LoopCase], Proxy]]:
+    mock = MockUpstream().start()
+    with tempfile.TemporaryDirectory() as tmp:
+        proxy = Proxy(Path(tmp), provider_config(mock.url) + "\n" + CODER_SERVER).start()
+        try:
+            trust = ssl.create_default_context(cafile=proxy.env["SSL_CERT_FILE"])
+            with httpx.Client(proxy=proxy.url, verify=trust, timeout=60) as client:
+                for case in LOOP_CASES:
+                    before = len(mock.requests)
+                    mock.enqueue(*(txtar.answer(r, streaming=case.streaming) for r in case.rounds))
+                    with client.stream(
+                        "POST", URLS[case.api], content=case.request, headers={"content-type": "application/json"}
+                    ) as response:
+                        case.received = b"".join(response.iter_raw())
+                        case.status = response.status_code
+                        case.interception = response.headers.get("x-aibridge-interception-id", "")
+                    case.upstream_bodies = [r.body for r in mock.requests[before:]]
+        finally:
+            proxy.stop()
+            mock.stop()
+        yield {c.id: c for c in LOOP_CASES}, proxy
+
+
+@pytest.mark.parametrize("case_id", [c.id for c in LOOP_CASES])
+def test_injected_tool_exchange(loop_run: tuple[dict[str, LoopCase], Proxy], case_id: str) -> None:
+    cases, proxy = loop_run
+    case = cases[case_id]
+    assert case.status == 200
+    assert len(case.upstream_bodies) == 2, "the upstream must be called once per round"
+    first, second = (json.loads(b) for b in case.upstream_bodies)
+    assert any(
+        (t.get("name") or t.get("function", {}).get("name", "")).startswith("bmcp_coder_coder_") for t in first["tools"]
+    )
+    # The second round carries the model's call and its result, "mock" from the MCP server.
+    if case.api == "anthropic":
+        call = next(b for b in second["messages"][-2]["content"] if b["type"] == "tool_use")
+        [result] = second["messages"][-1]["content"]
+        assert result["tool_use_id"] == call["id"] and result["content"] == [{"type": "text", "text": "mock"}]
+    else:
+        [call] = second["messages"][-2]["tool_calls"]
+        assert second["messages"][-1] == {"role": "tool", "tool_call_id": call["id"], "content": "mock"}
+    name = call["name"] if case.api == "anthropic" else call["function"]["name"]
+    assert name.startswith("bmcp_coder_coder_")
+
+    assert b"bmcp_" not in case.received, "an injected tool reached the client"
+    final_text = _text_of(txtar.answer(case.rounds[1], streaming=case.streaming), case)
+    assert final_text and final_text in _text_of_body(case.received, case)
+    if case.streaming and case.api == "anthropic":
+        names = [n for n, _ in _events(case.received)]
+        assert names.count("message_start") == 1 and names.count("message_stop") == 1
+        indexes = [d["index"] for n, d in _events(case.received) if n == "content_block_start"]
+        assert indexes == list(range(len(indexes)))
+    elif case.streaming:
+        assert case.received.count(b"data: [DONE]") == 1
+
+    [row] = proxy.rows("SELECT status FROM interceptions WHERE id = ?", [case.interception])
+    assert row["status"] == "completed"
+    tools = proxy.rows(
+        "SELECT tool, injected, invocation_error FROM tool_usages WHERE interception_id = ?", [case.interception]
+    )
+    assert tools == [{"tool": name.removeprefix("bmcp_coder_"), "injected": True, "invocation_error": None}]
+    rounds = proxy.rows("SELECT count(*) AS n FROM token_usages WHERE interception_id = ?", [case.interception])
+    assert rounds[0]["n"] in (1, 2)  # some recordings carry no usage in one round
+
+
+def _text_of(answer, case: LoopCase) -> str:
+    body = b"".join(answer.events) if answer.events is not None else answer.body
+    return _text_of_body(body, case)
+
+
+def _text_of_body(body: bytes, case: LoopCase) -> str:
+    if not case.streaming:
+        data = json.loads(body)
+        if case.api == "anthropic":
+            return "".join(b.get("text", "") for b in data["content"] if b["type"] == "text")
+        return data["choices"][0]["message"].get("content") or ""
+    if case.api == "anthropic":
+        return "".join(d["delta"].get("text", "") for n, d in _events(body) if n == "content_block_delta")
+    return "".join(
+        c.get("delta", {}).get("content") or ""
+        for _, d in _events(body)
+        if isinstance(d, dict)
+        for c in d.get("choices", [])
+    )

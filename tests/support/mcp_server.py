@@ -8,9 +8,9 @@ start it on port 0 and read the URL. The endpoint is `/mcp`.
 
 Tools: six `coder_*` tools answering "mock" (the names the reference's Coder MCP server uses), `echo`, `add`,
 `fail` (isError), `raise_error` (an exception in the tool), `hang`, `slow`, `crash` (the process exits mid-call),
-`image`, `resource`, and `add_tool`, which registers a tool at runtime and (unless `notify` is false) announces
-it with `notifications/tools/list_changed`: to `subscriptions/listen` streams on 2026-07-28 connections, as a
-plain notification on older ones.
+`image`, `resource`, `header` (a request header, over HTTP), and `add_tool`, which registers a tool at runtime
+and (unless `notify` is false) announces it with `notifications/tools/list_changed`: to `subscriptions/listen`
+streams on 2026-07-28 connections, as a plain notification on older ones.
 """
 
 import argparse
@@ -103,6 +103,13 @@ def resource() -> CallToolResult:
     """An embedded text resource."""
     contents = TextResourceContents(uri="file:///notes.txt", mime_type="text/plain", text="resource text")
     return CallToolResult(content=[EmbeddedResource(type="resource", resource=contents)])
+
+
+@server.tool()
+def header(name: str, ctx: Context) -> str:
+    """The named header of the HTTP request carrying this call; empty over stdio."""
+    request = ctx.request_context.request
+    return request.headers.get(name, "") if request is not None else ""
 
 
 @server.tool()

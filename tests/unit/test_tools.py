@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TIME_SERVER = str(Path(sys.executable).parent / "mcp-server-time")
 TEST_TOOLS = {
     *CODER_TOOLS,
-    *("echo", "add", "fail", "raise_error", "hang", "slow", "crash", "image", "resource", "add_tool"),
+    *("echo", "add", "fail", "raise_error", "hang", "slow", "crash", "image", "resource", "header", "add_tool"),
 }
 
 pytestmark = pytest.mark.timeout(60)
@@ -101,12 +101,11 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[ToolManager]]]:
     """Start a manager and wait until its servers settled; every manager is stopped after the test."""
     managers: list[ToolManager] = []
 
-    async def start(servers: Sequence[McpServer], settle: bool = True) -> ToolManager:
+    async def start(servers: Sequence[McpServer]) -> ToolManager:
         manager = ToolManager(servers)
         managers.append(manager)
         await manager.start()
-        if settle:
-            await manager.wait_until_settled(15)
+        await manager.wait_until_settled(15)
         return manager
 
     yield start
@@ -272,6 +271,7 @@ async def test_http_server_listed_and_called(
     manager = await start([McpServer(name="web", url=http_server.url, headers=(("x-team", "platform"),))])
     assert bare_names(manager, "web") == TEST_TOOLS
     assert text(await manager.call("bmcp_web_add", {"a": 2, "b": 40})) == "42"
+    assert text(await manager.call("bmcp_web_header", {"name": "x-team"})) == "platform"
 
 
 async def test_allow_and_deny(start: Callable[..., Awaitable[ToolManager]]) -> None:
