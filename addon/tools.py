@@ -293,6 +293,8 @@ class ServerLink:
             try:
                 await self._connection()
                 reason = self._lost or "connection closed"
+            except TimeoutError:
+                reason = f"no answer within {manager.connect_timeout:g} s"
             except Exception as e:  # boundary: any transport or server failure ends this connection, not the bridge
                 reason = _describe(e)
             self._mark_lost(reason)

@@ -4,7 +4,7 @@
     python -m tests.support.mcp_server --transport streamable-http --port 0   # 0: pick a free port
 
 Over HTTP it binds the socket itself, then prints `READY http://127.0.0.1:<port>/mcp` to stderr, so a test can
-start it on port 0 and read the URL. The endpoint is `/mcp`.
+start it on port 0 and read the URL. `HttpServerProcess` does that: `with HttpServerProcess() as server: server.url`.
 
 Tools: six `coder_*` tools answering "mock" (the names the reference's Coder MCP server uses), `echo`, `add`,
 `fail` (isError), `raise_error` (an exception in the tool), `hang`, `slow`, `crash` (the process exits mid-call),
@@ -17,8 +17,14 @@ import argparse
 import asyncio
 import base64
 import os
+import select
 import socket
+import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
+from typing import Self
 
 import uvicorn
 from mcp.server.mcpserver import Context, Image, MCPServer
@@ -133,6 +139,63 @@ def _serve_http(port: int) -> None:
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     print(f"READY http://127.0.0.1:{sock.getsockname()[1]}/mcp", file=sys.stderr, flush=True)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+class HttpServerProcess:
+    """This server over streamable HTTP in a subprocess on 127.0.0.1; `port=0` picks a free port."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self, timeout: float = 15.0) -> Self:
+        """Start and wait for the readiness line; the same port may be started again after `stop()`."""
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.mcp_server",
+                "--transport",
+                "streamable-http",
+                "--port",
+                str(self.port),
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        deadline = time.monotonic() + timeout
+        line = ""
+        while not line.startswith("READY ") and time.monotonic() < deadline:
+            if select.select([self.process.stderr], [], [], deadline - time.monotonic())[0]:
+                line = self.process.stderr.readline()
+                if not line:
+                    break  # the process ended
+        if not line.startswith("READY "):
+            self.stop()
+            raise RuntimeError(f"the MCP test server did not start: {line!r}")
+        self.port = int(line.split()[1].rsplit(":", 1)[1].split("/")[0])
+        # Keep draining stderr so a chatty server can never block on a full pipe.
+        threading.Thread(target=self.process.stderr.read, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        if self.process is not None:
+            self.process.wait()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from addon.tools import (
     convert_result,
     tool_name,
 )
-from tests.support.mcp_server import CODER_TOOLS, TINY_PNG
+from tests.support.mcp_server import CODER_TOOLS, TINY_PNG, HttpServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_SERVER = str(Path(sys.executable).parent / "mcp-server-time")
@@ -114,36 +114,23 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[ToolManager]]]:
 
 
 class HttpServer:
-    """The in-repo server over streamable HTTP on 127.0.0.1, as a subprocess."""
+    """The in-repo server over streamable HTTP; started and killed off the event loop."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/mcp"
-        self.process: asyncio.subprocess.Process | None = None
+    def __init__(self) -> None:
+        self.process = HttpServerProcess(free_port())  # fixed, so a manager can be pointed at it before it runs
+        self.url = self.process.url
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "tests.support.mcp_server", "--transport", "streamable-http"),
-            *("--port", str(self.port)),
-            cwd=ROOT,
-            stdin=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert self.process.stderr is not None
-        async with asyncio.timeout(15):
-            line = (await self.process.stderr.readline()).decode()
-        assert line.startswith(f"READY {self.url}"), line
+        await asyncio.to_thread(self.process.start)
 
     async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.communicate()
+        await asyncio.to_thread(self.process.stop)
 
 
 @pytest.fixture
 async def http_server() -> AsyncIterator[HttpServer]:
     """Not started: call `await http_server.start()`; killed after the test."""
-    server = HttpServer(free_port())
+    server = HttpServer()
     yield server
     await server.kill()
 
