@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from pathlib import Path
 from typing import Any
 
+import mcp.client.stdio
 import mcp_types
 import pytest
 
@@ -365,6 +366,20 @@ async def test_stdout_banner_is_survived_without_error_logs(
     )
     manager = await start([stdio_server(args=("-c", banner))])
     assert bare_names(manager, "test") == TEST_TOOLS
+
+
+async def test_unresponsive_server_times_out_and_is_not_leaked(
+    start: Callable[..., Awaitable[ToolManager]], monkeypatch: pytest.MonkeyPatch, no_error_logs: None
+) -> None:
+    monkeypatch.setattr(ToolManager, "connect_timeout", 0.3)
+    monkeypatch.setattr(mcp.client.stdio, "PROCESS_TERMINATION_TIMEOUT", 0.2)  # the SDK's grace before SIGTERM
+    silent = McpServer(name="silent", command=sys.executable, args=("-c", "import time; time.sleep(3600)"))
+    manager = await start([silent, stdio_server()])
+    assert bare_names(manager, "silent") == set()
+    assert bare_names(manager, "test") == TEST_TOOLS
+    assert children("time.sleep")
+    await manager.stop()
+    assert not children("time.sleep")
 
 
 async def test_missing_command_leaves_others_working(
