@@ -515,3 +515,75 @@ def test_real_mcp_server_time_from_pypi(mock: MockUpstream, bridge) -> None:
     proxy.stop()
     [tool] = proxy.rows("SELECT tool, server_url FROM tool_usages")
     assert tool == {"tool": "get_current_time", "server_url": f"stdio:{server}"}
+
+
+@pytest.mark.parametrize(("api", "streaming"), [("anthropic", False), ("chat", True), ("chat", False)])
+def test_round_cap_in_every_mode(api: str, streaming: bool, mock: MockUpstream, bridge) -> None:
+    proxy = bridge(max_tool_rounds=2)
+    for n in range(2):
+        call = [(f"t{n}", "bmcp_test_echo", {"message": str(n)})]
+        if api == "anthropic":
+            mock.enqueue(Answer.json(anthropic_message(f"r{n} ", msg_id=f"m{n}", tools=call)))
+        elif streaming:
+            mock.enqueue(Answer.sse(chat_chunks([f"r{n} "], tools=[(i, name, json.dumps(a)) for i, name, a in call])))
+        else:
+            mock.enqueue(
+                Answer.json(chat_completion(f"r{n} ", tools=[(i, name, json.dumps(a)) for i, name, a in call]))
+            )
+    if api == "anthropic":
+        message = anthropic.Anthropic(api_key=A_KEY, max_retries=0).messages.create(
+            model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES
+        )
+        text, stop = "".join(b.text for b in message.content if b.type == "text"), message.stop_reason
+        assert all(b.type == "text" for b in message.content)
+    elif streaming:
+        chunks = list(
+            openai.OpenAI(api_key=O_KEY, max_retries=0).chat.completions.create(
+                model="gpt-4.1", messages=MESSAGES, stream=True
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert not any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
+        [stop] = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        completion = openai.OpenAI(api_key=O_KEY, max_retries=0).chat.completions.create(
+            model="gpt-4.1", messages=MESSAGES
+        )
+        text, stop = completion.choices[0].message.content or "", completion.choices[0].finish_reason
+        assert completion.choices[0].message.tool_calls is None
+    assert text.startswith("r0 r1 ") and "max_tool_rounds" in text
+    assert stop in ("end_turn", "stop")
+    assert len(mock.requests) == 2
+    proxy.stop()
+    [row] = proxy.rows("SELECT status, error FROM interceptions")
+    assert row["status"] == "completed" and "max_tool_rounds" in row["error"]
+
+
+def test_chat_stream_runs_parallel_calls_and_reports_tool_errors(mock: MockUpstream, bridge) -> None:
+    proxy = bridge()
+    mock.enqueue(
+        Answer.sse(
+            chat_chunks(
+                ["Working. "],
+                tools=[
+                    ("call_a", "bmcp_test_add", '{"a": 20, "b": 22}'),
+                    ("call_f", "bmcp_test_fail", '{"message": "broken"}'),
+                ],
+            )
+        ),
+        Answer.sse(chat_chunks(["42, and one failed."])),
+    )
+    chunks = list(
+        openai.OpenAI(api_key=O_KEY, max_retries=0).chat.completions.create(
+            model="gpt-4.1", messages=MESSAGES, stream=True
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Working. 42, and one failed."
+    tool_messages = mock.requests[1].json()["messages"][-2:]
+    assert tool_messages == [
+        {"role": "tool", "tool_call_id": "call_a", "content": "42"},
+        {"role": "tool", "tool_call_id": "call_f", "content": "Tool error: broken"},
+    ]
+    proxy.stop()
+    rows = proxy.rows("SELECT tool, invocation_error FROM tool_usages ORDER BY provider_tool_call_id")
+    assert rows == [{"tool": "add", "invocation_error": None}, {"tool": "fail", "invocation_error": "broken"}]
