@@ -42,7 +42,7 @@ from .identity import credential_info
 from .routing import Api, Route
 from .tools import TextPart, ToolResult
 from .wire import AnthropicMessages, OpenAIChat, RequestInfo, ResponseParser, ToolCall, Turn, WireFormat
-from .wire.base import LIMIT_NOTICE, LoopState, Next, parse_arguments
+from .wire.base import LIMIT_NOTICE, LoopState, Next, ToolSpec, parse_arguments
 from .wire.sse import SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
@@ -57,13 +57,9 @@ class Recorder(Protocol):
     def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None: ...
 
 
-class Tool(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def input_schema(self) -> dict[str, Any]: ...
+class Tool(ToolSpec, Protocol):
+    """An injected tool: what the model sees, and where it runs."""
+
     @property
     def server(self) -> McpServer: ...
     @property
@@ -446,25 +442,12 @@ class Engine:
         invocation_error = result.error
         if invocation_error is None and result.is_error:
             invocation_error = next((p.text for p in result.parts if isinstance(p, TextPart)), "tool reported an error")
-        self.recorder.emit(
-            ToolCalled(
-                interception_id=job.id,
-                provider_response_id=turn.response_id,
-                provider_tool_call_id=call.id or None,
-                server_url=tool.server.location,
-                tool=tool.tool,
-                input=call.arguments,
-                injected=True,
-                invocation_error=invocation_error[:4000] if invocation_error else None,
-                metadata={
-                    "server": tool.server.name,
-                    "name": call.name,
-                    "duration_ms": round(result.duration_ms, 3),
-                    "result_size": result.size,
-                    "is_error": result.is_error,
-                },
-            )
-        )
+        metadata = {
+            "duration_ms": round(result.duration_ms, 3),
+            "result_size": result.size,
+            "is_error": result.is_error,
+        }
+        self.recorder.emit(_injected_call(job, turn, call, tool, invocation_error, metadata))
         return call, result
 
     # --- the audit -----------------------------------------------------------------------------------------
@@ -552,14 +535,9 @@ class Engine:
             self.finish(job, "cancelled", reason)
 
 
-def _unrun_call(job: Job, turn: Turn, call: ToolCall, tool: Tool) -> ToolCalled:
-    """An injected call the bridge did not run, and why."""
-    if turn.next is Next.LIMIT:
-        reason = "not run: max_tool_rounds reached"
-    elif any(c.name not in job.tools for c in turn.tool_calls):
-        reason = "not run: the turn also called the client's own tools"
-    else:
-        reason = f"not run: the response ended with {turn.stop_reason or 'an error'}"
+def _injected_call(
+    job: Job, turn: Turn, call: ToolCall, tool: Tool, error: str | None, metadata: dict[str, Any] | None = None
+) -> ToolCalled:
     return ToolCalled(
         interception_id=job.id,
         provider_response_id=turn.response_id,
@@ -568,9 +546,20 @@ def _unrun_call(job: Job, turn: Turn, call: ToolCall, tool: Tool) -> ToolCalled:
         tool=tool.tool,
         input=call.arguments,
         injected=True,
-        invocation_error=reason,
-        metadata={"server": tool.server.name, "name": call.name},
+        invocation_error=error[:4000] if error else None,
+        metadata={"server": tool.server.name, "name": call.name, **(metadata or {})},
     )
+
+
+def _unrun_call(job: Job, turn: Turn, call: ToolCall, tool: Tool) -> ToolCalled:
+    """An injected call the bridge did not run, and why."""
+    if turn.next is Next.LIMIT:
+        reason = "not run: max_tool_rounds reached"
+    elif any(c.name not in job.tools for c in turn.tool_calls):
+        reason = "not run: the turn also called the client's own tools"
+    else:
+        reason = f"not run: the response ended with {turn.stop_reason or 'an error'}"
+    return _injected_call(job, turn, call, tool, reason)
 
 
 def _outcome(turn: Turn, state: LoopState) -> tuple[str, str | None]:

@@ -6,6 +6,7 @@ shortened so reconnection tests take a fraction of a second.
 """
 
 import asyncio
+import base64
 import logging
 import os
 import re
@@ -191,11 +192,7 @@ def test_long_colliding_names_stay_unique() -> None:
 
 
 def test_convert_text_image_and_sizes() -> None:
-    data = mcp_types.ImageContent(
-        type="image",
-        data="iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
-        mime_type="image/png",
-    )
+    data = mcp_types.ImageContent(type="image", data=base64.b64encode(TINY_PNG).decode(), mime_type="image/png")
     result = convert_result(
         mcp_types.CallToolResult(content=[mcp_types.TextContent(type="text", text="héllo"), data]), 12.5
     )
