@@ -229,7 +229,8 @@ class Engine:
             return ()
         if job.api is Api.OPENAI_CHAT and job.json.get("n") not in (None, 1):
             return ()
-        return self.tools.tools()
+        taken = _client_tool_names(job.json)  # a client tool of the same name keeps its name
+        return [t for t in self.tools.tools() if t.name not in taken]
 
     async def _send(self, job: Job, body: bytes) -> httpx.Response:
         provider = job.route.provider
@@ -560,6 +561,18 @@ def _unrun_call(job: Job, turn: Turn, call: ToolCall, tool: Tool) -> ToolCalled:
     else:
         reason = f"not run: the response ended with {turn.stop_reason or 'an error'}"
     return _injected_call(job, turn, call, tool, reason)
+
+
+def _client_tool_names(body: dict[str, Any]) -> set[str]:
+    tools = body.get("tools")
+    names = set()
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict):
+            function = tool.get("function")
+            name = function.get("name") if isinstance(function, dict) else tool.get("name")
+            if isinstance(name, str):
+                names.add(name)
+    return names
 
 
 def _outcome(turn: Turn, state: LoopState) -> tuple[str, str | None]:

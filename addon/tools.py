@@ -541,7 +541,7 @@ class ToolManager:
         self.publish()
         await asyncio.gather(*(link.stop() for link in retired))
         if self._started:
-            for server in servers:
+            for server in self._servers:  # the latest list: another reconfigure may have run meanwhile
                 if server.name not in self._links:
                     self._add_link(server)
 
