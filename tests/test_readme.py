@@ -14,7 +14,7 @@ README = (ROOT / "README.md").read_text()
 
 def test_every_addon_option_is_documented() -> None:
     with taddons.context(Bridge()) as tctx:
-        options = [name for name in tctx.options.keys() if name.startswith("aibridge_")]
+        options = [name for name in tctx.options if name.startswith("aibridge_")]
     assert options
     assert [name for name in options if f"`{name}`" not in README] == []
 
