@@ -14,7 +14,8 @@ README = (ROOT / "README.md").read_text()
 
 def test_every_addon_option_is_documented() -> None:
     with taddons.context(Bridge()) as tctx:
-        options = [name for name in tctx.options if name.startswith("aibridge_")]
+        names = tctx.options.keys()
+        options = [name for name in names if name.startswith("aibridge_")]
     assert options
     assert [name for name in options if f"`{name}`" not in README] == []
 
