@@ -5,7 +5,27 @@
     host = "api.anthropic.com"         # the host clients call; only provider hosts are TLS-intercepted
     upstream = "https://api.anthropic.com"   # where requests go; the request path is appended
     extra_headers = { "x-team" = "platform" }
+    key = "env:ANTHROPIC_API_KEY"      # a central key, substituted for bridge tokens (literal or env:VAR)
+    allow_byok = false                 # refuse clients' own keys (default: the global allow_byok)
     enabled = true
+
+    allow_byok = true                  # clients may use their own provider keys
+    send_actor_headers = false         # X-AI-Bridge-Actor-ID / -Metadata-Username upstream
+
+    [users.alice]                      # when any user exists, the proxy requires proxy authentication
+    token = "sha256:<hex>"             # the token's SHA-256 (scripts/add-user), or env:VAR holding the token
+    groups = ["eng"]
+
+    [budgets]                          # US$ per UTC calendar month; a user's own limit wins over groups'
+    users = { alice = 50 }
+    groups = { eng = 20 }
+
+    [prices."anthropic/claude-sonnet-4-5"]   # US$ per million tokens; overrides the genai-prices book
+    input = 3
+    output = 15
+    cache_read = 0.3
+    cache_write = 3.75                 # 5-minute cache writes
+    cache_write_1h = 6
 
     max_tool_rounds = 16               # upstream calls one request may make while injected tools run
     keepalive_interval = 10            # seconds between pings on a stream while injected tools run
@@ -22,6 +42,8 @@ Providers `anthropic` (api.anthropic.com) and `openai` (api.openai.com) exist un
 overrides or disables them. Parsers raise `ValueError`; the addon turns that into `OptionsError`.
 """
 
+import hashlib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -36,10 +58,27 @@ DEFAULT_HOSTS: dict[ProviderType, str] = {"anthropic": "api.anthropic.com", "ope
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_PROVIDER_KEYS = {"type", "host", "upstream", "extra_headers", "enabled"}
+_PROVIDER_KEYS = {"type", "host", "upstream", "extra_headers", "key", "allow_byok", "enabled"}
+_USER_KEYS = {"token", "groups"}
+_BUDGET_KEYS = {"users", "groups"}
+_PRICE_KEYS = {"input", "output", "cache_read", "cache_write", "cache_write_1h"}
+_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TOKEN_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+TOKEN_PREFIX = "aib_"
+"""Bridge tokens start with this, so a client's API key can be told apart from a provider key."""
 _MCP_KEYS = {"url", "headers", "command", "args", "env", "allow", "deny", "tool_timeout", "enabled"}
 _MCP_NAME = re.compile(r"^[A-Za-z0-9]+([_-][A-Za-z0-9]+)*$")
-_TOP_LEVEL_KEYS = {"providers", "mcp_servers", "max_tool_rounds", "keepalive_interval"}
+_TOP_LEVEL_KEYS = {
+    "providers",
+    "mcp_servers",
+    "max_tool_rounds",
+    "keepalive_interval",
+    "allow_byok",
+    "send_actor_headers",
+    "users",
+    "budgets",
+    "prices",
+}
 DEFAULT_TOOL_TIMEOUT = 60.0
 DEFAULT_MAX_TOOL_ROUNDS = 16
 DEFAULT_KEEPALIVE_INTERVAL = 10.0
@@ -70,6 +109,10 @@ class Provider:
     host: str
     upstream: Upstream
     extra_headers: tuple[tuple[str, str], ...] = ()
+    key: str | None = field(default=None, repr=False)
+    """The central key, substituted upstream for requests authenticated by a bridge token."""
+    allow_byok: bool | None = None
+    """None: the global setting."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,11 +141,43 @@ class McpServer:
 
 
 @dataclass(frozen=True, kw_only=True)
+class User:
+    name: str
+    token_hash: str = field(repr=False)
+    """`sha256:<hex>` of the user's bridge token."""
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PriceOverride:
+    """US$ per million tokens, for a `provider/model` the price book lacks or prices differently."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budgets:
+    """Monthly spend limits in micro-dollars (US$ 1 = 1,000,000)."""
+
+    users: tuple[tuple[str, int], ...] = ()
+    groups: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     providers: tuple[Provider, ...] = field(default_factory=tuple)
     mcp_servers: tuple[McpServer, ...] = ()
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL
+    allow_byok: bool = True
+    send_actor_headers: bool = False
+    users: tuple[User, ...] = ()
+    budgets: Budgets = field(default_factory=Budgets)
+    prices: tuple[tuple[str, PriceOverride], ...] = ()
 
     def provider_for_host(self, host: str) -> Provider | None:
         host = host.lower().rstrip(".")
@@ -163,7 +238,95 @@ def _parse_provider(name: str, table: Any) -> Provider | None:
         parsed_upstream = parse_upstream(upstream)
     except ValueError as e:
         raise ValueError(f"providers.{name}: {e}") from None
-    return Provider(name=name, type=ptype, host=host, upstream=parsed_upstream, extra_headers=tuple(headers.items()))
+    key = _secret(table["key"], f"providers.{name}.key") if "key" in table else None
+    allow_byok = table.get("allow_byok")
+    if allow_byok is not None and not isinstance(allow_byok, bool):
+        raise ValueError(f"providers.{name}: allow_byok must be true or false")
+    return Provider(
+        name=name,
+        type=ptype,
+        host=host,
+        upstream=parsed_upstream,
+        extra_headers=tuple(headers.items()),
+        key=key,
+        allow_byok=allow_byok,
+    )
+
+
+def _secret(value: Any, what: str) -> str:
+    """A literal, or `env:VAR` read from the proxy's environment (keeps secrets out of the file)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string (or env:VAR)")
+    if value.startswith("env:"):
+        var = value[4:]
+        if not (secret := os.environ.get(var, "").strip()):
+            raise ValueError(f"{what}: environment variable {var} is not set")
+        return secret
+    return value
+
+
+def hash_token(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def _parse_user(name: str, table: Any) -> User:
+    where = f"users.{name}"
+    if not _USER_NAME.match(name):
+        raise ValueError(f"user name {name!r}: letters, digits, '.', '_' or '-', at most 64")
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be a table")
+    if unknown := set(table) - _USER_KEYS:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    token = table.get("token")
+    if isinstance(token, str) and _TOKEN_HASH.match(token):
+        token_hash = token
+    elif isinstance(token, str) and token.startswith("env:"):
+        token_hash = hash_token(_secret(token, f"{where}.token"))
+    else:
+        raise ValueError(f"{where}: token must be sha256:<64 hex digits> (scripts/add-user prints one) or env:VAR")
+    groups = table.get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+        raise ValueError(f"{where}: groups must be a list of names")
+    return User(name=name, token_hash=token_hash, groups=tuple(groups))
+
+
+def _dollars(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value > 1_000_000:
+        raise ValueError(f"{what} must be an amount of US$ from 0 to 1000000")
+    return round(value * 1_000_000)
+
+
+def _parse_budgets(table: Any) -> Budgets:
+    if not isinstance(table, dict):
+        raise ValueError("budgets must be a table")
+    if unknown := set(table) - _BUDGET_KEYS:
+        raise ValueError(f"budgets: unknown key(s) {', '.join(sorted(unknown))}")
+    parts = {}
+    for kind in _BUDGET_KEYS:
+        limits = table.get(kind, {})
+        if not isinstance(limits, dict):
+            raise ValueError(f"budgets.{kind} must map names to US$ amounts")
+        parts[kind] = tuple(sorted((n, _dollars(v, f"budgets.{kind}.{n}")) for n, v in limits.items()))
+    return Budgets(**parts)
+
+
+def _parse_price(name: str, table: Any) -> PriceOverride:
+    where = f'prices."{name}"'
+    provider, _, model = name.partition("/")
+    if provider not in PROVIDER_TYPES or not model:
+        raise ValueError(f"{where}: the name must be <provider type>/<model>, e.g. anthropic/claude-sonnet-4-5")
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be a table")
+    if unknown := set(table) - _PRICE_KEYS:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    if "input" not in table or "output" not in table:
+        raise ValueError(f"{where}: input and output prices are required")
+    values = {}
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"{where}.{key} must be a non-negative number of US$ per million tokens")
+        values[key] = float(value)
+    return PriceOverride(**values)
 
 
 def _string_pairs(value: Any, what: str) -> tuple[tuple[str, str], ...]:
@@ -247,11 +410,27 @@ def parse_config(data: dict[str, Any]) -> Config:
     keepalive = data.get("keepalive_interval", DEFAULT_KEEPALIVE_INTERVAL)
     if isinstance(keepalive, bool) or not isinstance(keepalive, int | float) or not 0 < keepalive <= 600:
         raise ValueError("keepalive_interval must be a number of seconds from 0 to 600")
+    flags = {}
+    for flag, default in (("allow_byok", True), ("send_actor_headers", False)):
+        flags[flag] = data.get(flag, default)
+        if not isinstance(flags[flag], bool):
+            raise ValueError(f"{flag} must be true or false")
+    users_table = data.get("users", {})
+    if not isinstance(users_table, dict):
+        raise ValueError("users must be a table of tables")
+    users = tuple(_parse_user(name, table) for name, table in sorted(users_table.items()))
+    prices_table = data.get("prices", {})
+    if not isinstance(prices_table, dict):
+        raise ValueError("prices must be a table of tables")
     return Config(
         providers=tuple(providers),
         mcp_servers=tuple(servers),
         max_tool_rounds=rounds,
         keepalive_interval=float(keepalive),
+        users=users,
+        budgets=_parse_budgets(data.get("budgets", {})),
+        prices=tuple((name, _parse_price(name, table)) for name, table in sorted(prices_table.items())),
+        **flags,
     )
 
 

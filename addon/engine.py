@@ -36,9 +36,10 @@ from .audit import (
     ToolCalled,
 )
 from .audit.lineage import Lineage
+from .budgets import Ledger, Refusal, Reservation
 from .clients import client_session_id, detect_client
 from .config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS, McpServer
-from .identity import credential_info
+from .pricing import PriceBook
 from .routing import Api, Route
 from .tools import TextPart, ToolResult
 from .wire import AnthropicMessages, OpenAIChat, RequestInfo, ResponseParser, ToolCall, Turn, WireFormat
@@ -49,6 +50,12 @@ logger = logging.getLogger(__name__)
 
 INTERCEPTION_HEADER = "x-aibridge-interception-id"
 WIRES: dict[Api, WireFormat] = {Api.ANTHROPIC_MESSAGES: AnthropicMessages(), Api.OPENAI_CHAT: OpenAIChat()}
+
+
+def error_body(provider_type: str, status: int, message: str) -> bytes:
+    """A provider-shaped error body for any route of that provider's type."""
+    wire = WIRES[Api.ANTHROPIC_MESSAGES] if provider_type == "anthropic" else WIRES[Api.OPENAI_CHAT]
+    return wire.error_body(status, message)
 
 
 class Recorder(Protocol):
@@ -85,6 +92,8 @@ class Job:
     headers: list[tuple[str, str]]
     body: bytes
     initiator: str
+    credential_kind: str | None = None
+    credential_hint: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     json: dict | None = None
     info: RequestInfo | None = None
@@ -92,6 +101,8 @@ class Job:
     response_id: str | None = None
     tools: dict[str, Tool] = field(default_factory=dict)
     """The injected tools, by model-visible name, as they were when the request arrived."""
+    reservation: Reservation | None = None
+    cost_micros: int = 0
     ended: bool = False
 
     @property
@@ -147,10 +158,14 @@ class Engine:
         *,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
+        prices: PriceBook | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.recorder = recorder
         self.client = client
         self.tools = tools
+        self.prices = prices or PriceBook()
+        self.ledger = ledger
         self.max_tool_rounds = max_tool_rounds
         self.keepalive_interval = keepalive_interval
         self.lineage = Lineage(recorder.find_tool_call)
@@ -158,8 +173,9 @@ class Engine:
 
     # --- admission -----------------------------------------------------------------------------------------
 
-    async def admit(self, job: Job) -> Reply | None:
-        """Record the interception's start. A Reply means: answer the client with it now."""
+    async def admit(self, job: Job, refusal: tuple[int, str] | None = None) -> Reply | None:
+        """Record the interception's start. A Reply means: answer the client with it now (a malformed body,
+        a `refusal` decided by access control, or a spent budget)."""
         wire = WIRES[job.api]
         headers = _header_map(job.headers)
         client = detect_client(headers)
@@ -169,6 +185,8 @@ class Engine:
                 raise ValueError("the body must be a JSON object")
         except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
             self._record_start(job, headers, client, model="unknown", streaming=False)
+            if refusal is not None:
+                return self._fail(job, wire, *refusal, status_name="refused")
             return self._fail(job, wire, 400, f"invalid JSON body: {e}")
         job.json = body
         job.info = info = wire.parse_request(body)
@@ -182,6 +200,14 @@ class Engine:
             session=client_session_id(client, headers, body),
             parent=parent,
         )
+        if refusal is not None:
+            return self._fail(job, wire, *refusal, status_name="refused")
+        if self.ledger is not None:
+            estimate = self.prices.estimate(job.route.provider.type, info.model, len(job.body) // 4, _max_output(body))
+            decision = self.ledger.admit(job.initiator, estimate)
+            if isinstance(decision, Refusal):
+                return self._fail(job, wire, 403, decision.message, status_name="refused")
+            job.reservation = decision
         return None
 
     def _record_start(
@@ -195,7 +221,6 @@ class Engine:
         session: str | None = None,
         parent: UUID | None = None,
     ) -> None:
-        kind, hint = credential_info(job.route.provider.type, headers)
         self.active[job.id] = job
         self.recorder.emit(
             InterceptionStarted(
@@ -210,8 +235,8 @@ class Engine:
                 thread_parent_id=parent,
                 thread_root_id=job.thread_root_id,
                 correlating_tool_call_id=job.info.correlating_tool_call_id if job.info else None,
-                credential_kind=kind,
-                credential_hint=hint,
+                credential_kind=job.credential_kind,
+                credential_hint=job.credential_hint,
                 streaming=streaming,
                 route=job.path.split("?", 1)[0],
                 started_at=job.started_at,
@@ -278,6 +303,8 @@ class Engine:
         else:
             relay = self._loop_stream(job, wire, state, body, response)
         headers = upstream.response_headers(response.headers, keep_length=state is None and not _is_sse(response))
+        if _is_sse(response) and response.headers.get("content-encoding", "").lower() in _INFLATABLE:
+            headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]  # relayed inflated
         headers.append((INTERCEPTION_HEADER, str(job.id)))
 
         async def abandon() -> None:  # a no-op once the relay ran: the response is closed, the job ended
@@ -398,14 +425,15 @@ class Engine:
                 headers = upstream.response_headers(response.headers, keep_length=True)
                 return Reply(response.status_code, [*headers, (INTERCEPTION_HEADER, str(job.id))], _once(raw))
             parser = wire.loop_parser(state)
-            _guarded(parser.feed_body, _decoded(raw, response.headers.get("content-encoding")))
+            decoded = _decoded(raw, response.headers.get("content-encoding"))
+            _guarded(parser.feed_body, decoded)
             turn = _guarded(parser.turn) or Turn()
             self._record_turn(job, turn)
             state.add_usage(turn.usage)
             model = turn.model or model
             hidden = hidden or any(c.name in state.injected for c in turn.tool_calls)
             try:
-                bodies.append(json.loads(raw))
+                bodies.append(json.loads(decoded))
             except ValueError:
                 bodies.append({})
             if turn.error or turn.next is not Next.CONTINUE:
@@ -419,9 +447,13 @@ class Engine:
                 return self._fail(job, wire, e.status, str(e))
         status, error = _outcome(turn, state)
         limited = turn.next is Next.LIMIT
-        final = raw if len(bodies) == 1 and not hidden and not limited else wire.merge_rounds(bodies, state, limited)
         self.finish(job, status, error, first.status_code, model)
         headers = upstream.response_headers(first.headers, keep_length=False)
+        if len(bodies) == 1 and not hidden and not limited:
+            final = raw  # the upstream's own bytes, encoding and all
+        else:
+            final = wire.merge_rounds(bodies, state, limited)
+            headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]
         headers += [("content-length", str(len(final))), (INTERCEPTION_HEADER, str(job.id))]
         return Reply(first.status_code, headers, _once(final))
 
@@ -439,7 +471,11 @@ class Engine:
             result = ToolResult((TextPart(f"Error: {message}"),), is_error=True, error=message)
         else:
             assert self.tools is not None
-            result = await self.tools.call(call.name, arguments)
+            try:
+                result = await self.tools.call(call.name, arguments)
+            except asyncio.CancelledError:
+                self.recorder.emit(_injected_call(job, turn, call, tool, "cancelled: the client went away"))
+                raise
         invocation_error = result.error
         if invocation_error is None and result.is_error:
             invocation_error = next((p.text for p in result.parts if isinstance(p, TextPart)), "tool reported an error")
@@ -458,18 +494,7 @@ class Engine:
         rid = turn.response_id
         job.response_id = job.response_id or rid
         if turn.usage is not None:
-            u = turn.usage
-            emit(
-                TokensUsed(
-                    interception_id=job.id,
-                    provider_response_id=rid,
-                    input_tokens=u.input,
-                    output_tokens=u.output,
-                    cache_read_input_tokens=u.cache_read,
-                    cache_write_input_tokens=u.cache_write,
-                    metadata=u.extra,
-                )
-            )
+            emit(self._priced(job, turn))
         for call in turn.tool_calls:
             if (tool := job.tools.get(call.name)) is not None:
                 if turn.next is not Next.CONTINUE:  # run calls are recorded with their results
@@ -491,8 +516,34 @@ class Engine:
         for thought in turn.thoughts:
             emit(ThoughtRecorded(interception_id=job.id, content=thought.content, metadata={"source": thought.source}))
 
-    def _fail(self, job: Job, wire: WireFormat, status: int, message: str) -> Reply:
-        self.finish(job, "failed", message, status)
+    def _priced(self, job: Job, turn: Turn) -> TokensUsed:
+        """A token-usage row with its cost, priced by the response's model (else the requested one)."""
+        assert turn.usage is not None
+        u, provider = turn.usage, job.route.provider.type
+        requested = job.info.model if job.info else None
+        cost = self.prices.cost(provider, turn.model, u) if turn.model else None
+        if cost is None and requested and requested != turn.model:
+            cost = self.prices.cost(provider, requested, u)
+        if cost is not None:
+            job.cost_micros += cost.total
+        return TokensUsed(
+            interception_id=job.id,
+            provider_response_id=turn.response_id,
+            input_tokens=u.input,
+            output_tokens=u.output,
+            cache_read_input_tokens=u.cache_read,
+            cache_write_input_tokens=u.cache_write,
+            metadata=u.extra,
+            cost_micros=cost.total if cost else None,
+            input_cost_micros=cost.input if cost else None,
+            output_cost_micros=cost.output if cost else None,
+            cache_read_cost_micros=cost.cache_read if cost else None,
+            cache_write_cost_micros=cost.cache_write if cost else None,
+            prices=cost.prices.as_json() if cost else {},
+        )
+
+    def _fail(self, job: Job, wire: WireFormat, status: int, message: str, *, status_name: str = "failed") -> Reply:
+        self.finish(job, status_name, message, status)
         headers = [("content-type", "application/json"), (INTERCEPTION_HEADER, str(job.id))]
         return Reply(status, headers, _once(wire.error_body(status, message)))
 
@@ -509,6 +560,8 @@ class Engine:
             return
         job.ended = True
         self.active.pop(job.id, None)
+        if job.reservation is not None and self.ledger is not None:
+            self.ledger.settle(job.reservation, job.cost_micros)
         if job.info is not None and job.info.prompt:
             self.recorder.emit(
                 PromptSubmitted(interception_id=job.id, provider_response_id=job.response_id, prompt=job.info.prompt)
@@ -563,6 +616,14 @@ def _unrun_call(job: Job, turn: Turn, call: ToolCall, tool: Tool) -> ToolCalled:
     return _injected_call(job, turn, call, tool, reason)
 
 
+def _max_output(body: dict[str, Any]) -> int:
+    """The most output tokens a request allows (what a budget reservation assumes)."""
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        if isinstance(value := body.get(key), int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 4096
+
+
 def _client_tool_names(body: dict[str, Any]) -> set[str]:
     tools = body.get("tools")
     names = set()
@@ -603,16 +664,34 @@ async def _round(response: httpx.Response, parser: ResponseParser) -> AsyncItera
             yield chunk
         _guarded(parser.feed_body, _decoded(b"".join(chunks), response.headers.get("content-encoding")))
         return
-    if response.headers.get("content-encoding", "identity").lower() != "identity":
+    encoding = response.headers.get("content-encoding", "identity").lower()
+    if encoding not in ("identity", *_INFLATABLE):
         async for chunk in response.aiter_raw():  # the upstream ignored `identity`: relay as is, unparsed
             yield chunk
         return
     sse = SSEParser()
-    async for chunk in response.aiter_raw():
+    async for chunk in _inflated(response, encoding):
         out = [data for event in sse.feed(chunk) if (data := _relayed(parser.feed_event, event)) is not None]
         if out:
             yield out[0] if len(out) == 1 else b"".join(out)
     if (tail := sse.close()) is not None and (data := _relayed(parser.feed_event, tail)) is not None:
+        yield data
+
+
+_INFLATABLE = ("gzip", "deflate")
+"""Encodings the bridge decodes itself when an upstream ignores `accept-encoding: identity`."""
+
+
+async def _inflated(response: httpx.Response, encoding: str) -> AsyncIterator[bytes]:
+    if encoding == "identity":
+        async for chunk in response.aiter_raw():
+            yield chunk
+        return
+    inflater = zlib.decompressobj(47)  # 32 + 15: gzip or zlib header, detected
+    async for chunk in response.aiter_raw():
+        if data := inflater.decompress(chunk):
+            yield data
+    if data := inflater.flush():
         yield data
 
 

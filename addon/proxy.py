@@ -2,19 +2,25 @@
 
 import asyncio
 import logging
+import weakref
+from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import httpx
-from mitmproxy import ctx, exceptions, http, tls
+from mitmproxy import connection, ctx, exceptions, http, tls
 
 from . import upstream
+from .access import Access, Users, resolve
 from .audit import AuditFileLocked, AuditWriter
 from .audit.lineage import Lineage
+from .budgets import Ledger, month_start
 from .certs import protect_private_key, shell_lines, write_ca_bundle
 from .config import Config, Provider, load_config
-from .engine import Engine, Job
+from .engine import Engine, Job, error_body
 from .ids import uuid7
+from .pricing import PriceBook
 from .routing import Route, classify
 from .server import LocalServer
 from .tools import ToolManager
@@ -22,6 +28,7 @@ from .tools import ToolManager
 logger = logging.getLogger(__name__)
 
 META_ROUTE = "aibridge_route"
+META_USER = "aibridge_user"
 META_JOB = "aibridge_job"
 TOOLS_STARTUP_GRACE = 10.0
 """Seconds the first bridged requests wait for MCP servers still connecting at start-up."""
@@ -49,6 +56,8 @@ class Bridge:
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tools_settled = False
+        self.users = Users(())
+        self._tunnel_users: MutableMapping[connection.Client, str] = weakref.WeakKeyDictionary()
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -74,6 +83,7 @@ class Bridge:
                 raise exceptions.OptionsError(f"aibridge_config: {e}") from None
             self._use_tools(config)
             self.config = config
+            self.users = Users(config.users)
         if updated & _TLS_OPTIONS or self._client is None:
             verify = upstream.make_ssl_context(
                 insecure=ctx.options.ssl_insecure,
@@ -90,6 +100,18 @@ class Bridge:
         self.engine.client = self._client  # type: ignore[assignment]
         self.engine.max_tool_rounds = self.config.max_tool_rounds
         self.engine.keepalive_interval = self.config.keepalive_interval
+        self.engine.prices = PriceBook(self.config.prices)
+        self.engine.ledger = self._ledger()
+
+    def _ledger(self) -> Ledger | None:
+        """Budgets, with this month's spend rebuilt from the audit file."""
+        budgets = self.config.budgets
+        if not budgets.users and not budgets.groups:
+            return None
+        assert self.writer is not None
+        ledger = Ledger(budgets, self.config.users)
+        ledger.load(self.writer.spend_since(month_start(datetime.now(UTC))))
+        return ledger
 
     def _use_tools(self, config: Config) -> None:
         """Swap the MCP servers when they changed; a running manager reconnects only what changed."""
@@ -163,6 +185,27 @@ class Bridge:
         if not host or self.config.provider_for_host(host) is None:
             data.ignore_connection = True
 
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """A closed proxy: a tunnel opens only for a user with valid credentials, and stays theirs."""
+        if not self.users.required:
+            return
+        if (user := self.users.check_basic(flow.request.headers.get("proxy-authorization"))) is None:
+            flow.response = _auth_required()
+        else:
+            self._tunnel_users[flow.client_conn] = user
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if not self.users.required or flow.response is not None:
+            return
+        user = self._tunnel_users.get(flow.client_conn)
+        if user is None:  # a plain-HTTP proxy request carries its own credentials
+            user = self.users.check_basic(flow.request.headers.get("proxy-authorization"))
+        flow.request.headers.pop("proxy-authorization", None)
+        if user is None:
+            flow.response = _auth_required()
+        else:
+            flow.metadata[META_USER] = user
+
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.error is not None:
             return
@@ -170,11 +213,18 @@ class Bridge:
         if route is None:
             return
         flow.metadata[META_ROUTE] = route
+        access = resolve(
+            self.config,
+            self.users,
+            route.provider,
+            list(flow.request.headers.items(multi=True)),
+            flow.metadata.get(META_USER),
+        )
         if route.api is None:
-            _pass_through(flow, route.provider)
+            _pass_through(flow, route.provider, access)
             return
         try:
-            await self._bridge(flow, route)
+            await self._bridge(flow, route, access)
         except Exception as e:  # boundary: mitmproxy would forward a half-handled flow as it stands
             logger.exception("aibridge: cannot bridge %s %s", flow.request.method, flow.request.pretty_url)
             job: Job | None = flow.metadata.get(META_JOB)
@@ -182,24 +232,25 @@ class Bridge:
                 self.engine.finish(job, "failed", f"bridge error: {e!r}", 500)
             flow.response = http.Response.make(500, b"internal bridge error", {"content-type": "text/plain"})
 
-    async def _bridge(self, flow: http.HTTPFlow, route: Route) -> None:
+    async def _bridge(self, flow: http.HTTPFlow, route: Route, access: Access) -> None:
         await self._ready.wait()
         if self.tools is not None and not self._tools_settled:
             # Right after start-up, give MCP servers a moment so early requests get their tools too.
             await self.tools.wait_until_settled(TOOLS_STARTUP_GRACE)
             self._tools_settled = True
         assert self.engine is not None and self.server is not None and self.server.port is not None
-        auth = flow.metadata.get("proxyauth")
         job = Job(
             id=uuid7(),
             route=route,
             path=flow.request.path,
-            headers=[(k, v) for k, v in flow.request.headers.items(multi=True)],
+            headers=access.headers,
             body=flow.request.get_content(strict=False) or b"",
-            initiator=auth[0] if auth else "anonymous",
+            initiator=access.initiator,
+            credential_kind=access.credential_kind,
+            credential_hint=access.credential_hint,
         )
         flow.metadata[META_JOB] = job
-        reply = await self.engine.admit(job)
+        reply = await self.engine.admit(job, access.refusal)
         if reply is not None:
             body = b"".join([chunk async for chunk in reply.body])
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
@@ -247,8 +298,23 @@ class Bridge:
         self._clients.clear()
 
 
-def _pass_through(flow: http.HTTPFlow, provider: Provider) -> None:
-    """Forward unchanged, to the provider's configured upstream when it is not the host itself."""
+def _auth_required() -> http.Response:
+    return http.Response.make(
+        407,
+        b"aibridge: proxy authentication required (HTTPS_PROXY=http://<user>:<token>@host:port)\n",
+        {"Proxy-Authenticate": 'Basic realm="aibridge"', "content-type": "text/plain"},
+    )
+
+
+def _pass_through(flow: http.HTTPFlow, provider: Provider, access: Access) -> None:
+    """Forward unchanged but for the credential rules, to the provider's configured upstream."""
+    if access.refusal is not None:
+        status, message = access.refusal
+        flow.response = http.Response.make(
+            status, error_body(provider.type, status, message), {"content-type": "application/json"}
+        )
+        return
+    flow.request.headers = http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in access.headers])
     target = provider.upstream
     if (target.scheme, target.host, target.port, target.path) != ("https", provider.host, 443, ""):
         flow.request.scheme, flow.request.host, flow.request.port = target.scheme, target.host, target.port

@@ -71,6 +71,14 @@ class TokensUsed(AuditEvent):
     cache_write_input_tokens: int
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=_now)
+    cost_micros: int | None = None
+    """None: the price book could not price this usage."""
+    input_cost_micros: int | None = None
+    output_cost_micros: int | None = None
+    cache_read_cost_micros: int | None = None
+    cache_write_cost_micros: int | None = None
+    prices: dict[str, Any] = field(default_factory=dict)
+    """The US$-per-million-token prices applied, and their source."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -94,7 +94,19 @@ def _m001_initial(db: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-MIGRATIONS: list[Migration] = [("m001_initial", _m001_initial)]
+def _m002_costs(db: duckdb.DuckDBPyConnection) -> None:
+    for column in (
+        "cost_micros",
+        "input_cost_micros",
+        "output_cost_micros",
+        "cache_read_cost_micros",
+        "cache_write_cost_micros",
+    ):
+        db.execute(f"ALTER TABLE token_usages ADD COLUMN {column} BIGINT")  # micro-dollars; NULL = unpriced
+    db.execute("ALTER TABLE token_usages ADD COLUMN prices JSON")
+
+
+MIGRATIONS: list[Migration] = [("m001_initial", _m001_initial), ("m002_costs", _m002_costs)]
 
 
 def migrate(db: duckdb.DuckDBPyConnection) -> None:

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 from uuid import UUID
@@ -113,6 +114,21 @@ class AuditWriter:
         finally:
             cursor.close()
         return (rows[0][0], rows[0][1]) if rows else None
+
+    def spend_since(self, since: datetime) -> dict[str, int]:
+        """Micro-dollars spent per initiator since `since`, as recorded (budgets are rebuilt from it)."""
+        assert self._db is not None
+        cursor = self._db.cursor()
+        try:
+            rows = cursor.execute(
+                """SELECT s.initiator, sum(t.cost_micros)::BIGINT FROM token_usages t
+                   JOIN interception_starts s ON s.id = t.interception_id
+                   WHERE t.created_at >= ? AND t.cost_micros IS NOT NULL GROUP BY s.initiator""",
+                [since],
+            ).fetchall()
+        finally:
+            cursor.close()
+        return {user: int(total) for user, total in rows}
 
     def _run(self) -> None:
         pending: list[AuditEvent] = []

@@ -300,11 +300,8 @@ class MessagesLoopParser(MessagesParser):
             return None
         if block.client_index == index:
             return event.raw
-        return (
-            f"event: {kind}\ndata: ".encode()
-            + set_member(event.data.encode(), "index", str(block.client_index))
-            + (b"\n\n")
-        )
+        data = set_member(event.data.encode(), "index", str(block.client_index)).replace(b"\n", b"\ndata: ")
+        return f"event: {kind}\ndata: ".encode() + data + b"\n\n"
 
     def _limit_notice(self, delta: JSON, total: Usage) -> bytes:
         index = self._state.next_index
@@ -411,6 +408,7 @@ class AnthropicMessages:
             content.append({"type": "text", "text": LIMIT_NOTICE.format(rounds=state.round)})
             final["stop_reason"] = "end_turn"
         final["content"] = content
+        final["id"] = bodies[0].get("id", final.get("id"))  # as a stream shows the first round's message_start
         final["usage"] = _summed_usage(final.get("usage") or {}, state.usage)
         return dumps(final).encode()
 

@@ -284,8 +284,8 @@ class ChatLoopParser(ChatParser):
                 usage, changed = _summed_usage(usage, sum_usage(state.usage, to_usage(usage))), True
         if not changed:
             return event.raw
-        if not kept and not isinstance(usage, dict):
-            return None
+        if not kept:
+            return None  # every choice was hidden: so is the chunk, usage included
         new_chunk = {**chunk, "id": state.first_id or chunk.get("id"), "choices": kept}
         if "usage" in chunk:
             new_chunk["usage"] = usage

@@ -1,6 +1,7 @@
 """Anthropic /v1/messages: request facts, streamed and whole responses, error shapes."""
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from addon.wire.anthropic_messages import (
     extract_prompt,
     to_usage,
 )
-from addon.wire.base import Thought, ToolCall, Usage
+from addon.wire.base import LIMIT_NOTICE, LoopState, Next, Thought, ToolCall, Turn, Usage, dumps
 from addon.wire.sse import SSEEvent, SSEParser
 
 WIRE = AnthropicMessages()
@@ -456,3 +457,556 @@ def test_error_event() -> None:
     parser = MessagesParser()
     parser.feed_event(event)
     assert parser.turn().error == "api_error: upstream went away"
+
+
+# --- the tool loop: injecting, continuing, merging -------------------------------------------------------
+
+INJECTED = frozenset({"bmcp_fs_read", "bmcp_fs_grep"})
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    description: str = "an injected tool"
+    input_schema: dict = field(default_factory=lambda: {"type": "object", "properties": {"path": {"type": "string"}}})
+
+
+def spec_json(spec: Spec) -> bytes:
+    return json.dumps(
+        {"name": spec.name, "description": spec.description, "input_schema": spec.input_schema},
+        separators=(",", ":"),
+    ).encode()
+
+
+CLIENT_BODY = (
+    b'{"model": "claude-sonnet-4-5",  "max_tokens": 1024, "stream": true,\n'
+    b' "tools": [{"name": "Bash", "input_schema": {"type": "object"}},\n'
+    b'           {"name": "Read", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}],\n'
+    b' "messages": [{"role": "user", "content": "read a.py \\u00e9"}]}'
+)
+
+
+def test_inject_tools_prepends_in_the_given_order_and_changes_nothing_else() -> None:
+    specs = [Spec("bmcp_fs_read"), Spec("bmcp_fs_grep", "search", {"type": "object"})]
+    out = WIRE.inject_tools(CLIENT_BODY, specs)
+    inserted = spec_json(specs[0]) + b"," + spec_json(specs[1]) + b","
+    assert out == CLIENT_BODY.replace(b'"tools": [', b'"tools": [' + inserted, 1)
+    tools = json.loads(out)["tools"]
+    assert [t["name"] for t in tools] == ["bmcp_fs_read", "bmcp_fs_grep", "Bash", "Read"]
+    assert tools[-1]["cache_control"] == {"type": "ephemeral"}  # the client's breakpoint still ends the tools
+
+
+def test_inject_tools_creates_the_tools_array() -> None:
+    raw = b'{"model": "m", "messages": []}'
+    out = WIRE.inject_tools(raw, [Spec("bmcp_fs_read")])
+    assert out == raw[:-1] + b',"tools":[' + spec_json(Spec("bmcp_fs_read")) + b"]}"
+
+
+def test_inject_no_tools_leaves_the_body_alone() -> None:
+    assert WIRE.inject_tools(CLIENT_BODY, []) == CLIENT_BODY
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    media_type: str
+    data: str
+
+
+@dataclass(frozen=True)
+class Output:
+    parts: tuple
+    is_error: bool = False
+
+
+ASSISTANT = {
+    "role": "assistant",
+    "content": [
+        {"type": "text", "text": "Let me look."},
+        {"type": "tool_use", "id": "toolu_1", "name": "bmcp_fs_read", "input": {"path": "a.py"}},
+        {"type": "tool_use", "id": "toolu_2", "name": "bmcp_fs_grep", "input": {}},
+    ],
+}
+
+
+def test_next_request_appends_the_turn_and_its_tool_results() -> None:
+    turn = Turn(assistant=ASSISTANT)
+    results = [
+        (
+            ToolCall("toolu_1", "bmcp_fs_read", '{"path": "a.py"}'),
+            Output((Text("print(1)"), Image("image/png", "iVBO"))),
+        ),
+        (ToolCall("toolu_2", "bmcp_fs_grep", "{}"), Output((Text("no pattern"),), is_error=True)),
+    ]
+    out = WIRE.next_request(CLIENT_BODY, turn, results)
+    answers = {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "toolu_1",
+                "content": [
+                    {"type": "text", "text": "print(1)"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}},
+                ],
+                "is_error": False,
+            },
+            {
+                "type": "tool_result",
+                "tool_use_id": "toolu_2",
+                "content": [{"type": "text", "text": "no pattern"}],
+                "is_error": True,
+            },
+        ],
+    }
+    close = CLIENT_BODY.rindex(b"]")
+    added = b"," + dumps(ASSISTANT).encode() + b"," + dumps(answers).encode()
+    assert out == CLIENT_BODY[:close] + added + CLIENT_BODY[close:]
+    assert json.loads(out)["messages"][1:] == [ASSISTANT, answers]
+
+
+def body_of(msg_id: str, content: list, stop_reason: str, usage: tuple[int, int, int, int]) -> dict:
+    i, o, read, write = usage
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": i,
+            "output_tokens": o,
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": write,
+            "service_tier": "standard",
+        },
+    }
+
+
+ROUND_BODIES = [
+    body_of(
+        "msg_1",
+        [
+            {"type": "thinking", "thinking": "Read it first.", "signature": "sig1"},
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "toolu_1", "name": "bmcp_fs_read", "input": {"path": "a.py"}},
+        ],
+        "tool_use",
+        (10, 20, 100, 5),
+    ),
+    body_of(
+        "msg_2",
+        [
+            {"type": "text", "text": "It prints 1. Running it."},
+            {"type": "tool_use", "id": "toolu_2", "name": "bmcp_fs_grep", "input": {}},
+            {"type": "tool_use", "id": "toolu_3", "name": "Bash", "input": {"command": "python a.py"}},
+        ],
+        "tool_use",
+        (30, 40, 200, 7),
+    ),
+]
+
+
+def merged_state(bodies: list[dict]) -> LoopState:
+    state = LoopState(INJECTED, 8, round=len(bodies))
+    for body in bodies:
+        state.add_usage(to_usage(body["usage"]))
+    return state
+
+
+def test_merge_rounds_keeps_every_visible_block_and_sums_usage() -> None:
+    merged = json.loads(WIRE.merge_rounds(ROUND_BODIES, merged_state(ROUND_BODIES), limited=False))
+    assert merged["content"] == [
+        {"type": "thinking", "thinking": "Read it first.", "signature": "sig1"},
+        {"type": "text", "text": "Let me look."},
+        {"type": "text", "text": "It prints 1. Running it."},
+        {"type": "tool_use", "id": "toolu_3", "name": "Bash", "input": {"command": "python a.py"}},
+    ]
+    assert merged["usage"] == {
+        "input_tokens": 40,
+        "output_tokens": 60,
+        "cache_read_input_tokens": 300,
+        "cache_creation_input_tokens": 12,
+        "service_tier": "standard",
+    }
+    assert (merged["id"], merged["stop_reason"], merged["model"]) == (
+        "msg_1",
+        "tool_use",
+        "claude-sonnet-4-5",
+    )  # the first round names the message, as a stream does
+
+
+def test_merge_rounds_limited_adds_the_notice_and_ends_the_turn() -> None:
+    bodies = [ROUND_BODIES[0], body_of("msg_2", ROUND_BODIES[0]["content"][2:], "tool_use", (1, 2, 3, 4))]
+    merged = json.loads(WIRE.merge_rounds(bodies, merged_state(bodies), limited=True))
+    assert merged["content"] == [
+        *ROUND_BODIES[0]["content"][:2],
+        {"type": "text", "text": LIMIT_NOTICE.format(rounds=2)},
+    ]
+    assert merged["stop_reason"] == "end_turn"
+    assert (merged["usage"]["input_tokens"], merged["usage"]["output_tokens"]) == (11, 22)
+
+
+def test_ping_event_is_an_anthropic_ping() -> None:
+    (event,) = events_of(WIRE.ping_event())
+    assert event.event == "ping"
+    assert json.loads(event.data) == {"type": "ping"}
+
+
+# --- the tool loop: a streamed response, round by round --------------------------------------------------
+
+
+def message_start(msg_id: str, input_tokens: int, cache_read: int, cache_write: int) -> bytes:
+    usage = {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": cache_write,
+        "cache_read_input_tokens": cache_read,
+        "output_tokens": 1,
+    }
+    message = {"id": msg_id, "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": []}
+    return sse("message_start", {"type": "message_start", "message": {**message, "usage": usage}})
+
+
+def text_block(index: int, text: str) -> bytes:
+    return (
+        block_start(index, {"type": "text", "text": ""})
+        + delta(index, {"type": "text_delta", "text": text})
+        + block_stop(index)
+    )
+
+
+def tool_block(index: int, call_id: str, name: str, arguments: str) -> bytes:
+    return (
+        block_start(index, {"type": "tool_use", "id": call_id, "name": name, "input": {}})
+        + delta(index, {"type": "input_json_delta", "partial_json": arguments[:5]})
+        + delta(index, {"type": "input_json_delta", "partial_json": arguments[5:]})
+        + block_stop(index)
+    )
+
+
+def a_round(
+    msg_id: str, *blocks: bytes, stop_reason: str, usage: tuple[int, int, int, int] = (10, 20, 100, 5)
+) -> bytes:
+    """One upstream response: input, output, cache read, cache write tokens as `usage`."""
+    i, o, read, write = usage
+    return b"".join(
+        [message_start(msg_id, i, read, write), *blocks, message_delta({"output_tokens": o}, stop_reason), MESSAGE_STOP]
+    )
+
+
+CALLS_READ = a_round(
+    "msg_1",
+    text_block(0, "Let me look."),
+    tool_block(1, "toolu_1", "bmcp_fs_read", '{"path": "a.py"}'),
+    stop_reason="tool_use",
+    usage=(10, 20, 100, 5),
+)
+CALLS_GREP = a_round(
+    "msg_2",
+    text_block(0, "Now grep."),
+    tool_block(1, "toolu_2", "bmcp_fs_grep", '{"pattern": "x"}'),
+    stop_reason="tool_use",
+    usage=(30, 40, 200, 7),
+)
+ANSWERS = a_round("msg_3", text_block(0, "It prints 1."), stop_reason="end_turn", usage=(50, 60, 300, 9))
+
+
+@dataclass
+class Played:
+    """What the client saw of each round (None: hidden), each round's events and turn, and the shared state."""
+
+    state: LoopState
+    events: list[list[SSEEvent]] = field(default_factory=list)
+    outs: list[list[bytes | None]] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+
+    @property
+    def client_bytes(self) -> bytes:
+        return b"".join(out for outs in self.outs for out in outs if out is not None)
+
+    def client_events(self) -> list[tuple[str, dict]]:
+        """The client's stream as (event, data) pairs, checking it is valid SSE with matching types."""
+        events = events_of(self.client_bytes)
+        pairs = [(e.event, json.loads(e.data)) for e in events]
+        assert all(name == data["type"] for name, data in pairs)
+        return pairs
+
+
+def play(*rounds: bytes, max_rounds: int = 8, injected: frozenset[str] = INJECTED) -> Played:
+    """Feed rounds the way the engine does: one parser per round, usage added and the round counted between."""
+    played = Played(LoopState(injected, max_rounds))
+    for number, stream in enumerate(rounds, 1):
+        assert played.state.round == number
+        parser = WIRE.loop_parser(played.state)
+        events = events_of(stream)
+        played.events.append(events)
+        played.outs.append([parser.feed_event(e) for e in events])
+        turn = parser.turn()
+        played.turns.append(turn)
+        played.state.add_usage(turn.usage)
+        if turn.next is not Next.CONTINUE:
+            assert number == len(rounds), "a round after the loop ended"
+            break
+        played.state.round += 1
+    return played
+
+
+def kinds(pairs: list[tuple[str, dict]]) -> list[str]:
+    return [name for name, _ in pairs]
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [FULL_STREAM, a_round("msg_1", text_block(0, "Just text."), stop_reason="end_turn")],
+    ids=["client-tools", "text"],
+)
+def test_loop_final_first_round_is_relayed_byte_identical(stream: bytes) -> None:
+    played = play(stream)
+    assert played.turns[0].next is Next.FINAL
+    assert played.outs[0] == [e.raw for e in played.events[0]]
+    assert played.client_bytes == stream
+
+
+def test_loop_injected_call_cut_off_is_final_and_still_hidden() -> None:
+    cut_off = a_round("msg_1", tool_block(0, "toolu_1", "bmcp_fs_read", '{"path": "a.'), stop_reason="max_tokens")
+    played = play(cut_off)
+    assert played.turns[0].next is Next.FINAL
+    shown = [e.raw for e in played.events[0] if e.event.startswith("message_")]
+    assert [out for out in played.outs[0] if out is not None] == shown
+
+
+def test_loop_first_round_hides_the_injected_call_and_the_message_end() -> None:
+    played = play(CALLS_READ, ANSWERS)
+    first = played.events[0]
+    shown = [e.raw for e in first if e.event == "message_start" or b'"index": 0' in e.raw]
+    assert [out for out in played.outs[0] if out is not None] == shown
+    assert played.turns[0].next is Next.CONTINUE
+    assert played.turns[0].tool_calls == [ToolCall("toolu_1", "bmcp_fs_read", '{"path": "a.py"}')]
+
+
+def test_loop_client_sees_one_message_with_blocks_counting_across_rounds() -> None:
+    played = play(CALLS_READ, CALLS_GREP, ANSWERS)
+    pairs = played.client_events()
+    assert kinds(pairs) == [
+        "message_start",
+        *["content_block_start", "content_block_delta", "content_block_stop"] * 3,
+        "message_delta",
+        "message_stop",
+    ]
+    assert pairs[0][1]["message"]["id"] == "msg_1"
+    blocks = [(data["index"], data.get("delta", {}).get("text")) for name, data in pairs if "index" in data]
+    assert blocks == [
+        (0, None),
+        (0, "Let me look."),
+        (0, None),
+        (1, None),
+        (1, "Now grep."),
+        (1, None),
+        (2, None),
+        (2, "It prints 1."),
+        (2, None),
+    ]
+    assert all(data.get("content_block", {}).get("type") != "tool_use" for _, data in pairs)
+    assert pairs[-2][1]["delta"]["stop_reason"] == "end_turn"
+    assert [t.next for t in played.turns] == [Next.CONTINUE, Next.CONTINUE, Next.FINAL]
+
+
+def test_loop_renumbered_events_differ_only_in_their_index() -> None:
+    played = play(CALLS_READ, ANSWERS)
+    blocks = [
+        (e, out)
+        for e, out in zip(played.events[1], played.outs[1], strict=True)
+        if e.event.startswith("content_block_")
+    ]
+    assert len(blocks) == 3
+    for original, out in blocks:
+        assert out is not None and out != original.raw
+        (event,) = events_of(out)
+        assert event.event == original.event
+        assert json.loads(event.data) == {**json.loads(original.data), "index": 1}
+
+
+def test_loop_later_rounds_hide_their_message_start() -> None:
+    played = play(CALLS_READ, CALLS_GREP, ANSWERS)
+    for events, outs in zip(played.events[1:], played.outs[1:], strict=True):
+        assert [out for e, out in zip(events, outs, strict=True) if e.event == "message_start"] == [None]
+
+
+def test_loop_intermediate_message_delta_and_stop_are_hidden() -> None:
+    played = play(CALLS_READ, CALLS_GREP, ANSWERS)
+    for events, outs in zip(played.events[:2], played.outs[:2], strict=True):
+        ends = [out for e, out in zip(events, outs, strict=True) if e.event in ("message_delta", "message_stop")]
+        assert ends == [None, None]
+    assert played.outs[2][-1] == MESSAGE_STOP
+
+
+def test_loop_final_message_delta_carries_usage_summed_over_rounds() -> None:
+    played = play(CALLS_READ, CALLS_GREP, ANSWERS)
+    (usage,) = [data["usage"] for name, data in played.client_events() if name == "message_delta"]
+    assert usage == {
+        "output_tokens": 20 + 40 + 60,
+        "input_tokens": 10 + 30 + 50,
+        "cache_read_input_tokens": 100 + 200 + 300,
+        "cache_creation_input_tokens": 5 + 7 + 9,
+    }
+
+
+def test_loop_a_block_after_a_hidden_block_takes_the_next_client_index() -> None:
+    round_ = a_round(
+        "msg_1",
+        tool_block(0, "toolu_1", "bmcp_fs_read", "{}"),
+        text_block(1, "Reading."),
+        tool_block(2, "toolu_2", "bmcp_fs_grep", "{}"),
+        stop_reason="tool_use",
+    )
+    played = play(round_, ANSWERS)
+    indexes = [data["index"] for _, data in played.client_events() if "index" in data]
+    assert indexes == [0, 0, 0, 1, 1, 1]
+    assert played.client_events()[2][1]["delta"] == {"type": "text_delta", "text": "Reading."}
+
+
+def test_loop_mixed_turn_is_final_with_only_the_client_call_visible() -> None:
+    mixed = a_round(
+        "msg_1",
+        text_block(0, "Both."),
+        tool_block(1, "toolu_1", "bmcp_fs_read", '{"path": "a.py"}'),
+        tool_block(2, "toolu_2", "Bash", '{"command": "ls"}'),
+        stop_reason="tool_use",
+    )
+    played = play(mixed)
+    assert played.turns[0].next is Next.FINAL
+    pairs = played.client_events()
+    starts = [data for name, data in pairs if name == "content_block_start"]
+    assert [(s["index"], s["content_block"]["type"], s["content_block"].get("name")) for s in starts] == [
+        (0, "text", None),
+        (1, "tool_use", "Bash"),
+    ]
+    json_parts = [data["delta"]["partial_json"] for name, data in pairs if data.get("index") == 1 and "delta" in data]
+    assert "".join(json_parts) == '{"command": "ls"}'
+    assert pairs[-2][1]["delta"]["stop_reason"] == "tool_use"
+    assert b"bmcp_fs_read" not in played.client_bytes
+
+
+def test_loop_limit_on_the_last_round_ends_with_the_notice() -> None:
+    played = play(CALLS_READ, CALLS_GREP, max_rounds=2)
+    assert [t.next for t in played.turns] == [Next.CONTINUE, Next.LIMIT]
+    pairs = played.client_events()
+    assert kinds(pairs[-5:]) == [
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    notice = pairs[-4][1]
+    assert (notice["index"], notice["delta"]) == (2, {"type": "text_delta", "text": LIMIT_NOTICE.format(rounds=2)})
+    assert pairs[-5][1] == {"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}}
+    end = pairs[-2][1]
+    assert end["delta"]["stop_reason"] == "end_turn"
+    assert (end["usage"]["input_tokens"], end["usage"]["output_tokens"]) == (40, 60)
+    assert (end["usage"]["cache_read_input_tokens"], end["usage"]["cache_creation_input_tokens"]) == (300, 12)
+    assert [data["content_block"]["type"] for name, data in pairs if name == "content_block_start"] == ["text"] * 3
+    assert b"bmcp_fs" not in played.client_bytes
+
+
+def test_loop_limit_with_one_round_allowed() -> None:
+    played = play(CALLS_READ, max_rounds=1)
+    assert played.turns[0].next is Next.LIMIT
+    pairs = played.client_events()
+    assert pairs[0][1]["message"]["id"] == "msg_1"
+    assert [data["index"] for _, data in pairs if "index" in data] == [0, 0, 0, 1, 1, 1]
+    assert pairs[-2][1]["delta"]["stop_reason"] == "end_turn"
+    assert pairs[-2][1]["usage"]["output_tokens"] == 20
+
+
+def test_loop_turn_assistant_holds_the_whole_round() -> None:
+    round_ = a_round(
+        "msg_1",
+        block_start(0, {"type": "thinking", "thinking": "", "signature": ""})
+        + delta(0, {"type": "thinking_delta", "thinking": "Read "})
+        + delta(0, {"type": "thinking_delta", "thinking": "it."})
+        + delta(0, {"type": "signature_delta", "signature": "sig-abc"})
+        + block_stop(0),
+        block_start(1, {"type": "redacted_thinking", "data": "opaque"}) + block_stop(1),
+        text_block(2, "Reading."),
+        tool_block(3, "toolu_1", "bmcp_fs_read", '{"path": "a.py"}'),
+        tool_block(4, "toolu_2", "bmcp_fs_grep", "{}"),
+        block_start(5, {"type": "tool_use", "id": "toolu_3", "name": "bmcp_fs_grep", "input": {}}),
+        stop_reason="tool_use",
+    )
+    turn = play(round_, ANSWERS).turns[0]
+    assert turn.assistant == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "Read it.", "signature": "sig-abc"},
+            {"type": "redacted_thinking", "data": "opaque"},
+            {"type": "text", "text": "Reading."},
+            {"type": "tool_use", "id": "toolu_1", "name": "bmcp_fs_read", "input": {"path": "a.py"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "bmcp_fs_grep", "input": {}},
+            {"type": "tool_use", "id": "toolu_3", "name": "bmcp_fs_grep", "input": {}},
+        ],
+    }
+
+
+def test_loop_turn_assistant_gives_unparsable_input_as_an_empty_object() -> None:
+    round_ = a_round("msg_1", tool_block(0, "toolu_1", "bmcp_fs_read", '{"path": "a.'), stop_reason="tool_use")
+    turn = play(round_, ANSWERS).turns[0]
+    assert turn.tool_calls == [ToolCall("toolu_1", "bmcp_fs_read", '{"path": "a.')]
+    assert turn.assistant is not None
+    assert turn.assistant["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "bmcp_fs_read", "input": {}}]
+
+
+def test_loop_upstream_error_event_is_relayed_and_sets_the_error() -> None:
+    error = sse("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    broken = message_start("msg_2", 1, 0, 0) + text_block(0, "Half") + error
+    played = play(CALLS_READ, broken)
+    assert played.outs[1][-1] == error
+    turn = played.turns[1]
+    assert turn.error == "overloaded_error: Overloaded"
+    assert turn.next is Next.FINAL
+    assert kinds(played.client_events())[-1] == "error"
+
+
+def test_loop_events_the_parser_cannot_read_are_relayed() -> None:
+    odd = b": comment\n\n" + sse("unknown", "not json {") + sse("x", "[1, 2]") + PING
+    played = play(CALLS_READ, a_round("msg_2", odd, text_block(0, "Done."), stop_reason="end_turn"))
+    assert played.outs[1][1:5] == [e.raw for e in events_of(odd)]
+
+
+def test_loop_renumbered_event_with_multiline_data_stays_valid_sse() -> None:
+    """SSE lets `data` span lines (joined by a newline, which JSON reads as whitespace); a renumbered event
+    must still be one valid event."""
+    start = (
+        b'event: content_block_start\ndata: {"type": "content_block_start",\ndata:  "index": 0,\n'
+        b'data:  "content_block": {"type": "text", "text": ""}}\n\n'
+    )
+    text = start + delta(0, {"type": "text_delta", "text": "Done."}) + block_stop(0)
+    played = play(CALLS_READ, a_round("msg_2", text, stop_reason="end_turn"))
+    (event,) = events_of(played.outs[1][1])
+    assert json.loads(event.data) == {
+        "type": "content_block_start",
+        "index": 1,
+        "content_block": {"type": "text", "text": ""},
+    }
+
+
+def test_loop_parser_of_a_whole_body_decides_and_keeps_the_content_verbatim() -> None:
+    parser = WIRE.loop_parser(LoopState(INJECTED, 8))
+    parser.feed_body(json.dumps(ROUND_BODIES[0]).encode())
+    turn = parser.turn()
+    assert turn.next is Next.CONTINUE
+    assert turn.assistant == {"role": "assistant", "content": ROUND_BODIES[0]["content"]}
+
+    parser = WIRE.loop_parser(LoopState(INJECTED, 8))
+    parser.feed_body(json.dumps(ROUND_BODIES[1]).encode())
+    assert parser.turn().next is Next.FINAL  # mixed
+
+    parser = WIRE.loop_parser(LoopState(INJECTED, 1))
+    parser.feed_body(json.dumps(ROUND_BODIES[0]).encode())
+    assert parser.turn().next is Next.LIMIT

@@ -26,6 +26,7 @@ from addon.audit import (
 )
 from addon.config import Provider, parse_config
 from addon.engine import INTERCEPTION_HEADER, Engine, Job, Reply
+from addon.identity import client_credential, mask_secret
 from addon.ids import uuid7
 from addon.routing import Api, Route
 from addon.wire.sse import SSEParser
@@ -230,14 +231,24 @@ def make_job(
         provider = ANTHROPIC if api is Api.ANTHROPIC_MESSAGES else OPENAI
     if path is None:
         path = "/v1/messages?beta=true" if api is Api.ANTHROPIC_MESSAGES else "/v1/chat/completions"
+    headers = CLAUDE_HEADERS if headers is None else headers
+    kind, hint = credential_info(provider.type, {k.lower(): v for k, v in headers})
     return Job(
         id=uuid7(),
         route=Route(provider, api),
         path=path,
-        headers=CLAUDE_HEADERS if headers is None else headers,
+        headers=headers,
         body=body,
         initiator="tester",
+        credential_kind=kind,
+        credential_hint=hint,
     )
+
+
+def credential_info(provider_type: str, headers: dict[str, str]) -> tuple[str | None, str | None]:
+    """What access control decides for a client's own key (the proxy sets it on the job)."""
+    secret = client_credential(provider_type, headers)
+    return ("byok", mask_secret(secret)) if secret else (None, None)
 
 
 async def admitted(engine: Engine, job: Job) -> Job:

@@ -31,7 +31,8 @@ def test_row_is_in_field_order_with_metadata_as_compact_json() -> None:
         metadata={"cache_write_5m": 4, "note": "é"},
         created_at=at,
     )
-    assert event.row() == (IID, IID, "msg_1", 1, 2, 3, 4, '{"cache_write_5m":4,"note":"é"}', at)
+    unpriced = (None, None, None, None, None, None)
+    assert event.row() == (IID, IID, "msg_1", 1, 2, 3, 4, '{"cache_write_5m":4,"note":"é"}', at, *unpriced)
 
 
 def test_empty_metadata_is_null() -> None:

@@ -1,10 +1,10 @@
-"""set_member: one top-level member changed, every other byte of the document kept."""
+"""set_member and extend_array: one top-level member changed, every other byte of the document kept."""
 
 import json
 
 import pytest
 
-from addon.wire.json_splice import member_spans, set_member
+from addon.wire.json_splice import extend_array, member_spans, set_member
 
 UNICODE_DOC = '{"msg": "héllo \\u00e9 ✓ 😀 \\ud83d\\ude00", "n": 1}'.encode()
 
@@ -143,3 +143,79 @@ def test_splice_properties(raw: bytes, key: str, value: str, old: bytes | None, 
         at = out.find(member)
         assert at > 0
         assert out[:at] + out[at + len(member) :] == raw
+
+
+# --- extend_array ----------------------------------------------------------------------------------------
+
+ITEMS = ['{"name":"x"}', '{"name":"y"}']
+
+
+def test_extend_array_appends_last() -> None:
+    raw = b'{"tools": [{"name": "a"}, {"name": "b"}], "z": 1}'
+    out = extend_array(raw, "tools", ITEMS)
+    assert out == b'{"tools": [{"name": "a"}, {"name": "b"},{"name":"x"},{"name":"y"}], "z": 1}'
+
+
+def test_extend_array_prepends_first() -> None:
+    raw = b'{"tools": [{"name": "a"}, {"name": "b"}], "z": 1}'
+    out = extend_array(raw, "tools", ITEMS, at_start=True)
+    assert out == b'{"tools": [{"name":"x"},{"name":"y"},{"name": "a"}, {"name": "b"}], "z": 1}'
+
+
+@pytest.mark.parametrize("at_start", [False, True])
+@pytest.mark.parametrize("empty", [b"[]", b"[ ]", b"[\n  ]"])
+def test_extend_array_fills_an_empty_array(empty: bytes, at_start: bool) -> None:
+    raw = b'{"a": 1, "tools": ' + empty + b', "b": 2}'
+    out = extend_array(raw, "tools", ITEMS, at_start=at_start)
+    assert out == b'{"a": 1, "tools": [{"name":"x"},{"name":"y"}], "b": 2}'
+
+
+@pytest.mark.parametrize("at_start", [False, True])
+def test_extend_array_creates_a_missing_array_last(at_start: bool) -> None:
+    raw = b'{"model": "m", "messages": []}'
+    out = extend_array(raw, "tools", ITEMS, at_start=at_start)
+    assert out == b'{"model": "m", "messages": [],"tools":[{"name":"x"},{"name":"y"}]}'
+
+
+def test_extend_array_with_nothing_to_add_returns_the_same_bytes() -> None:
+    raw = b'{"tools": "not even an array"}'
+    assert extend_array(raw, "tools", []) is raw
+
+
+@pytest.mark.parametrize("value", [b"null", b"{}", b'"[]"', b"3", b'{"0": []}'])
+def test_extend_array_member_that_is_not_an_array_raises(value: bytes) -> None:
+    with pytest.raises(ValueError, match="not an array"):
+        extend_array(b'{"tools": ' + value + b"}", "tools", ITEMS)
+
+
+def test_extend_array_on_a_non_object_raises() -> None:
+    with pytest.raises(ValueError):
+        extend_array(b"[1]", "tools", ITEMS)
+
+
+def test_extend_array_finds_the_closing_bracket_past_brackets_in_strings() -> None:
+    raw = b'{"messages": [{"content": "a ] b"}, "]" ] , "tail": "]"}'
+    out = extend_array(raw, "messages", ['"new"'])
+    assert out == b'{"messages": [{"content": "a ] b"}, "]" ,"new"] , "tail": "]"}'
+    assert json.loads(out)["messages"] == [{"content": "a ] b"}, "]", "new"]
+
+
+SPLICE_DOC = (
+    b'{\n  "model" : "claude-sonnet-4-5",\n  "tools": [ {"name": "Read", "input_schema": {"type": "object"},'
+    b' "cache_control": {"type": "ephemeral", "ttl": "1h"}} ],\n  "messages": [{"role": "user", "content":'
+    b' "h\\u00e9llo \xe2\x9c\x93", "n": 1.50E+2}],\n  "nested": {"tools": [], "messages": []}\n}\n'
+)
+
+
+@pytest.mark.parametrize(("key", "at_start"), [("tools", True), ("tools", False), ("messages", False)])
+def test_extend_array_leaves_every_other_byte_alone(key: str, at_start: bool) -> None:
+    added = '{"name":"bmcp_x","description":"é"}'
+    out = extend_array(SPLICE_DOC, key, [added], at_start=at_start)
+    inserted = (added + ",").encode() if at_start else ("," + added).encode()
+    at = out.find(inserted)
+    assert at > 0
+    assert out[:at] + out[at + len(inserted) :] == SPLICE_DOC
+    before = json.loads(SPLICE_DOC)
+    after = json.loads(out)
+    assert after[key] == ([json.loads(added), *before[key]] if at_start else [*before[key], json.loads(added)])
+    assert {k: v for k, v in after.items() if k != key} == {k: v for k, v in before.items() if k != key}

@@ -1,0 +1,107 @@
+"""Who is calling, and with which provider credential: proxy authentication, central keys and BYOK. Pure.
+
+- Proxy authentication: `Proxy-Authorization: Basic <user>:<bridge token>` (what `HTTPS_PROXY=http://user:token@host`
+  sends). Tokens are stored as SHA-256 hashes and compared in constant time.
+- Central keys: a request whose API key is a bridge token (prefix `aib_`) is authenticated by it, and the
+  provider's configured key replaces it upstream; the token never leaves the proxy. A request from an
+  authenticated user that carries no key at all also gets the central key.
+- BYOK: any other key is the client's own and passes through untouched, unless `allow_byok = false`.
+Secrets are never returned unmasked: the audit sees only the kind and a masked hint.
+"""
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import TOKEN_PREFIX, Config, Provider, User, hash_token
+from .identity import client_credential, mask_secret
+
+ACTOR_PREFIX = "x-ai-bridge-actor"
+_AUTH_HEADERS = ("authorization", "x-api-key")
+_DUMMY_HASH = hash_token("aib_no-such-user")
+
+
+class Users:
+    def __init__(self, users: tuple[User, ...]) -> None:
+        self._by_name = {u.name: u for u in users}
+        self._by_hash = {u.token_hash: u for u in users}
+
+    @property
+    def required(self) -> bool:
+        """When any user is configured, the proxy is closed to everyone else."""
+        return bool(self._by_name)
+
+    def check_basic(self, header: str | None) -> str | None:
+        """The user a `Proxy-Authorization: Basic ...` header proves, or None."""
+        scheme, _, encoded = (header or "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            name, _, token = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user = self._by_name.get(name)
+        # Compare against a stand-in when the name is unknown, so timing does not tell names apart.
+        expected = user.token_hash if user is not None else _DUMMY_HASH
+        return name if hmac.compare_digest(hash_token(token), expected) and user is not None else None
+
+    def by_token(self, token: str) -> User | None:
+        digest = hash_token(token)
+        for known, user in self._by_hash.items():
+            if hmac.compare_digest(digest, known):
+                return user
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    initiator: str
+    headers: list[tuple[str, str]]
+    """The request headers to send upstream: key substituted, actor headers set, forged ones removed."""
+    credential_kind: str | None = None
+    credential_hint: str | None = None
+    refusal: tuple[int, str] | None = None
+    """(HTTP status, message) when the request must not go upstream."""
+
+
+def _headers_map(headers: list[tuple[str, str]]) -> Mapping[str, str]:
+    return {name.lower(): value for name, value in headers}
+
+
+def _with_key(headers: list[tuple[str, str]], provider: Provider, key: str) -> list[tuple[str, str]]:
+    kept = [(n, v) for n, v in headers if n.lower() not in _AUTH_HEADERS]
+    if provider.type == "anthropic":
+        return [*kept, ("x-api-key", key)]
+    return [*kept, ("authorization", f"Bearer {key}")]
+
+
+def resolve(
+    config: Config, users: Users, provider: Provider, headers: list[tuple[str, str]], proxy_user: str | None
+) -> Access:
+    """Decide the request's identity and credential."""
+    headers = [(n, v) for n, v in headers if not n.lower().startswith(ACTOR_PREFIX)]  # never forwarded from clients
+    credential = client_credential(provider.type, _headers_map(headers))
+    user, kind, hint = proxy_user, None, None
+    if credential is not None and credential.startswith(TOKEN_PREFIX):
+        owner = users.by_token(credential)
+        if owner is None:
+            return Access(proxy_user or "anonymous", headers, refusal=(401, "invalid bridge token"))
+        if proxy_user is not None and owner.name != proxy_user:
+            return Access(proxy_user, headers, refusal=(403, "the bridge token belongs to another user"))
+        user = owner.name
+        if provider.key is None:
+            return Access(user, headers, refusal=(403, f"provider {provider.name} has no central key configured"))
+        headers, kind, hint = _with_key(headers, provider, provider.key), "centralized", mask_secret(provider.key)
+    elif credential is not None:
+        allowed = provider.allow_byok if provider.allow_byok is not None else config.allow_byok
+        if not allowed:
+            message = "bring-your-own-key is not enabled: use your bridge token as the API key"
+            return Access(user or "anonymous", headers, refusal=(403, message))
+        kind, hint = "byok", mask_secret(credential)
+    elif provider.key is not None and user is not None:
+        headers, kind, hint = _with_key(headers, provider, provider.key), "centralized", mask_secret(provider.key)
+    if config.send_actor_headers and user is not None:
+        headers = [*headers, ("X-AI-Bridge-Actor-ID", user), ("X-AI-Bridge-Actor-Metadata-Username", user)]
+    return Access(user or "anonymous", headers, kind, hint)
