@@ -62,7 +62,7 @@ _PROVIDER_KEYS = {"type", "host", "upstream", "extra_headers", "key", "allow_byo
 _USER_KEYS = {"token", "groups"}
 _BUDGET_KEYS = {"users", "groups"}
 _PRICE_KEYS = {"input", "output", "cache_read", "cache_write", "cache_write_1h"}
-_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOKEN_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 TOKEN_PREFIX = "aib_"
 """Bridge tokens start with this, so a client's API key can be told apart from a provider key."""
@@ -271,7 +271,7 @@ def hash_token(token: str) -> str:
 
 def _parse_user(name: str, table: Any) -> User:
     where = f"users.{name}"
-    if not _USER_NAME.match(name):
+    if not USER_NAME.match(name):
         raise ValueError(f"user name {name!r}: letters, digits, '.', '_' or '-', at most 64")
     if not isinstance(table, dict):
         raise ValueError(f"{where} must be a table")

@@ -33,8 +33,8 @@ class Answer:
     """A whole raw HTTP response, written to the socket as is."""
 
     @classmethod
-    def json(cls, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> "Answer":
-        return cls(status, {"content-type": "application/json", **(headers or {})}, json.dumps(obj).encode())
+    def json(cls, obj: Any, status: int = 200, headers: dict[str, str] | None = None, **kw: Any) -> "Answer":
+        return cls(status, {"content-type": "application/json", **(headers or {})}, json.dumps(obj).encode(), **kw)
 
     @classmethod
     def sse(cls, events: list[bytes], **kw: Any) -> "Answer":
