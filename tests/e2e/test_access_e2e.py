@@ -14,7 +14,7 @@ import pytest
 from addon.config import hash_token
 from addon.users import new_token
 from tests.support.mock_upstream import Answer, MockUpstream
-from tests.support.proxy import Proxy, provider_config
+from tests.support.proxy import Proxy
 from tests.support.scenarios import anthropic_events, anthropic_message, chat_completion
 
 CENTRAL_ANTHROPIC = "sk-ant-api03-CENTRAL-a1b2c3d4e5f6g7h8"
@@ -44,7 +44,8 @@ def closed_bridge(
 ) -> Callable[..., Proxy]:
     def start(extra: str = "", anthropic_extra: str = "", env: dict[str, str] | None = None, top: str = "") -> Proxy:
         config = (
-            f'{top}[providers.anthropic]\nupstream = "{mock.url}"\nkey = "env:TEST_CENTRAL_ANTHROPIC"\n{anthropic_extra}\n'
+            f'{top}[providers.anthropic]\nupstream = "{mock.url}"\n'
+            f'key = "env:TEST_CENTRAL_ANTHROPIC"\n{anthropic_extra}\n'
             f'[providers.openai]\nupstream = "{mock.url}"\nkey = "{CENTRAL_OPENAI}"\n\n'
             f'[users.alice]\ntoken = "{hash_token(tokens["alice"])}"\ngroups = ["eng"]\n\n'
             f'[users.bob]\ntoken = "env:TEST_BOB_TOKEN"\n\n{extra}'
@@ -232,8 +233,9 @@ def test_costs_are_priced_per_token_kind(
     for model in ("gpt-4.1", "my-finetune", "unknown-model-x"):
         client.chat.completions.create(model=model, messages=MESSAGES)
     proxy.stop()
-    rows = proxy.rows("""SELECT i.model, t.input_cost_micros AS i, t.output_cost_micros AS o, t.cache_read_cost_micros AS r,
-                                t.cache_write_cost_micros AS w, t.cost_micros AS total, t.prices
+    rows = proxy.rows("""SELECT i.model, t.input_cost_micros AS i, t.output_cost_micros AS o,
+                                t.cache_read_cost_micros AS r, t.cache_write_cost_micros AS w,
+                                t.cost_micros AS total, t.prices
                          FROM token_usages t JOIN interceptions i ON i.id = t.interception_id ORDER BY i.started_at""")
     # Claude Sonnet 4.5: $3 in, $15 out, $0.30 cache read, $3.75 5-minute and $6 1-hour cache writes per MTok.
     assert [rows[0][k] for k in "iorw"] == [3000, 7500, 6000, 1000 * 3.75 + 2000 * 6]
