@@ -5,7 +5,7 @@ from pathlib import Path
 
 from mitmproxy.test import taddons
 
-from addon.config import _MCP_KEYS, _PROVIDER_KEYS, _TOP_LEVEL_KEYS
+from addon.config import _BUDGET_KEYS, _MCP_KEYS, _PRICE_KEYS, _PROVIDER_KEYS, _TOP_LEVEL_KEYS, _USER_KEYS
 from addon.proxy import Bridge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +24,8 @@ def test_every_configuration_key_is_documented() -> None:
     section = README.split("### The TOML file", 1)[1].split("\n## ", 1)[0]
     blocks = section.split("```")[1::2]
     documented = {key for block in blocks for key in re.findall(r"^(\w+) =", block, re.MULTILINE)}
-    tables = {table for block in blocks for table in re.findall(r"^\[(\w+)\.", block, re.MULTILINE)}
-    assert (_PROVIDER_KEYS | _MCP_KEYS) - documented == set()
+    tables = {table for block in blocks for table in re.findall(r"^\[(\w+)[.\]]", block, re.MULTILINE)}
+    assert (_PROVIDER_KEYS | _MCP_KEYS | _USER_KEYS | _BUDGET_KEYS | _PRICE_KEYS) - documented == set()
     assert {k for k in _TOP_LEVEL_KEYS if k not in tables} - documented == set()
 
 
