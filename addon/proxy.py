@@ -14,6 +14,7 @@ from mitmproxy import connection, ctx, exceptions, http, tls
 from . import upstream
 from .access import Access, Users, resolve
 from .audit import AuditFileLocked, AuditWriter
+from .audit.endpoint import QueryEndpoint
 from .audit.lineage import Lineage
 from .budgets import Ledger, month_start
 from .certs import protect_private_key, shell_lines, write_ca_bundle
@@ -52,6 +53,7 @@ class Bridge:
         self.engine: Engine | None = None
         self.server: LocalServer | None = None
         self.tools: ToolManager | None = None
+        self.endpoint: QueryEndpoint | None = None
         self._clients: list[httpx.AsyncClient] = []
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -148,8 +150,10 @@ class Bridge:
             self.engine.lineage = Lineage(writer.find_tool_call)
 
     async def running(self) -> None:
-        assert self.server is not None and self.tools is not None
+        assert self.server is not None and self.tools is not None and self.writer is not None
         await self.server.start()
+        self.endpoint = QueryEndpoint(self.writer.reader, self.writer.path)
+        await self.endpoint.start()
         await self.tools.start()  # connects in the background: start-up does not wait for MCP servers
         self._ready.set()
         self._announce()
@@ -288,6 +292,8 @@ class Bridge:
             await self.server.stop()
         if self.tools is not None:
             await self.tools.stop()
+        if self.endpoint is not None:
+            await self.endpoint.stop()
         for task in list(self._tasks):
             task.cancel()
         if self.writer is not None:

@@ -42,7 +42,7 @@ class AuditFileLocked(Exception):
     """Another process has the audit file open."""
 
 
-def _describe_process(pid: int, fallback: str) -> str:
+def describe_process(pid: int, fallback: str) -> str:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
@@ -56,7 +56,7 @@ def open_database(path: str) -> duckdb.DuckDBPyConnection:
         db = duckdb.connect(path, config=DB_CONFIG)
     except duckdb.IOException as e:
         if match := _LOCK_HOLDER.search(str(e)):
-            holder = _describe_process(int(match.group(2)), match.group(1))
+            holder = describe_process(int(match.group(2)), match.group(1))
             raise AuditFileLocked(
                 f"audit file {path} is held by another process: {holder}. Close it (a duckdb shell left open "
                 f"counts) or point aibridge_db elsewhere."
@@ -114,6 +114,12 @@ class AuditWriter:
         finally:
             cursor.close()
         return (rows[0][0], rows[0][1]) if rows else None
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for reading in another thread (the live query endpoint)."""
+        if self._db is None:
+            raise duckdb.ConnectionException("the audit file is not open (writes are failing)")
+        return self._db.cursor()
 
     def spend_since(self, since: datetime) -> dict[str, int]:
         """Micro-dollars spent per initiator since `since`, as recorded (budgets are rebuilt from it)."""

@@ -1,11 +1,22 @@
 """The TOML configuration: defaults, overrides, and helpful errors."""
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from addon.config import Upstream, load_config, parse_config, parse_upstream
+from addon.config import (
+    TOKEN_PREFIX,
+    Budgets,
+    PriceOverride,
+    Upstream,
+    User,
+    hash_token,
+    load_config,
+    parse_config,
+    parse_upstream,
+)
 
 
 def by_name(data: dict[str, Any]) -> dict[str, Any]:
@@ -210,3 +221,248 @@ def test_load_config_invalid_content_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as info:
         load_config(str(path))
     assert str(info.value).startswith(f"{path}: providers.anthropic: host must be")
+
+
+# --- users, keys, budgets and prices ---------------------------------------------------------------------
+
+TOKEN = "aib_0123456789abcdefghijklmnopqrstuvwxyz"
+TOKEN_HASH = hash_token(TOKEN)
+
+
+def test_hash_token() -> None:
+    assert hashlib.sha256(TOKEN.encode()).hexdigest() == TOKEN_HASH.removeprefix("sha256:")
+    assert hash_token("test") == "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    assert TOKEN_PREFIX == "aib_"
+
+
+def test_no_users_budgets_or_prices_by_default() -> None:
+    config = parse_config({})
+    assert (config.users, config.budgets, config.prices) == ((), Budgets(), ())
+    assert (config.allow_byok, config.send_actor_headers) == (True, False)
+    assert all(p.key is None and p.allow_byok is None for p in config.providers)
+
+
+def test_users_with_a_hash() -> None:
+    config = parse_config(
+        {
+            "users": {
+                "bob": {"token": TOKEN_HASH},
+                "alice.smith": {"token": TOKEN_HASH, "groups": ["eng", "ops"]},
+            }
+        }
+    )
+    assert config.users == (
+        User(name="alice.smith", token_hash=TOKEN_HASH, groups=("eng", "ops")),
+        User(name="bob", token_hash=TOKEN_HASH, groups=()),
+    )
+    assert TOKEN_HASH not in repr(config.users[0])
+
+
+def test_user_token_from_the_environment_is_hashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALICE_TOKEN", f"  {TOKEN}\n")
+    (alice,) = parse_config({"users": {"alice": {"token": "env:ALICE_TOKEN"}}}).users
+    assert alice.token_hash == TOKEN_HASH
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_user_token_from_a_missing_environment_variable(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv("ALICE_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("ALICE_TOKEN", value)
+    with pytest.raises(ValueError, match=r"^users\.alice\.token: environment variable ALICE_TOKEN is not set$"):
+        parse_config({"users": {"alice": {"token": "env:ALICE_TOKEN"}}})
+
+
+@pytest.mark.parametrize(
+    ("users", "message"),
+    [
+        ({"alice": {"token": TOKEN}}, "users.alice: token must be sha256:<64 hex digits>"),  # the token itself
+        ({"alice": {"token": TOKEN_HASH.upper()}}, "token must be sha256"),
+        ({"alice": {"token": TOKEN_HASH[:-1]}}, "token must be sha256"),
+        ({"alice": {"token": TOKEN_HASH + "0"}}, "token must be sha256"),
+        ({"alice": {"token": "sha256:" + "g" * 64}}, "token must be sha256"),
+        ({"alice": {"token": 5}}, "token must be sha256"),
+        ({"alice": {}}, "users.alice: token must be sha256"),
+        ({"alice": {"token": "env:"}}, "users.alice.token: environment variable  is not set"),
+        ({"alice": {"token": TOKEN_HASH, "group": ["eng"]}}, "users.alice: unknown key(s) group"),
+        ({"alice": {"token": TOKEN_HASH, "groups": "eng"}}, "users.alice: groups must be a list of names"),
+        ({"alice": {"token": TOKEN_HASH, "groups": ["eng", ""]}}, "groups must be a list of names"),
+        ({"alice": {"token": TOKEN_HASH, "groups": [1]}}, "groups must be a list of names"),
+        ({"alice": TOKEN_HASH}, "users.alice must be a table"),
+        ({"al ice": {"token": TOKEN_HASH}}, "user name 'al ice'"),
+        ({"-alice": {"token": TOKEN_HASH}}, "user name '-alice'"),
+        ({"a" * 65: {"token": TOKEN_HASH}}, "at most 64"),
+    ],
+)
+def test_bad_users(users: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_config({"users": users})
+    assert message in str(info.value)
+
+
+def test_users_must_be_a_table() -> None:
+    with pytest.raises(ValueError, match="users must be a table of tables"):
+        parse_config({"users": ["alice"]})
+
+
+def test_budgets_in_micro_dollars() -> None:
+    budgets = parse_config(
+        {"budgets": {"users": {"bob": 50, "alice": 0.5, "carol": 0}, "groups": {"eng": 20.25, "ops": 1_000_000}}}
+    ).budgets
+    assert budgets == Budgets(
+        users=(("alice", 500_000), ("bob", 50_000_000), ("carol", 0)),
+        groups=(("eng", 20_250_000), ("ops", 1_000_000_000_000)),
+    )
+    assert parse_config({"budgets": {}}).budgets == Budgets()
+    assert parse_config({"budgets": {"users": {"a": 0.1 + 0.2}}}).budgets.users == (("a", 300_000),)
+
+
+@pytest.mark.parametrize(
+    ("budgets", "message"),
+    [
+        ({"users": {"bob": -1}}, "budgets.users.bob must be an amount of US$ from 0 to 1000000"),
+        ({"groups": {"eng": 1_000_001}}, "budgets.groups.eng must be an amount of US$"),
+        ({"users": {"bob": "50"}}, "budgets.users.bob must be an amount"),
+        ({"users": {"bob": True}}, "budgets.users.bob must be an amount"),
+        ({"users": {"bob": float("nan")}}, "budgets.users.bob must be an amount"),
+        ({"users": {"bob": float("inf")}}, "budgets.users.bob must be an amount"),
+        ({"users": 50}, "budgets.users must map names to US$ amounts"),
+        ({"group": {"eng": 5}}, "budgets: unknown key(s) group"),
+    ],
+)
+def test_bad_budgets(budgets: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_config({"budgets": budgets})
+    assert message in str(info.value)
+
+
+def test_budgets_must_be_a_table() -> None:
+    with pytest.raises(ValueError, match="budgets must be a table"):
+        parse_config({"budgets": 50})
+
+
+def test_prices() -> None:
+    config = parse_config(
+        {
+            "prices": {
+                "openai/my-finetune": {"input": 1.5, "output": 6},
+                "anthropic/claude-sonnet-4-5": {
+                    "input": 3,
+                    "output": 15,
+                    "cache_read": 0.3,
+                    "cache_write": 3.75,
+                    "cache_write_1h": 6,
+                },
+                "openai/org/model:v1": {"input": 0, "output": 0},  # the model name is free-form
+            }
+        }
+    )
+    assert config.prices == (
+        (
+            "anthropic/claude-sonnet-4-5",
+            PriceOverride(input=3, output=15, cache_read=0.3, cache_write=3.75, cache_write_1h=6),
+        ),
+        ("openai/my-finetune", PriceOverride(input=1.5, output=6)),
+        ("openai/org/model:v1", PriceOverride(input=0, output=0)),
+    )
+    assert all(isinstance(v, float) for _, p in config.prices for v in (p.input, p.output))
+
+
+@pytest.mark.parametrize(
+    ("prices", "message"),
+    [
+        ({"claude-sonnet-4-5": {"input": 3, "output": 15}}, "the name must be <provider type>/<model>"),
+        ({"gemini/pro": {"input": 3, "output": 15}}, "the name must be <provider type>/<model>"),
+        ({"anthropic/": {"input": 3, "output": 15}}, "the name must be <provider type>/<model>"),
+        ({"openai-eu/gpt-4.1": {"input": 3, "output": 15}}, "the name must be <provider type>/<model>"),
+        ({"openai/m": {"input": 3}}, 'prices."openai/m": input and output prices are required'),
+        ({"openai/m": {"output": 3}}, "input and output prices are required"),
+        ({"openai/m": {"input": -1, "output": 3}}, 'prices."openai/m".input must be a non-negative number'),
+        ({"openai/m": {"input": 1, "output": 3, "cache_read": -0.1}}, 'prices."openai/m".cache_read must be'),
+        ({"openai/m": {"input": "1", "output": 3}}, "input must be a non-negative number"),
+        ({"openai/m": {"input": True, "output": 3}}, "input must be a non-negative number"),
+        ({"openai/m": {"input": float("nan"), "output": 3}}, "input must be a non-negative number"),  # TOML `nan`
+        ({"openai/m": {"input": 1, "output": float("inf")}}, "output must be a non-negative number"),  # TOML `inf`
+        ({"openai/m": {"input": 1, "output": 3, "cache_write_5m": 1}}, "unknown key(s) cache_write_5m"),
+        ({"openai/m": 3}, 'prices."openai/m" must be a table'),
+    ],
+)
+def test_bad_prices(prices: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_config({"prices": prices})
+    assert message in str(info.value)
+
+
+def test_prices_must_be_a_table() -> None:
+    with pytest.raises(ValueError, match="prices must be a table of tables"):
+        parse_config({"prices": [1]})
+
+
+def test_provider_key_literal_and_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_CENTRAL_KEY", " sk-proj-from-env \n")
+    providers = by_name(
+        {"providers": {"anthropic": {"key": "sk-ant-literal"}, "openai": {"key": "env:OPENAI_CENTRAL_KEY"}}}
+    )
+    assert (providers["anthropic"].key, providers["openai"].key) == ("sk-ant-literal", "sk-proj-from-env")
+    assert "sk-ant-literal" not in repr(providers["anthropic"])
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (
+            "env:NO_SUCH_VAR_FOR_AIBRIDGE",
+            "providers.openai.key: environment variable NO_SUCH_VAR_FOR_AIBRIDGE is not set",
+        ),
+        ("", "providers.openai.key must be a non-empty string (or env:VAR)"),
+        ("  ", "providers.openai.key must be a non-empty string"),
+        (5, "providers.openai.key must be a non-empty string"),
+        (None, "providers.openai.key must be a non-empty string"),
+    ],
+)
+def test_bad_provider_key(monkeypatch: pytest.MonkeyPatch, key: Any, message: str) -> None:
+    monkeypatch.delenv("NO_SUCH_VAR_FOR_AIBRIDGE", raising=False)
+    with pytest.raises(ValueError) as info:
+        parse_config({"providers": {"openai": {"key": key}}})
+    assert message in str(info.value)
+
+
+def test_allow_byok_global_and_per_provider() -> None:
+    config = parse_config(
+        {"allow_byok": False, "providers": {"anthropic": {"allow_byok": True}, "openai": {"allow_byok": False}}}
+    )
+    assert config.allow_byok is False
+    assert [p.allow_byok for p in config.providers] == [True, False]
+    assert parse_config({"allow_byok": True}).allow_byok is True
+
+
+@pytest.mark.parametrize("value", ["false", 0, 1, "no", None])
+def test_allow_byok_must_be_a_boolean(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"^allow_byok must be true or false$"):
+        parse_config({"allow_byok": value})
+    with pytest.raises(ValueError, match=r"^providers\.anthropic: allow_byok must be true or false$"):
+        parse_config({"providers": {"anthropic": {"allow_byok": value if value is not None else "true"}}})
+
+
+@pytest.mark.parametrize("value", ["true", 1, 0, None])
+def test_send_actor_headers_must_be_a_boolean(value: Any) -> None:
+    assert parse_config({"send_actor_headers": True}).send_actor_headers is True
+    with pytest.raises(ValueError, match=r"^send_actor_headers must be true or false$"):
+        parse_config({"send_actor_headers": value})
+
+
+def test_load_config_with_users_budgets_and_prices(tmp_path: Path) -> None:
+    path = tmp_path / "aibridge.toml"
+    path.write_text(
+        f'allow_byok = false\nsend_actor_headers = true\n\n[providers.anthropic]\nkey = "sk-ant-x"\n\n'
+        f'[users.alice]\ntoken = "{TOKEN_HASH}"\ngroups = ["eng"]\n\n'
+        "[budgets]\nusers = { alice = 50 }\ngroups = { eng = 20 }\n\n"
+        '[prices."openai/my-finetune"]\ninput = 1.5\noutput = 6\ncache_write_1h = 3\n',
+        encoding="utf-8",
+    )
+    config = load_config(str(path))
+    assert (config.allow_byok, config.send_actor_headers, config.providers[0].key) == (False, True, "sk-ant-x")
+    assert config.users == (User(name="alice", token_hash=TOKEN_HASH, groups=("eng",)),)
+    assert config.budgets == Budgets(users=(("alice", 50_000_000),), groups=(("eng", 20_000_000),))
+    assert config.prices == (("openai/my-finetune", PriceOverride(input=1.5, output=6, cache_write_1h=3)),)

@@ -9,6 +9,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -24,11 +25,14 @@ from addon.audit import (
     TokensUsed,
     ToolCalled,
 )
-from addon.config import Provider, parse_config
+from addon.budgets import Ledger, Reservation
+from addon.config import Budgets, McpServer, Provider, parse_config
 from addon.engine import INTERCEPTION_HEADER, Engine, Job, Reply
 from addon.identity import client_credential, mask_secret
 from addon.ids import uuid7
+from addon.pricing import PriceBook
 from addon.routing import Api, Route
+from addon.tools import TextPart, ToolResult
 from addon.wire.sse import SSEParser
 
 CONFIG = parse_config({})
@@ -818,3 +822,287 @@ async def test_openai_stream_that_breaks_off(engine: Engine, recorder: FakeRecor
     assert chunks[-1].startswith(b"data: ") and chunks[-1].endswith(b"\n\n")
     assert json.loads(chunks[-1][6:])["error"]["type"] == "server_error"
     assert recorder.ended(job).status == "failed"
+
+
+# --- access refusals, costs and budgets ------------------------------------------------------------------
+
+DOLLAR = 1_000_000
+BYOK_REFUSAL = (403, "bring-your-own-key is not enabled: use your bridge token as the API key")
+# ANTHROPIC_EVENTS at Sonnet 4.5 prices ($3 in, $15 out, $0.30 cache read, $3.75 5-minute cache write):
+SONNET_COSTS = {"input": 10 * 3, "output": 50 * 15, "cache_read": 30, "cache_write": 19}  # 5 × 3.75 = 18.75
+SONNET_TOTAL = 829
+
+
+def budget_ledger(limit: int | None = None, spent: int = 0) -> Ledger:
+    ledger = Ledger(Budgets(users=(("tester", limit),) if limit is not None else ()), ())
+    ledger.load({"tester": spent})
+    return ledger
+
+
+def reservation(job: Job) -> Reservation:
+    assert job.reservation is not None
+    return job.reservation
+
+
+@pytest.mark.parametrize(
+    ("api", "refusal", "kind"),
+    [
+        (Api.ANTHROPIC_MESSAGES, (401, "invalid bridge token"), "authentication_error"),
+        (Api.ANTHROPIC_MESSAGES, BYOK_REFUSAL, "permission_error"),
+        (Api.OPENAI_CHAT, (401, "invalid bridge token"), "authentication_error"),
+        (Api.OPENAI_CHAT, BYOK_REFUSAL, "permission_error"),
+    ],
+)
+async def test_admit_with_a_refusal(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream, api: Api, refusal: tuple[int, str], kind: str
+) -> None:
+    engine.ledger = ledger = budget_ledger(DOLLAR)
+    body = ANTHROPIC_BODY if api is Api.ANTHROPIC_MESSAGES else b'{"model": "gpt-4.1", "messages": []}'
+    job = make_job(body, api=api)
+    reply = await engine.admit(job, refusal)
+    assert reply is not None
+    assert reply.status == refusal[0]
+    assert ("content-type", "application/json") in reply.headers
+    assert header(reply, INTERCEPTION_HEADER) == [str(job.id)]
+    error = json.loads(b"".join(await read(reply)))
+    if api is Api.ANTHROPIC_MESSAGES:
+        assert error["type"] == "error"
+    assert (error["error"]["type"], error["error"]["message"]) == (kind, refusal[1])
+
+    # The attempt is on record, prompt included (the OpenAI body has none); nothing else happened.
+    prompt = [PromptSubmitted] if api is Api.ANTHROPIC_MESSAGES else []
+    assert [type(e) for e in recorder.events] == [InterceptionStarted, *prompt, InterceptionEnded]
+    assert recorder.started(job).model == ("claude-sonnet-4-5" if api is Api.ANTHROPIC_MESSAGES else "gpt-4.1")
+    end = recorder.ended(job)
+    assert (end.status, end.error, end.http_status) == ("refused", refusal[1], refusal[0])
+    assert job.ended and engine.active == {}
+    assert upstream.requests == []
+    assert job.reservation is None
+    assert isinstance(ledger.admit("tester", DOLLAR - 1), Reservation)  # a refused request reserved nothing
+
+
+async def test_a_refusal_wins_over_a_malformed_body(engine: Engine, recorder: FakeRecorder) -> None:
+    job = make_job(b"{not json")
+    reply = await engine.admit(job, (401, "invalid bridge token"))
+    assert reply is not None and reply.status == 401
+    end = recorder.ended(job)
+    assert (end.status, end.error, end.http_status) == ("refused", "invalid bridge token", 401)
+    assert recorder.started(job).model == "unknown"
+
+
+@pytest.mark.parametrize("api", [Api.ANTHROPIC_MESSAGES, Api.OPENAI_CHAT])
+async def test_spent_budget_is_refused(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream, api: Api
+) -> None:
+    engine.ledger = budget_ledger(5 * DOLLAR, spent=5 * DOLLAR)
+    body = ANTHROPIC_BODY if api is Api.ANTHROPIC_MESSAGES else b'{"model": "gpt-4.1", "messages": []}'
+    job = make_job(body, api=api)
+    reply = await engine.admit(job)
+    assert reply is not None and reply.status == 403
+    message = "budget exceeded: spent US$5.00 of US$5.00 this month"
+    error = json.loads(b"".join(await read(reply)))
+    assert (error["error"]["type"], error["error"]["message"]) == ("permission_error", message)
+    end = recorder.ended(job)
+    assert (end.status, end.error, end.http_status) == ("refused", message, 403)
+    prompt = [PromptSubmitted] if api is Api.ANTHROPIC_MESSAGES else []
+    assert [type(e) for e in recorder.events] == [InterceptionStarted, *prompt, InterceptionEnded]
+    assert job.reservation is None and upstream.requests == []
+
+
+async def test_admit_reserves_the_estimate(engine: Engine, recorder: FakeRecorder) -> None:
+    engine.ledger = ledger = budget_ledger()
+    job = await admitted(engine, make_job())
+    # All input uncached (a token per 4 body bytes) at $3, plus all of max_tokens (1024) at $15.
+    estimate = len(ANTHROPIC_BODY) // 4 * 3 + 1024 * 15
+    assert reservation(job) == Reservation("tester", reservation(job).month, estimate)
+    body = b'{"model":"gpt-4.1","max_completion_tokens":10}'
+    openai = await admitted(engine, make_job(body, api=Api.OPENAI_CHAT))
+    assert reservation(openai).micros == len(body) // 4 * 2 + 10 * 8
+    body = b'{"model":"gpt-4.1","max_tokens":0}'
+    default = await admitted(engine, make_job(body, api=Api.OPENAI_CHAT))
+    assert reservation(default).micros == len(body) // 4 * 2 + 4096 * 8  # no usable max: 4096 output tokens
+    unpriced = await admitted(engine, make_job(b'{"model":"my-model"}', api=Api.OPENAI_CHAT))
+    assert reservation(unpriced).micros == 0
+    assert ledger.spent("tester") == 0
+    engine.abort_all("done")
+
+
+async def test_a_burst_is_refused_once_reservations_fill_the_budget(engine: Engine, recorder: FakeRecorder) -> None:
+    estimate = len(ANTHROPIC_BODY) // 4 * 3 + 1024 * 15
+    engine.ledger = budget_ledger(3 * estimate)
+    jobs = [make_job() for _ in range(5)]
+    replies = [await engine.admit(job) for job in jobs]
+    assert [r is None for r in replies] == [True, True, True, False, False]
+    assert [recorder.ended(job).status for job in jobs[3:]] == ["refused", "refused"]
+    engine.abort_all("done")
+
+
+async def test_priced_round_stores_its_cost(engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream) -> None:
+    _, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job())
+    await read(await engine.open(job))
+    (usage,) = recorder.of(TokensUsed)
+    assert (
+        usage.input_cost_micros,
+        usage.output_cost_micros,
+        usage.cache_read_cost_micros,
+        usage.cache_write_cost_micros,
+    ) == tuple(SONNET_COSTS.values())
+    assert usage.cost_micros == SONNET_TOTAL == sum(SONNET_COSTS.values())
+    assert usage.prices == {
+        "input": "3",
+        "output": "15",
+        "cache_read": "0.3",
+        "cache_write": "3.75",
+        "cache_write_1h": "6",
+        "source": "genai-prices anthropic/claude-sonnet-4-5-20250929",  # the response's model
+    }
+    assert job.cost_micros == SONNET_TOTAL
+
+
+async def test_price_overrides_apply(engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream) -> None:
+    config = parse_config({"prices": {"anthropic/claude-sonnet-4-5-20250929": {"input": 1, "output": 2}}})
+    engine.prices = PriceBook(config.prices)
+    _, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job())
+    await read(await engine.open(job))
+    (usage,) = recorder.of(TokensUsed)
+    assert usage.cost_micros == 10 + 50 * 2 + 100 + 5  # cache prices default to the input price
+    assert usage.prices["source"] == "config prices.anthropic/claude-sonnet-4-5-20250929"
+
+
+async def test_unpriced_model_stores_no_cost(engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream) -> None:
+    body = b'{"model": "my-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    _, upstream.respond = sse_reply(CHAT_EVENTS)  # answers as gpt-4o-2024: not in the book either
+    job = await admitted(engine, make_job(body, api=Api.OPENAI_CHAT, headers=CHAT_HEADERS))
+    await read(await engine.open(job))
+    (usage,) = recorder.of(TokensUsed)
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (40, 7, 60)
+    assert (
+        usage.cost_micros,
+        usage.input_cost_micros,
+        usage.output_cost_micros,
+        usage.cache_read_cost_micros,
+        usage.cache_write_cost_micros,
+    ) == (None, None, None, None, None)
+    assert usage.prices == {}
+    assert job.cost_micros == 0
+    assert recorder.ended(job).status == "completed"
+
+
+async def test_unpriced_response_model_falls_back_to_the_requested_one(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    body = b'{"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    _, upstream.respond = sse_reply(CHAT_EVENTS)  # answers as gpt-4o-2024
+    job = await admitted(engine, make_job(body, api=Api.OPENAI_CHAT, headers=CHAT_HEADERS))
+    await read(await engine.open(job))
+    (usage,) = recorder.of(TokensUsed)
+    # gpt-4o: $2.50 in, $10 out, $1.25 cache read.
+    assert (usage.input_cost_micros, usage.output_cost_micros, usage.cache_read_cost_micros) == (100, 70, 75)
+    assert (usage.cache_write_cost_micros, usage.cost_micros) == (0, 245)
+    assert usage.prices["source"] == "genai-prices openai/gpt-4o"
+
+
+async def test_finish_settles_the_reservation_with_the_cost(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    engine.ledger = ledger = budget_ledger(100 * DOLLAR, spent=DOLLAR)
+    _, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job())
+    assert reservation(job).micros > SONNET_TOTAL
+    assert ledger.spent("tester") == DOLLAR  # reserved, not yet spent
+    await read(await engine.open(job))
+    assert reservation(job).settled
+    assert ledger.spent("tester") == DOLLAR + SONNET_TOTAL
+    engine.finish(job, "completed")  # a second end changes nothing
+    ledger.settle(reservation(job), 12345)
+    assert ledger.spent("tester") == DOLLAR + SONNET_TOTAL
+
+
+async def test_a_failed_request_releases_its_reservation(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    upstream.respond = refuse
+    estimate = len(ANTHROPIC_BODY) // 4 * 3 + 1024 * 15
+    engine.ledger = ledger = budget_ledger(estimate)  # room for one request in flight
+    job = await admitted(engine, make_job())
+    second = make_job()
+    assert (await engine.admit(second)) is not None  # the first one's reservation fills the budget
+    assert recorder.ended(second).status == "refused"
+    assert (await engine.open(job)).status == 502
+    assert reservation(job).settled and ledger.spent("tester") == 0
+    third = await admitted(engine, make_job())  # the reservation was released
+    engine.abort_all("done")
+    assert reservation(third).settled and ledger.spent("tester") == 0
+
+
+async def test_a_cancelled_stream_settles_what_arrived(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    engine.ledger = ledger = budget_ledger(100 * DOLLAR)
+    _, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job())
+    body = (await engine.open(job)).body
+    assert await anext(body) == ANTHROPIC_EVENTS[0]
+    await body.aclose()  # type: ignore[attr-defined]
+    assert recorder.ended(job).status == "cancelled"
+    # message_start's usage: 10 input, 1 output (the final count never came), 100 cache reads, 5 writes.
+    assert ledger.spent("tester") == 30 + 15 + 30 + 19
+
+
+ECHO_SERVER = McpServer(name="t", command="x")
+
+
+@dataclass(frozen=True)
+class EchoTool:
+    name: str = "bmcp_t_echo"
+    tool: str = "echo"
+    description: str = "echoes"
+    input_schema: dict = field(default_factory=lambda: {"type": "object"})
+    server: McpServer = ECHO_SERVER
+
+
+class EchoTools:
+    def tools(self) -> list[EchoTool]:
+        return [EchoTool()]
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+        return ToolResult((TextPart("echo"),), is_error=False)
+
+
+def blocking_round(content: list[dict], stop: str, usage: dict[str, int]) -> httpx.Response:
+    body = {"id": "msg_r", "type": "message", "model": "claude-sonnet-4-5", "content": content, "stop_reason": stop}
+    raw = json.dumps({**body, "usage": usage}).encode()
+    return httpx.Response(200, headers={"content-type": "application/json"}, stream=Chunks([raw]))
+
+
+async def test_finish_settles_the_sum_of_every_round(recorder: FakeRecorder, upstream: FakeUpstream) -> None:
+    rounds = [
+        blocking_round(
+            [{"type": "tool_use", "id": "toolu_1", "name": "bmcp_t_echo", "input": {}}],
+            "tool_use",
+            {"input_tokens": 1_000, "output_tokens": 100, "cache_read_input_tokens": 0},
+        ),
+        blocking_round(
+            [{"type": "text", "text": "done"}],
+            "end_turn",
+            {"input_tokens": 1_200, "output_tokens": 20, "cache_read_input_tokens": 1_000},
+        ),
+    ]
+    upstream.respond = lambda request: rounds.pop(0)
+    ledger = budget_ledger(100 * DOLLAR)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
+        engine = Engine(recorder, client, EchoTools(), ledger=ledger)
+        body = ANTHROPIC_BODY.replace(b'"stream": true', b'"stream": false')
+        job = await admitted(engine, make_job(body))
+        reply = await engine.open(job)
+        assert json.loads(b"".join(await read(reply)))["content"][-1]["text"] == "done"
+    first, second = recorder.of(TokensUsed)
+    assert first.cost_micros == 1_000 * 3 + 100 * 15
+    assert second.cost_micros == 1_200 * 3 + 20 * 15 + 1_000 * 0.3
+    assert job.cost_micros == 4_500 + 4_200 == ledger.spent("tester")
+    assert recorder.ended(job).status == "completed"

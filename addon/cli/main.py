@@ -1,0 +1,216 @@
+"""The `aibridge` command: sessions, threads, usage and spend from the audit file, live while the proxy runs.
+
+Every listing takes `--json`. The answers come from the running proxy's query endpoint when there is one, else
+from the file itself (read-only); both run the same queries.
+"""
+
+import json
+import os
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from rich.console import Console
+
+from . import render
+from .source import open_source
+
+DEFAULT_DB = "aibridge.duckdb"
+
+
+def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db",
+        default=lambda: os.environ.get("AIBRIDGE_DB", DEFAULT_DB),
+        show_default="aibridge.duckdb or $AIBRIDGE_DB",
+        help="The audit file (the proxy's aibridge_db); its live endpoint is <file>.sock.",
+    )(fn)
+
+
+def _json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON, for scripts.")(fn)
+
+
+def _filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--user", help="Only this initiator (proxy user, or 'anonymous')."),
+        click.option("--provider", help="Only this provider type (anthropic, openai)."),
+        click.option("--provider-name", help="Only this configured provider name."),
+        click.option("--model", help="Only this requested model."),
+        click.option("--client", help="Only this client (e.g. 'Claude Code')."),
+        click.option("--session", help="Only this session id."),
+        click.option("--since", help="Started at or after (ISO 8601, UTC unless an offset is given)."),
+        click.option("--until", help="Started before (ISO 8601)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+
+    @wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        names = ("user", "provider", "provider_name", "model", "client", "session", "since", "until")
+        values = {n: kwargs.pop(n, None) for n in names}
+        kwargs["filters"] = {n: v for n, v in values.items() if v is not None}
+        return fn(**kwargs)
+
+    return wrapper
+
+
+def _page_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--after", help="Continue after this cursor (printed at the end of a page).")(fn)
+    return click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Rows per page.")(
+        fn
+    )
+
+
+def _show(name: str, params: dict[str, Any], db: str, as_json: bool, draw: Callable[..., None]) -> None:
+    result = open_source(db).run(name, params)
+    console = Console()
+    if as_json:
+        render.as_json(console, result)
+    else:
+        draw(console, result)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="aibridge")
+def cli() -> None:
+    """Inspect the aibridge audit file: sessions, threads, usage and spend.
+
+    While the proxy runs, answers come live through its query endpoint; otherwise from the file, read-only.
+    """
+
+
+@cli.command()
+@_filter_options
+@_page_options
+@_json_option
+@_db_option
+def sessions(filters: dict, after: str | None, limit: int, as_json: bool, db: str) -> None:
+    """Sessions, most recently active first, with tokens, cost and the last prompt."""
+    _show("sessions", {"filters": filters, "after": after, "limit": limit}, db, as_json, render.sessions)
+
+
+@cli.command()
+@click.argument("session_id")
+@_json_option
+@_db_option
+def session(session_id: str, as_json: bool, db: str) -> None:
+    """One session's threads in order: prompts, tool calls, thinking, tokens and cost per step."""
+    _show("session", {"session_id": session_id}, db, as_json, render.session)
+
+
+@cli.command()
+@_filter_options
+@_page_options
+@_json_option
+@_db_option
+def interceptions(filters: dict, after: str | None, limit: int, as_json: bool, db: str) -> None:
+    """Interceptions, newest first."""
+    _show("interceptions", {"filters": filters, "after": after, "limit": limit}, db, as_json, render.interceptions)
+
+
+@cli.command()
+@_filter_options
+@_json_option
+@_db_option
+def clients(filters: dict, as_json: bool, db: str) -> None:
+    """The clients seen, with how often and when last."""
+    _show("clients", {"filters": filters}, db, as_json, render.distinct)
+
+
+@cli.command()
+@_filter_options
+@_json_option
+@_db_option
+def models(filters: dict, as_json: bool, db: str) -> None:
+    """The models requested, with how often and when last."""
+    _show("models", {"filters": filters}, db, as_json, render.distinct)
+
+
+@cli.command()
+@click.option(
+    "--by",
+    type=click.Choice(["user", "model", "client", "provider", "day"]),
+    default="model",
+    show_default=True,
+    help="What to group by.",
+)
+@_filter_options
+@_json_option
+@_db_option
+def usage(by: str, filters: dict, as_json: bool, db: str) -> None:
+    """Tokens and cost grouped by user, model, client, provider or day, with the cache hit ratio."""
+    _show("usage", {"by": by, "filters": filters}, db, as_json, render.usage)
+
+
+@cli.command()
+@click.option(
+    "--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True, help="Seconds between polls."
+)
+@click.option("--count", "max_count", type=click.IntRange(1), help="Stop after this many interceptions.")
+@click.option("--timeout", type=click.FloatRange(0), help="Stop after this many seconds.")
+@_json_option
+@_db_option
+def tail(interval: float, max_count: int | None, timeout: float | None, as_json: bool, db: str) -> None:
+    """Interceptions as they end (starting with the last ten minutes), until interrupted."""
+    source, console = open_source(db), Console()
+    cursor, seen, started = None, 0, time.monotonic()
+    try:
+        while True:
+            result = source.run("tail", {"after": cursor, "limit": 200})
+            for row in result["interceptions"]:
+                if as_json:
+                    print(json.dumps(row), flush=True)
+                else:
+                    render.tail_line(console, row)
+                seen += 1
+                if max_count is not None and seen >= max_count:
+                    return
+            cursor = result["next"]
+            if timeout is not None and time.monotonic() - started >= timeout:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option(
+    "--parquet",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Write Parquet files under this directory.",
+)
+@click.option("--instance", help="Name this proxy's files carry (default: host name and audit file name).")
+@click.option("--until", help="Export UTC days before this date (default: before today).")
+@_json_option
+@_db_option
+def export(directory: str, instance: str | None, until: str | None, as_json: bool, db: str) -> None:
+    """Export closed UTC days to Parquet, DIR/<table>/date=YYYY-MM-DD/<instance>.parquet; already exported days
+    are skipped, so it can run on a schedule and many proxies can share DIR."""
+    params = {"directory": os.path.abspath(directory), "instance": instance, "until": until}
+    result = open_source(db).run("export", {k: v for k, v in params.items() if v is not None})
+    if as_json:
+        render.as_json(Console(), result)
+    else:
+        click.echo(f"wrote {len(result['written'])} file(s), skipped {result['skipped']} already exported")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@_json_option
+@_db_option
+def snapshot(path: str, as_json: bool, db: str) -> None:
+    """Write a consistent copy of the audit file that any DuckDB client can open, even while the proxy runs."""
+    result = open_source(db).run("snapshot", {"path": os.path.abspath(path)})
+    if as_json:
+        render.as_json(Console(), result)
+    else:
+        click.echo(f"wrote {result['snapshot']} ({result['bytes']:,} bytes)")
+
+
+def main() -> None:
+    cli()

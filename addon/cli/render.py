@@ -1,0 +1,209 @@
+"""How the CLI shows query results with rich. No queries here: `audit.queries` answers, this module draws."""
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+JSON = dict[str, Any]
+
+
+def money(micros: int | None) -> str:
+    return "unpriced" if micros is None else f"${micros / 1_000_000:,.4f}"
+
+
+def count(n: int | None) -> str:
+    return f"{n or 0:,}"
+
+
+def short(text: str | None, width: int = 60) -> str:
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def when(stamp: str | None) -> str:
+    return (stamp or "").replace("T", " ").removesuffix("Z")[:19]
+
+
+def _next(console: Console, cursor: str | None) -> None:
+    if cursor:
+        console.print(Text(f"more: --after {cursor}", style="dim"), soft_wrap=True)
+
+
+def sessions(console: Console, result: JSON) -> None:
+    table = Table(title="Sessions", title_justify="left", header_style="bold")
+    for column in (
+        "session",
+        "user",
+        "client",
+        "models",
+        "threads",
+        "input",
+        "output",
+        "cache read",
+        "cache write",
+        "cost",
+        "last prompt",
+        "started",
+        "last active",
+    ):
+        table.add_column(
+            column,
+            justify="right"
+            if column in {"threads", "input", "output", "cache read", "cache write", "cost"}
+            else "left",
+        )
+    for s in result["sessions"]:
+        table.add_row(
+            s["session_id"],
+            s["user"],
+            s["client"],
+            ", ".join(s["models"]),
+            count(s["threads"]),
+            count(s["input_tokens"]),
+            count(s["output_tokens"]),
+            count(s["cache_read_tokens"]),
+            count(s["cache_write_tokens"]),
+            money(s["cost_micros"]),
+            short(s["last_prompt"], 40),
+            when(s["started_at"]),
+            when(s["last_active"]),
+        )
+    console.print(table)
+    _next(console, result["next"])
+
+
+def interceptions(console: Console, result: JSON) -> None:
+    table = Table(title="Interceptions", title_justify="left", header_style="bold")
+    for column in (
+        "id",
+        "started",
+        "user",
+        "client",
+        "provider",
+        "model",
+        "stream",
+        "status",
+        "input",
+        "output",
+        "cost",
+    ):
+        table.add_column(column, justify="right" if column in {"input", "output", "cost"} else "left")
+    for i in result["interceptions"]:
+        status = i["status"] or "in progress"
+        style = {"completed": "green", "failed": "red", "cancelled": "yellow", "refused": "magenta"}.get(status, "")
+        table.add_row(
+            i["id"],
+            when(i["started_at"]),
+            i["user"],
+            i["client"],
+            i["provider_name"],
+            i["model"],
+            "yes" if i["streaming"] else "no",
+            Text(status, style=style),
+            count(i["input_tokens"]),
+            count(i["output_tokens"]),
+            money(i["cost_micros"]),
+        )
+    console.print(table)
+    _next(console, result["next"])
+
+
+def distinct(console: Console, result: JSON) -> None:
+    ((kind, rows),) = result.items()
+    table = Table(title=kind.capitalize(), title_justify="left", header_style="bold")
+    table.add_column(kind[:-1])
+    table.add_column("interceptions", justify="right")
+    table.add_column("last seen")
+    for row in rows:
+        table.add_row(row["name"], count(row["interceptions"]), when(row["last_seen"]))
+    console.print(table)
+
+
+def usage(console: Console, result: JSON) -> None:
+    table = Table(title=f"Usage by {result['by']}", title_justify="left", header_style="bold")
+    table.add_column(result["by"])
+    for column in ("interceptions", "input", "output", "cache read", "cache write", "cache hit", "cost"):
+        table.add_column(column, justify="right")
+    for row in result["rows"]:
+        ratio = "-" if row["cache_hit_ratio"] is None else f"{row['cache_hit_ratio']:.1%}"
+        cost = money(row["cost_micros"])
+        if row["unpriced_rows"]:
+            cost += f" (+{row['unpriced_rows']} unpriced)"
+        table.add_row(
+            str(row["key"]),
+            count(row["interceptions"]),
+            count(row["input_tokens"]),
+            count(row["output_tokens"]),
+            count(row["cache_read_tokens"]),
+            count(row["cache_write_tokens"]),
+            ratio,
+            cost,
+        )
+    console.print(table)
+
+
+def session(console: Console, result: JSON) -> None:
+    totals = result["totals"]
+    tree = Tree(
+        Text.assemble(
+            ("Session ", "bold"),
+            result["session_id"],
+            f"  {result['user']} · {result['client']} · "
+            f"{when(result['started_at'])} → {when(result['ended_at'])} · "
+            f"in {count(totals['input_tokens'])} out {count(totals['output_tokens'])} "
+            f"cache {count(totals['cache_read_tokens'])}/{count(totals['cache_write_tokens'])} · "
+            f"{money(totals['cost_micros'])}",
+        )
+    )
+    for n, thread in enumerate(result["threads"], 1):
+        branch = tree.add(
+            Text.assemble(
+                (f"Thread {n}", "bold cyan"),
+                f"  {when(thread['started_at'])}  ",
+                (short(thread["prompt"], 100) or "(no prompt)", "italic"),
+            )
+        )
+        for step in thread["interceptions"]:
+            status = step["status"] or "in progress"
+            node = branch.add(
+                f"{when(step['started_at'])} {step['provider_name']} {step['model']} — {status}"
+                + (f" ({short(step['error'], 80)})" if step["error"] else "")
+            )
+            for thought in step["thoughts"]:
+                node.add(Text(f"thinking: {short(thought['content'], 100)}", style="dim"))
+            for tool in step["tools"]:
+                kind = "injected" if tool["injected"] else "client"
+                label = f"{kind} tool {tool['tool']}({short(tool['input'], 80)})"
+                if tool["error"]:
+                    label += f" → error: {short(tool['error'], 60)}"
+                node.add(Text(label, style="yellow" if tool["injected"] else ""))
+            for u in step["usage"]:
+                node.add(
+                    Text(
+                        f"tokens in {count(u['input_tokens'])} out {count(u['output_tokens'])} cache "
+                        f"{count(u['cache_read_tokens'])}/{count(u['cache_write_tokens'])} · "
+                        f"{money(u['cost_micros'])}",
+                        style="dim",
+                    )
+                )
+    console.print(tree)
+
+
+def tail_line(console: Console, i: JSON) -> None:
+    status = i["status"] or "in progress"
+    console.print(
+        f"{when(i['ended_at'])}  {i['user']:<12} {i['client']:<14} {i['provider_name']}/{i['model']}  "
+        f"{status} {i['http_status'] or ''}  in {count(i['input_tokens'])} out {count(i['output_tokens'])}"
+        f"  {money(i['cost_micros'])}" + (f"  {short(i['error'], 60)}" if i["error"] else ""),
+        highlight=False,
+    )
+
+
+def as_json(console: Console, result: JSON) -> None:
+    console.print_json(json.dumps(result)) if console.is_terminal else print(json.dumps(result, indent=2))

@@ -1,0 +1,89 @@
+"""Where the CLI's answers come from: the running proxy's endpoint, or the audit file opened read-only.
+
+Both run the same `queries.run`, so they answer alike. The endpoint is tried first (a socket beside the file);
+without a proxy, the file is attached read-only; when neither works, the message says why.
+"""
+
+import json
+import re
+import socket
+from pathlib import Path
+from typing import Any, Protocol
+
+import click
+import duckdb
+
+from ..audit import queries
+from ..audit.endpoint import socket_path
+from ..audit.writer import describe_process
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+
+
+class Source(Protocol):
+    description: str
+
+    def run(self, name: str, params: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Live:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.description = f"live, through the proxy ({path})"
+
+    def run(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(60)
+            sock.connect(str(self.path))
+            sock.sendall(json.dumps({"query": name, "params": params}).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        if not data:
+            raise click.ClickException(f"the proxy closed the connection on {self.path} without an answer")
+        answer = json.loads(data)
+        if not answer.get("ok"):
+            raise click.ClickException(answer.get("error", "the proxy refused the query"))
+        return answer["result"]
+
+
+class Offline:
+    def __init__(self, db_path: Path) -> None:
+        self.description = f"from the file ({db_path}; no proxy running)"
+        self._db = duckdb.connect(config={"threads": "2", "memory_limit": "1GB"})
+        self._db.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS audit (READ_ONLY)")
+        self._db.execute("USE audit")
+
+    def run(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return queries.run(self._db, name, params)
+        except queries.QueryError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def open_source(db: str) -> Source:
+    db_path = Path(db)
+    sock = socket_path(db)
+    if sock.exists():
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(2)
+                probe.connect(str(sock))
+            return Live(sock)
+        except OSError:
+            pass  # a socket left behind by a proxy that is gone
+    if not db_path.exists():
+        raise click.ClickException(f"no audit file at {db_path} (and no proxy answering at {sock}); use --db")
+    try:
+        return Offline(db_path)
+    except duckdb.IOException as e:
+        if match := _LOCK_HOLDER.search(str(e)):
+            holder = describe_process(int(match.group(2)), match.group(1))
+            raise click.ClickException(
+                f"{db_path} is held by {holder}, and no proxy query endpoint answers at {sock}. "
+                "If that is the proxy, it predates live queries: restart it; otherwise close that process."
+            ) from None
+        raise click.ClickException(f"cannot open {db_path}: {e}") from None
