@@ -10,7 +10,6 @@ Secrets are never returned unmasked: the audit sees only the kind and a masked h
 """
 
 import base64
-import binascii
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ class Users:
             return None
         try:
             name, _, token = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text (mitmproxy's surrogateescape)
             return None
         user = self._by_name.get(name)
         # Compare against a stand-in when the name is unknown, so timing does not tell names apart.
@@ -66,6 +65,10 @@ class Access:
     """(HTTP status, message) when the request must not go upstream."""
 
 
+def _is_token(value: str) -> bool:
+    return value.strip().removeprefix("Bearer ").removeprefix("bearer ").strip().startswith(TOKEN_PREFIX)
+
+
 def _headers_map(headers: list[tuple[str, str]]) -> Mapping[str, str]:
     return {name.lower(): value for name, value in headers}
 
@@ -83,6 +86,8 @@ def resolve(
     """Decide the request's identity and credential."""
     headers = [(n, v) for n, v in headers if not n.lower().startswith(ACTOR_PREFIX)]  # never forwarded from clients
     credential = client_credential(provider.type, _headers_map(headers))
+    # A bridge token in any other auth header is dropped too: tokens never leave the proxy.
+    headers = [(n, v) for n, v in headers if not (n.lower() in _AUTH_HEADERS and _is_token(v) and v != credential)]
     user, kind, hint = proxy_user, None, None
     if credential is not None and credential.startswith(TOKEN_PREFIX):
         owner = users.by_token(credential)

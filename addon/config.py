@@ -43,6 +43,7 @@ overrides or disables them. Parsers raise `ValueError`; the addon turns that int
 """
 
 import hashlib
+import math
 import os
 import re
 import tomllib
@@ -266,7 +267,8 @@ def _secret(value: Any, what: str) -> str:
 
 
 def hash_token(token: str) -> str:
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+    # surrogateescape: header bytes that are not UTF-8 reach us as lone surrogates (mitmproxy decodes that way)
+    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _parse_user(name: str, table: Any) -> User:
@@ -291,7 +293,7 @@ def _parse_user(name: str, table: Any) -> User:
 
 
 def _dollars(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value > 1_000_000:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1_000_000:  # also NaN
         raise ValueError(f"{what} must be an amount of US$ from 0 to 1000000")
     return round(value * 1_000_000)
 
@@ -323,7 +325,7 @@ def _parse_price(name: str, table: Any) -> PriceOverride:
         raise ValueError(f"{where}: input and output prices are required")
     values = {}
     for key, value in table.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:  # also NaN
             raise ValueError(f"{where}.{key} must be a non-negative number of US$ per million tokens")
         values[key] = float(value)
     return PriceOverride(**values)

@@ -86,13 +86,16 @@ class PriceBook:
         output = _tier(mp.get("output_mtok"), total_input)
         if base_input is None or output is None:
             return None
+        cache_read = _tier(mp.get("cache_read_mtok"), total_input)
         cache_write = _tier(mp.get("cache_write_mtok"), total_input)
+        cache_write = cache_write if cache_write is not None else base_input
+        cache_write_1h = _tier(mp.get("cache_write_1h_mtok"), total_input)
         return Prices(
             input=base_input,
             output=output,
-            cache_read=_tier(mp.get("cache_read_mtok"), total_input) or base_input,
-            cache_write=cache_write if cache_write is not None else base_input,
-            cache_write_1h=_tier(mp.get("cache_write_1h_mtok"), total_input) or cache_write or base_input,
+            cache_read=cache_read if cache_read is not None else base_input,
+            cache_write=cache_write,
+            cache_write_1h=cache_write_1h if cache_write_1h is not None else cache_write,
             source=f"genai-prices {provider}/{model}",
         )
 
