@@ -100,10 +100,11 @@ class Bridge:
             self.engine = Engine(self.writer, self._client, self.tools)  # type: ignore[arg-type]
             self.server = LocalServer(self.engine)
         self.engine.client = self._client  # type: ignore[assignment]
-        self.engine.max_tool_rounds = self.config.max_tool_rounds
-        self.engine.keepalive_interval = self.config.keepalive_interval
-        self.engine.prices = PriceBook(self.config.prices)
-        self.engine.ledger = self._ledger()
+        if updated & {"aibridge_config", "aibridge_db"}:  # other options leave budgets and reservations be
+            self.engine.max_tool_rounds = self.config.max_tool_rounds
+            self.engine.keepalive_interval = self.config.keepalive_interval
+            self.engine.prices = PriceBook(self.config.prices)
+            self.engine.ledger = self._ledger()
 
     def _ledger(self) -> Ledger | None:
         """Budgets, with this month's spend rebuilt from the audit file."""
