@@ -3,15 +3,17 @@ query endpoint, so both give the same answers. Results are plain JSON-able value
 lists and dicts), capped in size; no query takes SQL from its caller.
 
 Times are ISO 8601 UTC strings. Money is integer micro-dollars. Listings page with an opaque `after` cursor
-(keyset pagination: no gaps or repeats while rows are appended).
+(keyset pagination: a row never shows twice while rows are appended; `interceptions` pages by start time and
+misses nothing; a session that becomes active again after its page was read moves ahead of the cursor).
 """
 
 import base64
 import json
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +31,15 @@ USAGE_GROUPS: Final = {
 JSON = dict[str, Any]
 _SESSION_OF_START = "coalesce(i.client_session_id, i.thread_root_id::VARCHAR, i.id::VARCHAR)"
 """The `interceptions` view's session_id, over `interception_starts` (cheaper where ends are not needed)."""
+_USAGE_KEYS: Final = {
+    **USAGE_GROUPS,
+    "day": "make_timestamp(epoch_us(i.started_at))::DATE",  # the UTC day, without a time zone conversion per row
+}
+_USAGE_KEY_TEXT: Final = {"day": "strftime(k, '%Y-%m-%d')"}
+"""How a grouped `_USAGE_KEYS` value becomes USAGE_GROUPS' text (formatted once per group, not per row)."""
+_FIRST_WINDOW: Final = timedelta(hours=1)
+"""`sessions` looks for its page among the interceptions that ended this long before the newest first, then
+widens the window until the page is full (or the window holds everything)."""
 
 
 class QueryError(ValueError):
@@ -116,6 +127,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _iso_sql(column: str) -> str:
+    """SQL for `_iso`'s text of a TIMESTAMPTZ column, for results of thousands of rows: DuckDB writes it faster than
+    Python converts and formats the values (microseconds are left out when zero, as `isoformat` does)."""
+    micros = f"epoch_us({column})"
+    return (
+        f"CASE WHEN {micros} % 1000000 = 0 THEN strftime(make_timestamp({micros}), '%Y-%m-%dT%H:%M:%SZ') "
+        f"ELSE strftime(make_timestamp({micros}), '%Y-%m-%dT%H:%M:%S.%fZ') END"
+    )
+
+
 def _rows(cursor: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[JSON]:
     result = cursor.execute(sql, list(params))
     names = [d[0] for d in result.description]
@@ -136,120 +157,214 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
     return parts
 
 
+def _position(after: str, key_is_uuid: bool) -> tuple[datetime, str]:
+    """A listing's cursor: (a time, then a session id, or an interception id with `key_is_uuid`). A cursor of
+    another listing, or with parts that are not strings, is refused like any bad --after."""
+    moment, key = decode_cursor(after, 2)
+    if not isinstance(moment, str) or not isinstance(key, str):
+        raise QueryError("--after: not a cursor this command printed")
+    if key_is_uuid:
+        try:
+            key = str(uuid.UUID(key))
+        except ValueError:
+            raise QueryError("--after: not a cursor this command printed") from None
+    return parse_time(moment, "after"), key
+
+
 # --- queries ------------------------------------------------------------------------------------------------
+#
+# Written for files of millions of rows without indexes: ids are UUIDv7 and rows arrive in time order, so zone maps
+# skip what a filter on an id or a time rules out. So each listing finds its page's keys first (a narrow scan,
+# often of a recent window only), then reads the details of just that page; child rows are found by their
+# interception ids; and the `interceptions` view (a LEFT JOIN) is only read where the end rows are needed.
+
+
+def _session_starts(session_ids: str) -> str:
+    """A subquery: the start rows of the sessions that the subquery `session_ids` lists (a `session_id` column),
+    each with its session_id.
+
+    The same rows as `WHERE coalesce(client_session_id, thread_root_id::VARCHAR, id::VARCHAR) IN (...)`, but as
+    three disjoint branches (the session is the client's session id; the thread root; the interception itself),
+    each a semi-join on one column, instead of writing every row's ids out as text: DuckDB pushes the join's
+    bounds into the scan, so zone maps skip what time-ordered ids rule out. An id only equals a session id written
+    the way DuckDB writes UUIDs, hence the round trip through UUID."""
+    uuids = f"""SELECT u FROM (SELECT TRY_CAST(session_id AS UUID) AS u, session_id FROM ({session_ids}))
+                WHERE u::VARCHAR = session_id"""
+    return f"""(
+        SELECT *, client_session_id AS session_id FROM interception_starts
+        WHERE client_session_id IN (SELECT session_id FROM ({session_ids}))
+        UNION ALL
+        SELECT *, thread_root_id::VARCHAR AS session_id FROM interception_starts
+        WHERE client_session_id IS NULL AND thread_root_id IN ({uuids})
+        UNION ALL
+        SELECT *, id::VARCHAR AS session_id FROM interception_starts
+        WHERE client_session_id IS NULL AND thread_root_id IS NULL AND id IN ({uuids}))"""
+
+
+def _session_view(session_ids: str) -> str:
+    """A subquery: the `interceptions` view's rows (same columns) of the sessions `session_ids` lists only."""
+    return f"""(
+        SELECT s.id, s.initiator, s.provider, s.provider_name, s.model, s.client, s.user_agent, s.client_session_id,
+               s.session_id, s.thread_parent_id, s.thread_root_id, s.correlating_tool_call_id,
+               s.credential_kind, s.credential_hint, s.streaming, s.route,
+               e.status, e.error, e.http_status, e.response_model, s.started_at, e.ended_at, s.metadata
+        FROM {_session_starts(session_ids)} s LEFT JOIN interception_ends e ON e.interception_id = s.id)"""
 
 
 def sessions(
     db: duckdb.DuckDBPyConnection, filters: Filters, after: str | None = None, limit: int | None = None
 ) -> JSON:
-    """Sessions, most recently active first; ended interceptions only (as the reference lists them)."""
+    """Sessions, most recently active first; ended interceptions only (as the reference lists them).
+
+    A session's last_active is its latest end among its (filtered) interceptions, so every session active at or
+    after T has that end among the end rows from T on: the sessions found there come first, with their true
+    last_active, and when they fill the page it is exact. So the page is looked for among the interceptions that
+    ended in a recent window first (cheap: keys only), widened until the page is full or the window holds
+    everything; then one statement (one snapshot, while the proxy appends) lists the page's keys again and reads
+    just those sessions in full."""
     limit = _limit(limit)
-    where, params = filters.where()
+    position = _position(after, key_is_uuid=False) if after is not None else None
+    oldest, newest = db.execute("SELECT min(ended_at), max(ended_at) FROM interception_ends").fetchall()[0]
+    if newest is None:
+        return {"sessions": [], "next": None}
+    anchor = min(newest, position[0]) if position is not None else newest
+    span = anchor - oldest  # end rows are only ever appended, so the oldest stays the oldest
+    window = _FIRST_WINDOW
+    while True:
+        bounded = window < span
+        keys = _session_keys(filters, position, anchor - window if bounded else None, limit + 1)
+        if bounded:
+            found = db.execute(f"SELECT count(*) FROM ({keys[0]})", keys[1]).fetchall()[0][0]
+            if found <= limit:
+                window *= max(4, min(64, 2 * (limit + 1) // max(found, 1)))
+                continue
+        page = _session_page(db, filters, keys)
+        if len(page) > limit or not bounded:
+            break
+        window *= 4  # sessions active again since the count above moved past the cursor: look further back
+    more = len(page) > limit
+    page = page[:limit]
+    cursor = encode_cursor(page[-1]["last_active"], page[-1]["session_id"]) if more else None
+    return {"sessions": page, "next": cursor}
+
+
+def _session_keys(
+    filters: Filters, position: tuple[datetime, str] | None, since: datetime | None, count: int
+) -> tuple[str, list[Any]]:
+    """A subquery: (session_id, user, pos) of up to `count` sessions after `position`, newest first, among those
+    with an end row at or after `since` (None: all)."""
+    where, params = filters.where(session_expr=_SESSION_OF_START)
+    if since is not None:
+        # the window's starts are also bounded by the smallest id among its end rows: redundant with the join,
+        # but zone maps use it whatever join order the planner picks (e.g. starts first under a --user filter)
+        where += """ AND e.ended_at >= ?
+                     AND i.id >= (SELECT min(interception_id) FROM interception_ends WHERE ended_at >= ?)"""
+        params = [*params, since, since]
     page_filter = ""
-    if after is not None:
-        active, session = decode_cursor(after, 2)
+    if position is not None:
         page_filter = "WHERE (last_active, session_id) < (?::TIMESTAMPTZ, ?)"
-        params = [*params, parse_time(active, "after"), session]
-    page = _rows(
+        params = [*params, *position]
+    return (
+        f"""
+        SELECT session_id, user, row_number() OVER (ORDER BY last_active DESC, session_id DESC) AS pos
+        FROM (
+            SELECT * FROM (
+                SELECT {_SESSION_OF_START} AS session_id, i.initiator AS user, max(e.ended_at) AS last_active
+                FROM interception_starts i JOIN interception_ends e ON e.interception_id = i.id
+                WHERE {where}
+                GROUP BY ALL) k
+            {page_filter} ORDER BY last_active DESC, session_id DESC LIMIT {count})""",
+        params,
+    )
+
+
+def _session_page(db: duckdb.DuckDBPyConnection, filters: Filters, keys: tuple[str, list[Any]]) -> list[JSON]:
+    """The sessions the `keys` subquery lists, in its order: their (filtered, ended) interceptions summed up, with
+    the tokens, cost and last prompt of all their interceptions."""
+    where, params = filters.where()
+    return _rows(
         db,
         f"""
-        WITH s AS (
+        WITH keys AS MATERIALIZED ({keys[0]}),
+        i AS MATERIALIZED (SELECT * FROM {_session_view("SELECT DISTINCT session_id FROM keys")}),
+        s AS (
             SELECT session_id, initiator AS user, arg_min(client, started_at) AS client,
                    list(DISTINCT model ORDER BY model) AS models,
                    list(DISTINCT provider_name ORDER BY provider_name) AS providers,
                    count(*) FILTER (WHERE thread_root_id IS NULL) AS threads,
                    count(*) AS interceptions,
                    min(started_at) AS started_at, max(ended_at) AS last_active
-            FROM interceptions i WHERE {where} AND i.ended_at IS NOT NULL
-            GROUP BY session_id, initiator)
-        SELECT * FROM s {page_filter} ORDER BY last_active DESC, session_id DESC LIMIT {limit + 1}""",
-        params,
+            FROM i WHERE {where} AND i.ended_at IS NOT NULL
+            GROUP BY session_id, initiator),
+        tokens AS (
+            SELECT i.session_id, coalesce(sum(t.input_tokens), 0)::BIGINT AS input_tokens,
+                   coalesce(sum(t.output_tokens), 0)::BIGINT AS output_tokens,
+                   coalesce(sum(t.cache_read_input_tokens), 0)::BIGINT AS cache_read_tokens,
+                   coalesce(sum(t.cache_write_input_tokens), 0)::BIGINT AS cache_write_tokens,
+                   sum(t.cost_micros)::BIGINT AS cost_micros,
+                   count(t.id) FILTER (WHERE t.cost_micros IS NULL) AS unpriced_rows
+            FROM i LEFT JOIN token_usages t ON t.interception_id = i.id GROUP BY i.session_id),
+        prompts AS (
+            SELECT i.session_id, arg_max(p.prompt, p.created_at) AS prompt
+            FROM i JOIN user_prompts p ON p.interception_id = i.id GROUP BY i.session_id)
+        SELECT s.session_id, s.user, s.client, s.models, s.providers, s.threads, s.interceptions, s.started_at,
+               s.last_active, coalesce(t.input_tokens, 0) AS input_tokens,
+               coalesce(t.output_tokens, 0) AS output_tokens,
+               coalesce(t.cache_read_tokens, 0) AS cache_read_tokens,
+               coalesce(t.cache_write_tokens, 0) AS cache_write_tokens,
+               coalesce(t.unpriced_rows, 0) AS unpriced_rows, t.cost_micros, p.prompt AS last_prompt
+        FROM keys JOIN s ON s.session_id = keys.session_id AND s.user = keys.user
+        LEFT JOIN tokens t ON t.session_id = keys.session_id
+        LEFT JOIN prompts p ON p.session_id = keys.session_id
+        ORDER BY keys.pos""",
+        [*keys[1], *params],
     )
-    more = len(page) > limit
-    page = page[:limit]
-    if page:
-        _add_session_totals(db, page)
-    cursor = encode_cursor(page[-1]["last_active"], page[-1]["session_id"]) if more else None
-    return {"sessions": page, "next": cursor}
-
-
-def _add_session_totals(db: duckdb.DuckDBPyConnection, page: list[JSON]) -> None:
-    ids = [s["session_id"] for s in page]
-    marks = ",".join("?" * len(ids))
-    totals = {
-        r["session_id"]: r
-        for r in _rows(
-            db,
-            f"""
-        WITH i AS (SELECT id, session_id FROM interceptions WHERE session_id IN ({marks}))
-        SELECT i.session_id, coalesce(sum(t.input_tokens), 0)::BIGINT AS input_tokens,
-               coalesce(sum(t.output_tokens), 0)::BIGINT AS output_tokens,
-               coalesce(sum(t.cache_read_input_tokens), 0)::BIGINT AS cache_read_tokens,
-               coalesce(sum(t.cache_write_input_tokens), 0)::BIGINT AS cache_write_tokens,
-               sum(t.cost_micros)::BIGINT AS cost_micros,
-               count(t.id) FILTER (WHERE t.cost_micros IS NULL) AS unpriced_rows
-        FROM i LEFT JOIN token_usages t ON t.interception_id = i.id GROUP BY i.session_id""",
-            ids,
-        )
-    }
-    prompts = {
-        r["session_id"]: r["prompt"]
-        for r in _rows(
-            db,
-            f"""
-        SELECT i.session_id, arg_max(p.prompt, p.created_at) AS prompt
-        FROM interceptions i JOIN user_prompts p ON p.interception_id = i.id
-        WHERE i.session_id IN ({marks}) GROUP BY i.session_id""",
-            ids,
-        )
-    }
-    for session in page:
-        found = totals.get(session["session_id"], {})
-        for key in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "unpriced_rows"):
-            session[key] = found.get(key, 0)
-        session["cost_micros"] = found.get("cost_micros")
-        session["last_prompt"] = prompts.get(session["session_id"])
 
 
 def session(db: duckdb.DuckDBPyConnection, session_id: str) -> JSON:
     """One session's threads in order, each interception with its prompt and agentic actions."""
+    # Ids and times come back as text (what `_plain` would make of them): a long session has thousands of rows.
     interceptions = _rows(
         db,
-        """
-        SELECT id, initiator AS user, provider_name, model, response_model, client, streaming, status, error,
-               http_status, thread_parent_id, thread_root_id, started_at, ended_at
-        FROM interceptions WHERE session_id = ? ORDER BY started_at, id LIMIT 5000""",
+        f"""
+        SELECT id::VARCHAR AS id, initiator AS user, provider_name, model, response_model, client, streaming, status,
+               error, http_status, thread_parent_id::VARCHAR AS thread_parent_id,
+               thread_root_id::VARCHAR AS thread_root_id, {_iso_sql("started_at")} AS started_at,
+               {_iso_sql("ended_at")} AS ended_at
+        FROM {_session_view("SELECT $1::VARCHAR AS session_id")} i ORDER BY i.started_at, i.id LIMIT 5000""",
         [session_id],
     )
     if not interceptions:
         raise QueryError(f"no session {session_id!r}")
     ids = [i["id"] for i in interceptions]
-    marks = ",".join("?" * len(ids))
+    of_these = "interception_id IN (SELECT unnest(?::UUID[]))"
+    head = "interception_id::VARCHAR AS interception_id"
+    created = f"{_iso_sql('created_at')} AS created_at"
     children: dict[str, dict[str, list[JSON]]] = {
         i["id"]: {"prompts": [], "tools": [], "thoughts": [], "usage": []} for i in interceptions
     }
     for kind, sql in (
-        ("prompts", f"SELECT interception_id, prompt, created_at FROM user_prompts WHERE interception_id IN ({marks})"),
+        ("prompts", f"SELECT {head}, prompt, {created} FROM user_prompts c WHERE {of_these}"),
         (
             "tools",
-            f"""SELECT interception_id, tool, server_url, provider_tool_call_id AS call_id, input, injected,
-                             invocation_error AS error, metadata, created_at
-                      FROM tool_usages WHERE interception_id IN ({marks})""",
+            f"""SELECT {head}, tool, server_url, provider_tool_call_id AS call_id, input, injected,
+                             invocation_error AS error, metadata, {created}
+                      FROM tool_usages c WHERE {of_these}""",
         ),
         (
             "thoughts",
-            f"""SELECT interception_id, content, metadata->>'source' AS source, created_at
-                         FROM model_thoughts WHERE interception_id IN ({marks})""",
+            f"""SELECT {head}, content, metadata->>'source' AS source, {created}
+                         FROM model_thoughts c WHERE {of_these}""",
         ),
         (
             "usage",
-            f"""SELECT interception_id, provider_response_id, input_tokens, output_tokens,
+            f"""SELECT {head}, provider_response_id, input_tokens, output_tokens,
                              cache_read_input_tokens AS cache_read_tokens,
-                             cache_write_input_tokens AS cache_write_tokens, cost_micros, created_at
-                      FROM token_usages WHERE interception_id IN ({marks})""",
+                             cache_write_input_tokens AS cache_write_tokens, cost_micros, {created}
+                      FROM token_usages c WHERE {of_these}""",
         ),
     ):
-        for row in _rows(db, sql + " ORDER BY created_at", ids):
+        for row in _rows(db, sql + " ORDER BY c.created_at", [ids]):
             if kind == "tools" and isinstance(row.get("metadata"), str):
                 row["metadata"] = json.loads(row["metadata"])
             children[row.pop("interception_id")][kind].append(row)
@@ -295,41 +410,35 @@ def interceptions(
 ) -> JSON:
     """Interceptions, newest first, with their token totals and cost."""
     limit = _limit(limit)
-    where, params = filters.where()
+    where, params = filters.where(session_expr=_SESSION_OF_START)
     if after is not None:
-        started, ident = decode_cursor(after, 2)
         where += " AND (i.started_at, i.id) < (?::TIMESTAMPTZ, ?::UUID)"
-        params = [*params, parse_time(started, "after"), ident]
+        params = [*params, *_position(after, key_is_uuid=True)]
+    # The page's starts first (a top-N over one table), then their end rows and token sums.
     page = _rows(
         db,
         f"""
-        SELECT i.id, i.session_id, i.initiator AS user, i.client, i.provider_name, i.model, i.streaming, i.status,
-               i.error, i.http_status, i.started_at, i.ended_at
-        FROM interceptions i WHERE {where} ORDER BY i.started_at DESC, i.id DESC LIMIT {limit + 1}""",
-        params,
-    )
-    more = len(page) > limit
-    page = page[:limit]
-    if page:
-        ids = [r["id"] for r in page]
-        sums = {
-            r["interception_id"]: r
-            for r in _rows(
-                db,
-                f"""
+        WITH i AS (
+            SELECT *, {_SESSION_OF_START} AS session_id FROM interception_starts i
+            WHERE {where} ORDER BY i.started_at DESC, i.id DESC LIMIT {limit + 1}),
+        t AS (
             SELECT interception_id, sum(input_tokens)::BIGINT AS input_tokens,
                    sum(output_tokens)::BIGINT AS output_tokens,
                    sum(cache_read_input_tokens)::BIGINT AS cache_read_tokens,
                    sum(cache_write_input_tokens)::BIGINT AS cache_write_tokens, sum(cost_micros)::BIGINT AS cost_micros
-            FROM token_usages WHERE interception_id IN ({",".join("?" * len(ids))}) GROUP BY interception_id""",
-                ids,
-            )
-        }
-        for row in page:
-            found = sums.get(row["id"], {})
-            for key in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
-                row[key] = found.get(key) or 0
-            row["cost_micros"] = found.get("cost_micros")
+            FROM token_usages WHERE interception_id IN (SELECT id FROM i) GROUP BY interception_id)
+        SELECT i.id, i.session_id, i.initiator AS user, i.client, i.provider_name, i.model, i.streaming, e.status,
+               e.error, e.http_status, i.started_at, e.ended_at,
+               coalesce(t.input_tokens, 0) AS input_tokens, coalesce(t.output_tokens, 0) AS output_tokens,
+               coalesce(t.cache_read_tokens, 0) AS cache_read_tokens,
+               coalesce(t.cache_write_tokens, 0) AS cache_write_tokens, t.cost_micros
+        FROM i LEFT JOIN interception_ends e ON e.interception_id = i.id
+        LEFT JOIN t ON t.interception_id = i.id
+        ORDER BY i.started_at DESC, i.id DESC LIMIT {limit + 1}""",
+        params,
+    )
+    more = len(page) > limit
+    page = page[:limit]
     cursor = encode_cursor(page[-1]["started_at"], page[-1]["id"]) if more else None
     return {"interceptions": page, "next": cursor}
 
@@ -338,12 +447,13 @@ def distinct(db: duckdb.DuckDBPyConnection, column: str, filters: Filters) -> JS
     """`clients` or `models`: each value with its interception count and last use."""
     if column not in ("client", "model"):
         raise QueryError(f"cannot list {column}")
-    where, params = filters.where()
+    where, params = filters.where(session_expr=_SESSION_OF_START)
     rows = _rows(
         db,
         f"""
         SELECT i.{column} AS name, count(*) AS interceptions, max(i.started_at) AS last_seen
-        FROM interceptions i WHERE {where} GROUP BY i.{column} ORDER BY interceptions DESC, name LIMIT {MAX_LIMIT}""",
+        FROM interception_starts i WHERE {where}
+        GROUP BY i.{column} ORDER BY interceptions DESC, name LIMIT {MAX_LIMIT}""",
         params,
     )
     return {f"{column}s": rows}
@@ -357,15 +467,17 @@ def usage(db: duckdb.DuckDBPyConnection, by: str, filters: Filters) -> JSON:
     rows = _rows(
         db,
         f"""
-        SELECT {USAGE_GROUPS[by]} AS key, count(DISTINCT i.id) AS interceptions,
-               sum(t.input_tokens)::BIGINT AS input_tokens, sum(t.output_tokens)::BIGINT AS output_tokens,
-               sum(t.cache_read_input_tokens)::BIGINT AS cache_read_tokens,
-               sum(t.cache_write_input_tokens)::BIGINT AS cache_write_tokens,
-               sum(t.cost_micros)::BIGINT AS cost_micros,
-               count(*) FILTER (WHERE t.cost_micros IS NULL) AS unpriced_rows
-        FROM token_usages t JOIN interception_starts i ON i.id = t.interception_id
-        WHERE {where}
-        GROUP BY ALL ORDER BY cost_micros DESC NULLS LAST, input_tokens DESC LIMIT {MAX_LIMIT}""",
+        SELECT {_USAGE_KEY_TEXT.get(by, "k")} AS key, * EXCLUDE (k) FROM (
+            SELECT {_USAGE_KEYS[by]} AS k, count(DISTINCT i.id) AS interceptions,
+                   sum(t.input_tokens)::BIGINT AS input_tokens, sum(t.output_tokens)::BIGINT AS output_tokens,
+                   sum(t.cache_read_input_tokens)::BIGINT AS cache_read_tokens,
+                   sum(t.cache_write_input_tokens)::BIGINT AS cache_write_tokens,
+                   sum(t.cost_micros)::BIGINT AS cost_micros,
+                   count(*) FILTER (WHERE t.cost_micros IS NULL) AS unpriced_rows
+            FROM token_usages t JOIN interception_starts i ON i.id = t.interception_id
+            WHERE {where}
+            GROUP BY ALL)
+        ORDER BY cost_micros DESC NULLS LAST, input_tokens DESC LIMIT {MAX_LIMIT}""",
         params,
     )
     for row in rows:
@@ -379,21 +491,28 @@ def tail(db: duckdb.DuckDBPyConnection, after: str | None = None, limit: int | N
     """Interceptions as they end, oldest first from the cursor (the last ten minutes without one)."""
     limit = _limit(limit)
     if after is not None:
-        ended, ident = decode_cursor(after, 2)
-        where, params = "(i.ended_at, i.id) > (?::TIMESTAMPTZ, ?::UUID)", [parse_time(ended, "after"), ident]
+        since, ident = _position(after, key_is_uuid=True)
+        # the end rows from the cursor's time on (zone maps skip older ones), then exactly those after it
+        ends, where = "e.ended_at >= ?", "(e.ended_at, s.id) > (?::TIMESTAMPTZ, ?::UUID)"
+        params = [since, since, ident]
     else:
-        where, params = "i.ended_at >= now() - INTERVAL 10 MINUTE", []
+        ends, where, params = "e.ended_at >= now() - INTERVAL 10 MINUTE", "TRUE", []
     rows = _rows(
         db,
         f"""
+        WITH i AS (
+            SELECT s.id, s.initiator, s.client, s.provider_name, s.model, s.streaming, e.status, e.http_status,
+                   e.error, s.started_at, e.ended_at
+            FROM interception_ends e JOIN interception_starts s ON s.id = e.interception_id
+            WHERE {ends} AND {where} ORDER BY e.ended_at, s.id LIMIT {limit}),
+        t AS (
+            SELECT interception_id,
+                   sum(input_tokens + cache_read_input_tokens + cache_write_input_tokens)::BIGINT AS input_tokens,
+                   sum(output_tokens)::BIGINT AS output_tokens, sum(cost_micros)::BIGINT AS cost_micros
+            FROM token_usages WHERE interception_id IN (SELECT id FROM i) GROUP BY interception_id)
         SELECT i.id, i.initiator AS user, i.client, i.provider_name, i.model, i.streaming, i.status, i.http_status,
-               i.error, i.started_at, i.ended_at,
-               (SELECT sum(t.input_tokens + t.cache_read_input_tokens + t.cache_write_input_tokens)::BIGINT
-                FROM token_usages t WHERE t.interception_id = i.id) AS input_tokens,
-               (SELECT sum(t.output_tokens)::BIGINT FROM token_usages t WHERE t.interception_id = i.id)
-                   AS output_tokens,
-               (SELECT sum(t.cost_micros)::BIGINT FROM token_usages t WHERE t.interception_id = i.id) AS cost_micros
-        FROM interceptions i WHERE i.ended_at IS NOT NULL AND {where} ORDER BY i.ended_at, i.id LIMIT {limit}""",
+               i.error, i.started_at, i.ended_at, t.input_tokens, t.output_tokens, t.cost_micros
+        FROM i LEFT JOIN t ON t.interception_id = i.id ORDER BY i.ended_at, i.id""",
         params,
     )
     cursor = encode_cursor(rows[-1]["ended_at"], rows[-1]["id"]) if rows else after
@@ -402,6 +521,8 @@ def tail(db: duckdb.DuckDBPyConnection, after: str | None = None, limit: int | N
 
 # --- copies for other tools ---------------------------------------------------------------------------------
 
+EXPORT_OPEN_GRACE: Final = timedelta(days=1)
+"""An interception open longer than this is taken for dead (a crashed proxy), so it cannot hold a day back."""
 EXPORT_TABLES: Final = {
     "interceptions": "started_at",
     "token_usages": "created_at",
@@ -434,7 +555,8 @@ def export_parquet(db: duckdb.DuckDBPyConnection, directory: str, instance: str,
     schedule; `read_parquet('DIR/<table>/**/*.parquet', hive_partitioning = true)` reads them back."""
     if not instance.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise QueryError("the instance name must be letters, digits, '.', '_' or '-'")
-    end = parse_time(until, "until") if until else datetime.now(UTC)
+    now = datetime.now(UTC)
+    end = parse_time(until, "until") if until else now
     end_day = end.astimezone(UTC).date()
     written, skipped = [], 0
     for table, column in EXPORT_TABLES.items():
@@ -451,6 +573,15 @@ def export_parquet(db: duckdb.DuckDBPyConnection, directory: str, instance: str,
             if target.exists():
                 skipped += 1
                 continue
+            if (
+                table == "interceptions"
+                and db.execute(
+                    "SELECT count(*) FROM interceptions WHERE (started_at AT TIME ZONE 'UTC')::DATE = ? "
+                    "AND ended_at IS NULL AND started_at > ?",
+                    [day, now - EXPORT_OPEN_GRACE],
+                ).fetchall()[0][0]
+            ):
+                continue  # a call of that day still runs: a later run exports the day whole
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(target.name + ".tmp")
             db.execute(

@@ -6,6 +6,7 @@ from the file itself (read-only); both run the same queries.
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -64,9 +65,14 @@ def _page_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
+def _console() -> Console:
+    """Rich output; piped, it is not cut to 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 200)))
+
+
 def _show(name: str, params: dict[str, Any], db: str, as_json: bool, draw: Callable[..., None]) -> None:
     result = open_source(db).run(name, params)
-    console = Console()
+    console = _console()
     if as_json:
         render.as_json(console, result)
     else:
@@ -155,7 +161,7 @@ def usage(by: str, filters: dict, as_json: bool, db: str) -> None:
 @_db_option
 def tail(interval: float, max_count: int | None, timeout: float | None, as_json: bool, db: str) -> None:
     """Interceptions as they end (starting with the last ten minutes), until interrupted."""
-    source, console = open_source(db), Console()
+    source, console = open_source(db), _console()
     cursor, seen, started = None, 0, time.monotonic()
     try:
         while True:

@@ -5,6 +5,7 @@ without a proxy, the file is attached read-only; when neither works, the message
 """
 
 import json
+import os
 import re
 import socket
 from pathlib import Path
@@ -53,13 +54,14 @@ class Live:
 class Offline:
     def __init__(self, db_path: Path) -> None:
         self.description = f"from the file ({db_path}; no proxy running)"
+        self._instance = f"{os.uname().nodename}-{db_path.stem}"  # as the proxy's endpoint names its exports
         self._db = duckdb.connect(config={"threads": "2", "memory_limit": "1GB"})
         self._db.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS audit (READ_ONLY)")
         self._db.execute("USE audit")
 
     def run(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         try:
-            return queries.run(self._db, name, params)
+            return queries.run(self._db, name, params, instance=self._instance)
         except queries.QueryError as e:
             raise click.ClickException(str(e)) from None
 
