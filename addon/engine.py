@@ -94,6 +94,8 @@ class Job:
     initiator: str
     credential_kind: str | None = None
     credential_hint: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Recorded on the interception: e.g. an in-process caller's `source` and `api_key_id`."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     json: dict | None = None
     info: RequestInfo | None = None
@@ -240,6 +242,7 @@ class Engine:
                 streaming=streaming,
                 route=job.path.split("?", 1)[0],
                 started_at=job.started_at,
+                metadata=job.metadata,
             )
         )
 
