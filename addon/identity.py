@@ -1,9 +1,6 @@
-"""Who is calling and with which credential. Secrets never leave this module unmasked."""
+"""Credentials in requests, and how they are shown: masked, never whole."""
 
 from collections.abc import Mapping
-from typing import Literal
-
-CredentialKind = Literal["centralized", "byok"]
 
 
 def mask_secret(secret: str) -> str:
@@ -28,11 +25,3 @@ def client_credential(provider_type: str, headers: Mapping[str, str]) -> str | N
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return None
-
-
-def credential_info(provider_type: str, headers: Mapping[str, str]) -> tuple[CredentialKind | None, str | None]:
-    """(kind, masked hint) of the request's credential; (None, None) when it carries none."""
-    secret = client_credential(provider_type, headers)
-    if secret is None:
-        return None, None
-    return "byok", mask_secret(secret)
