@@ -172,6 +172,8 @@ class Engine:
         self.keepalive_interval = keepalive_interval
         self.lineage = Lineage(recorder.find_tool_call)
         self.active: dict[UUID, Job] = {}
+        self.shutting_down: Callable[[], bool] = lambda: False
+        """Set by the host: while it stops, connections close under running jobs, and that is the reason."""
 
     # --- admission -----------------------------------------------------------------------------------------
 
@@ -562,6 +564,8 @@ class Engine:
         if job.ended:
             return
         job.ended = True
+        if status == "cancelled" and self.shutting_down():
+            error = "proxy shut down"
         self.active.pop(job.id, None)
         if job.reservation is not None and self.ledger is not None:
             self.ledger.settle(job.reservation, job.cost_micros)

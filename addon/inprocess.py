@@ -169,8 +169,7 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
             status, message = access.refusal
             return _response(status, {"content-type": "application/json"}, error_body(provider.type, status, message))
         url = provider.upstream.url(path)
-        dropped = upstream.HOP_BY_HOP | {"host", "content-length"}
-        headers = [(n, v) for n, v in access.headers if n.lower() not in dropped]
+        headers = upstream.request_headers(access.headers, provider.extra_headers)  # as the proxy forwards
         response = await self.bridge.client.send(
             self.bridge.client.build_request(method, url, headers=headers, content=body), stream=True
         )

@@ -153,6 +153,8 @@ class Bridge:
     async def running(self) -> None:
         assert self.server is not None and self.tools is not None and self.writer is not None
         await self.server.start()
+        assert self.engine is not None
+        self.engine.shutting_down = ctx.master.should_exit.is_set
         self.endpoint = QueryEndpoint(self.writer.reader, self.writer.path)
         await self.endpoint.start()
         await self.tools.start()  # connects in the background: start-up does not wait for MCP servers

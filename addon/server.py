@@ -16,15 +16,11 @@ from typing import Any
 
 import uvicorn
 
-from .engine import WIRES, Engine, Job
+from .engine import Engine, Job, error_body
 
 logger = logging.getLogger(__name__)
 
 PATH_PREFIX = "/_aibridge/"
-
-
-def engine_error_body(job: Job, message: str) -> bytes:
-    return WIRES[job.api].error_body(500, message)
 
 
 class _Server(uvicorn.Server):
@@ -127,7 +123,7 @@ class LocalServer:
             logger.exception("aibridge: interception %s failed", job.id)
             self.engine.finish(job, "failed", f"bridge error: {e!r}", 500)
             if not started:
-                body = engine_error_body(job, "internal bridge error")
+                body = error_body(job.route.provider.type, 500, "internal bridge error")
                 await send(
                     {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json")]}
                 )

@@ -42,6 +42,13 @@ class AuditFileLocked(Exception):
     """Another process has the audit file open."""
 
 
+def lock_holder(error: Exception) -> str | None:
+    """The process DuckDB says holds a file's lock, e.g. `PID 42 (python proxy.py)`; None for other errors."""
+    if match := _LOCK_HOLDER.search(str(error)):
+        return describe_process(int(match.group(2)), match.group(1))
+    return None
+
+
 def describe_process(pid: int, fallback: str) -> str:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
@@ -55,8 +62,7 @@ def open_database(path: str) -> duckdb.DuckDBPyConnection:
     try:
         db = duckdb.connect(path, config=DB_CONFIG)
     except duckdb.IOException as e:
-        if match := _LOCK_HOLDER.search(str(e)):
-            holder = describe_process(int(match.group(2)), match.group(1))
+        if (holder := lock_holder(e)) is not None:
             raise AuditFileLocked(
                 f"audit file {path} is held by another process: {holder}. Close it (a duckdb shell left open "
                 f"counts) or point aibridge_db elsewhere."

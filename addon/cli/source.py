@@ -6,7 +6,6 @@ without a proxy, the file is attached read-only; when neither works, the message
 
 import json
 import os
-import re
 import socket
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,9 +15,7 @@ import duckdb
 
 from ..audit import queries
 from ..audit.endpoint import socket_path
-from ..audit.writer import describe_process
-
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+from ..audit.writer import lock_holder
 
 
 class Source(Protocol):
@@ -82,8 +79,7 @@ def open_source(db: str) -> Source:
     try:
         return Offline(db_path)
     except duckdb.IOException as e:
-        if match := _LOCK_HOLDER.search(str(e)):
-            holder = describe_process(int(match.group(2)), match.group(1))
+        if (holder := lock_holder(e)) is not None:
             raise click.ClickException(
                 f"{db_path} is held by {holder}, and no proxy query endpoint answers at {sock}. "
                 "If that is the proxy, it predates live queries: restart it; otherwise close that process."

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trustme
 
+from tests.support.holder import holding
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy, provider_config
 from tests.support.scenarios import anthropic_events, anthropic_message
@@ -41,24 +42,11 @@ def test_invalid_configuration_stops_mitmdump_with_a_clear_error(tmp_path: Path,
 
 def test_a_held_audit_file_is_refused_naming_the_holder(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb,sys,time; c=duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with holding(str(db)) as holder:
         proxy = Proxy(tmp_path).spawn()
         assert proxy.wait_exit() != 0
         output = "\n".join(proxy.output)
         assert f"PID {holder.pid}" in output and "is held by another process" in output, output
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_upstream_tls_follows_mitmproxys_options_for_bridged_and_passthrough(tmp_path: Path, start_proxy) -> None:
@@ -150,7 +138,9 @@ def test_stopping_the_proxy_ends_in_flight_interceptions(mock: MockUpstream, pro
         proxy.process.send_signal(signal.SIGTERM)
         assert proxy.wait_exit() is not None
     [row] = proxy.rows("SELECT status, error FROM interceptions")
-    assert row["status"] == "cancelled" and row["error"] == "proxy shut down"
+    assert row["status"] == "cancelled"
+    # Usually the bridge ends it on shutdown; under heavy load the hop's close can be seen first.
+    assert row["error"] in ("proxy shut down", "client disconnected"), row
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

@@ -39,6 +39,7 @@ from addon.audit import (
     ToolCalled,
 )
 from addon.cli.main import cli
+from tests.support.holder import holding
 
 DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
 WIDE = {"COLUMNS": "250", "AIBRIDGE_DB": None}
@@ -1259,17 +1260,8 @@ def test_aibridge_db_is_honoured_and_db_overrides_it(db: str, tmp_path: Path) ->
 @pytest.fixture
 def holder(copy: str) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the audit file open, as a proxy without a query endpoint would."""
-    code = "import duckdb, sys; db = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()"
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, copy], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
+    with holding(copy) as process:
         yield process
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_a_file_held_by_another_process_names_it(copy: str, holder: subprocess.Popen[str]) -> None:

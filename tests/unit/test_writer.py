@@ -1,7 +1,6 @@
 """The audit writer, on a real DuckDB file."""
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from addon.audit import (
 )
 from addon.audit.writer import open_database
 from addon.ids import uuid7
+from tests.support.holder import holding
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -216,17 +216,8 @@ def test_storage_stays_readable_by_duckdb_1_5(path: str) -> None:
 @pytest.fixture
 def holder(path: str) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the audit file open."""
-    code = "import duckdb, sys; db = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()"
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
+    with holding(path) as process:
         yield process
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_locked_file_names_the_holder(path: str, holder: subprocess.Popen[str]) -> None:
