@@ -36,7 +36,7 @@ TOOLS_STARTUP_GRACE = 10.0
 _TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 
 # Library INFO logs would land in mitmdump's output for every request.
-for _name in ("httpx", "httpcore", "uvicorn", "uvicorn.error"):
+for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 

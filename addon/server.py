@@ -4,17 +4,18 @@ mitmproxy streams only bytes that arrive from a server connection; a response an
 sent whole. So the proxy hook parks each bridged request here as a `Job` under a single-use random token and
 points the flow at this server, which runs the engine and streams its reply back through mitmproxy.
 Listens on 127.0.0.1 only; an unknown or reused token gets 403.
+
+Its only client is mitmproxy, so it is a bare asyncio protocol with httptools parsing rather than an ASGI
+stack: the hop is on every bridged request's path, and each layer there costs CPU per relayed chunk.
 """
 
 import asyncio
-import contextlib
+import http
 import logging
 import secrets
 import socket
-from collections.abc import Iterator
-from typing import Any
 
-import uvicorn
+import httptools
 
 from .engine import Engine, Job, error_body
 
@@ -23,19 +24,13 @@ logger = logging.getLogger(__name__)
 PATH_PREFIX = "/_aibridge/"
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # mitmproxy owns SIGINT/SIGTERM
-
-
 class LocalServer:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.port: int | None = None
         self._jobs: dict[str, Job] = {}
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[_HopConnection] = set()
 
     def submit(self, job: Job) -> str:
         """Park a job; the returned token is the path the flow must request."""
@@ -55,82 +50,148 @@ class LocalServer:
         sock.bind(("127.0.0.1", 0))
         sock.listen(1024)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self._app,
-            interface="asgi3",
-            lifespan="off",
-            proxy_headers=False,
-            http="httptools",
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-            date_header=False,
-            timeout_keep_alive=600,
-            timeout_graceful_shutdown=1,
-        )
-        self._server = _Server(config)
-        self._task = asyncio.ensure_future(self._server.serve(sockets=[sock]))
+        self._server = await asyncio.get_running_loop().create_server(lambda: _HopConnection(self), sock=sock)
 
     async def stop(self) -> None:
-        if self._server is None or self._task is None:
+        if self._server is None:
             return
-        self._server.should_exit = True
-        self._server.force_exit = True
+        self._server.close()
+        for connection in list(self._connections):
+            connection.abort()
+        self._server = None
+
+
+class _HopConnection(asyncio.Protocol):
+    """One connection from mitmproxy: requests one at a time, each answered by running its job."""
+
+    def __init__(self, server: LocalServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._pending: list[bytes] = []
+        """Paths of requests that arrived while one was being answered (mitmproxy does not pipeline)."""
+        self._task: asyncio.Task[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._lost = False
+
+    # --- asyncio.Protocol ----------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server._connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
         try:
-            await asyncio.wait_for(self._task, 5)
-        except (TimeoutError, asyncio.CancelledError):
-            self._task.cancel()
-        self._server = self._task = None
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.abort()
 
-    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        job = self.withdraw(scope["path"]) if scope["type"] == "http" else None
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.server._connections.discard(self)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the client went away: the job, and with it the upstream call, is cancelled
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._drained is None or self._drained.done():
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # --- httptools callbacks -------------------------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_message_complete(self) -> None:
+        url, self._url = self._url, b""
+        if self._task is None or self._task.done():
+            self._start(url)
+        else:
+            self._pending.append(url)
+
+    # --- answering -----------------------------------------------------------------------------------------
+
+    def _start(self, url: bytes) -> None:
+        self._task = asyncio.ensure_future(self._answer(url))
+        self._task.add_done_callback(self._next)
+
+    def _next(self, _: asyncio.Task[None]) -> None:
+        if self._pending and not self._lost:
+            self._start(self._pending.pop(0))
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def _answer(self, url: bytes) -> None:
+        job = self.server.withdraw(url.decode("latin-1"))
         if job is None:
-            await send({"type": "http.response.start", "status": 403, "headers": []})
-            await send({"type": "http.response.body", "body": b"unknown or used token"})
+            body = b"unknown or used token"
+            self._write_head(403, [("content-length", str(len(body)))])
+            self._write(body)
             return
-        await self._serve(job, receive, send)
+        try:
+            await self._serve(job)
+        except asyncio.CancelledError:
+            if not self._lost:
+                raise  # not the client leaving: the proxy is stopping
 
-    async def _serve(self, job: Job, receive: Any, send: Any) -> None:
+    async def _serve(self, job: Job) -> None:
         """Run one job; a client that goes away cancels it (and with it the upstream call)."""
-        task = asyncio.current_task()
-        assert task is not None
-        finished = False
-
-        async def cancel_on_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            if not finished:
-                task.cancel()
-
-        watcher = asyncio.ensure_future(cancel_on_disconnect())
+        engine = self.server.engine
         reply = None
         started = False
         try:
-            reply = await self.engine.open(job)
-            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            reply = await engine.open(job)
+            framed = not any(name.lower() == "content-length" for name, _ in reply.headers)
+            headers = [*reply.headers, ("transfer-encoding", "chunked")] if framed else reply.headers
+            self._write_head(reply.status, headers)
             started = True
             async for chunk in reply.body:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            finished = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if chunk:
+                    self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if framed else chunk)
+                    if self._drained is not None and not self._drained.done():
+                        await self._drained  # mitmproxy reads slower than the upstream sends
+                if self._lost:
+                    raise asyncio.CancelledError
+            if framed:
+                self._write(b"0\r\n\r\n")
         except asyncio.CancelledError:
-            if task.cancelling() and watcher.done():
-                task.uncancel()  # our own doing: the client left; nothing more to send
-            else:
-                raise
+            raise
         except Exception as e:  # boundary: a bridge bug must end the interception and answer the client
             logger.exception("aibridge: interception %s failed", job.id)
-            self.engine.finish(job, "failed", f"bridge error: {e!r}", 500)
-            if not started:
+            engine.finish(job, "failed", f"bridge error: {e!r}", 500)
+            if started:
+                self.abort()  # a response cut short must not look complete
+            else:
                 body = error_body(job.route.provider.type, 500, "internal bridge error")
-                await send(
-                    {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json")]}
-                )
-                await send({"type": "http.response.body", "body": body})
+                self._write_head(500, [("content-type", "application/json"), ("content-length", str(len(body)))])
+                self._write(body)
         finally:
-            finished = True
-            watcher.cancel()
             if reply is not None:
                 await reply.aclose()
-            self.engine.finish(job, "cancelled", "client disconnected")
+            engine.finish(job, "cancelled", "client disconnected")
+
+    def _write_head(self, status: int, headers: list[tuple[str, str]]) -> None:
+        lines = [b"HTTP/1.1 %d %b\r\n" % (status, _reason(status))]
+        lines += [b"%b: %b\r\n" % (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        lines.append(b"\r\n")
+        self._write(b"".join(lines))
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self._lost:
+            self.transport.write(data)
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""

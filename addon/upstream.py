@@ -12,6 +12,8 @@ from collections.abc import Iterable
 import certifi
 import httpx
 
+from .transport import Http1Transport
+
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -39,13 +41,8 @@ def make_ssl_context(*, insecure: bool, ca_file: str | None, ca_path: str | None
 
 
 def make_client(verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        verify=verify,
-        trust_env=False,
-        timeout=TIMEOUT,
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=60),
-    )
+    transport = Http1Transport(verify, connect_timeout=TIMEOUT.connect or 30.0, read_timeout=TIMEOUT.read or 600.0)
+    return httpx.AsyncClient(transport=transport, trust_env=False, timeout=TIMEOUT, follow_redirects=False)
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:

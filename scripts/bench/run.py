@@ -918,7 +918,7 @@ def versions() -> str:
     import importlib.metadata as md
 
     found = []
-    for package in ("mitmproxy", "aiohttp", "httpx", "uvicorn", "duckdb"):
+    for package in ("mitmproxy", "aiohttp", "httpx", "httptools", "duckdb"):
         with contextlib.suppress(md.PackageNotFoundError):
             found.append(f"{package} {md.version(package)}")
     return f"Python {platform.python_version()}, " + ", ".join(found)
@@ -937,9 +937,8 @@ _AREAS = {
     "OpenSSL": "TLS (pyOpenSSL/OpenSSL)",
     "ssl.py": "TLS (ssl module)",
     "asyncio": "asyncio",
-    "uvicorn": "uvicorn (local server)",
-    "httptools": "uvicorn (local server)",
-    "httpx": "httpx/httpcore (upstream client)",
+    "httptools": "httptools (HTTP parsing)",
+    "httpx": "httpx (upstream client)",
     "httpcore": "httpx/httpcore (upstream client)",
     "h11": "h11 (HTTP/1 parsing)",
     "anyio": "httpx/httpcore (upstream client)",
