@@ -582,7 +582,7 @@ class Engine:
                 response_model=response_model,
             )
         )
-        logger.info(
+        logger.debug(  # mitmdump prints each flow itself; an INFO line here costs ~5% of a request's CPU
             "aibridge: %s %s %s %s%s",
             job.route.provider.name,
             job.info.model if job.info else "-",
@@ -677,7 +677,8 @@ async def _round(response: httpx.Response, parser: ResponseParser) -> AsyncItera
             yield chunk
         return
     sse = SSEParser()
-    async for chunk in _inflated(response, encoding):
+    chunks = response.aiter_raw() if encoding == "identity" else _inflated(response, encoding)
+    async for chunk in chunks:
         out = [data for event in sse.feed(chunk) if (data := _relayed(parser.feed_event, event)) is not None]
         if out:
             yield out[0] if len(out) == 1 else b"".join(out)
@@ -690,10 +691,6 @@ _INFLATABLE = ("gzip", "deflate")
 
 
 async def _inflated(response: httpx.Response, encoding: str) -> AsyncIterator[bytes]:
-    if encoding == "identity":
-        async for chunk in response.aiter_raw():
-            yield chunk
-        return
     inflater = zlib.decompressobj(47)  # 32 + 15: gzip or zlib header, detected
     async for chunk in response.aiter_raw():
         if data := inflater.decompress(chunk):

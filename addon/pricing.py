@@ -7,6 +7,7 @@ where the provider distinguishes them). Tiered prices (Anthropic's long-context 
 total input. Usage the book cannot price gets no cost (NULL in the audit), never a silent zero.
 """
 
+import functools
 import logging
 import warnings
 from dataclasses import asdict, dataclass
@@ -72,16 +73,8 @@ class PriceBook:
     def prices(self, provider: str, model: str, total_input: int = 0) -> Prices | None:
         if (override := self._overrides.get(f"{provider}/{model}")) is not None:
             return _from_override(override, f"config prices.{provider}/{model}")
-        try:
-            from genai_prices import Usage as PriceUsage
-            from genai_prices import calc_price
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                found = calc_price(PriceUsage(input_tokens=1), model, provider_id=provider).model_price
-        except (LookupError, ValueError):
+        if (mp := _book_price(provider, model)) is None:
             return None
-        mp = found.__dict__
         base_input = _tier(mp.get("input_mtok"), total_input)
         output = _tier(mp.get("output_mtok"), total_input)
         if base_input is None or output is None:
@@ -126,6 +119,20 @@ class PriceBook:
         if prices is None:
             return 0
         return _micros(input_tokens, prices.input) + _micros(max_output, prices.output)
+
+
+@functools.lru_cache(maxsize=1024)
+def _book_price(provider: str, model: str) -> dict[str, Any] | None:
+    """The book's price fields for a model; cached, as a lookup costs more than the rest of a request's audit."""
+    try:
+        from genai_prices import Usage as PriceUsage
+        from genai_prices import calc_price
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(calc_price(PriceUsage(input_tokens=1), model, provider_id=provider).model_price.__dict__)
+    except (LookupError, ValueError):
+        return None
 
 
 def _from_override(o: PriceOverride, source: str) -> Prices:

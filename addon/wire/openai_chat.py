@@ -1,6 +1,7 @@
 """OpenAI `POST /v1/chat/completions`: request facts, streamed and whole responses, error shapes."""
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ _ERROR_TYPES = {
 }
 _SKIPPED_ROLES = ("system", "developer")
 _REASONING_KEYS = ("reasoning_content", "reasoning")  # vLLM, DeepSeek, OpenRouter and others
+_NOTEWORTHY = re.compile(r'"(?:tool_calls|error|reasoning|(?:usage|finish_reason)"\s*:\s*[^n\s])')
+"""Anything in a chunk the audit keeps, beyond its ids: most chunks are plain text deltas, and a chunk none of
+this matches is relayed without a JSON decode. A false match (the text itself says `"error"`) only costs one."""
 
 
 def _last_turn(body: JSON) -> JSON | None:
@@ -121,6 +125,8 @@ class ChatParser:
         self._reasoning: dict[int, list[str]] = {}
 
     def feed_event(self, event: SSEEvent) -> bytes | None:
+        if self._turn.model and not _NOTEWORTHY.search(event.data):
+            return event.raw  # a text delta once the ids are known
         chunk = self._read(event)
         if (
             self._hide_usage_chunk

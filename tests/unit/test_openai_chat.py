@@ -922,3 +922,18 @@ def test_loop_parser_of_a_whole_body_decides_and_builds_the_assistant_message() 
     parser = WIRE.loop_parser(LoopState(INJECTED, 1))
     parser.feed_body(json.dumps(ROUND_BODIES[0]).encode())
     assert parser.turn().next is Next.LIMIT
+
+
+def test_text_deltas_skip_the_decode_but_nothing_the_audit_keeps_is_missed() -> None:
+    """After the first chunk, plain text deltas are relayed undecoded; spacing variants of what matters still
+    parse (a provider that pretty-prints its chunks)."""
+    spaced = (
+        b'data: {"id": "x", "choices": [{"index": 0, "delta": {}, "finish_reason" : "length"}],'
+        b' "usage" : {"prompt_tokens": 5, "completion_tokens": 7}}\n\n'
+    )
+    stream = delta({"content": "a"}) + delta({"content": "b"}, finish=None) + spaced + DONE
+    parser, _, relayed = run(stream)
+    turn = parser.turn()
+    assert turn.stop_reason == "length"
+    assert turn.usage is not None and (turn.usage.input, turn.usage.output) == (5, 7)
+    assert b"".join(r for r in relayed if r is not None) == stream
