@@ -1,6 +1,6 @@
 """The proxy benchmark: direct, the mitmdump floor, the bridge, and the bridge with injected MCP tools, interleaved.
 
-    .venv/bin/python scripts/bench/run.py [--quick] [--litellm] [--out FILE] [--rounds N] [--profile DIR]
+    .venv/bin/python scripts/bench/run.py [--quick] [--litellm] [--audit-cost] [--out FILE] [--rounds N] [--profile DIR]
 
 Everything runs on 127.0.0.1 with public tools: `mock_provider.py` (an aiohttp provider over TLS, Anthropic and
 OpenAI wire formats, knobs for events, size, pacing and time to first event) in a subprocess; per round, fresh
@@ -30,6 +30,8 @@ per-round differences from the direct scenario of that round. Phases:
   of rows (start, prompt, tokens, end per interception) emitted at once; committed rows/s from `rows_written`.
 
 `--quick` shrinks every phase (one round, fewer requests, 20/60 paced streams): a smoke run of under a minute.
+`--audit-cost` adds the bridge with its recorder swapped for one that drops events (`null_audit_addon.py`), so
+the two bridge columns show what recording costs the request path.
 `--litellm` adds LiteLLM's proxy when `litellm` is installed (else it says so and skips): a base-URL gateway, so
 plain HTTP without CONNECT, knobs in the body tag, and event counts unchecked (it re-encodes streams).
 `--profile DIR` then samples the floor and the bridge with py-spy (`pip install py-spy`) under two loads, c=16 short
@@ -78,6 +80,7 @@ PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
 HOSTS = {"anthropic": "api.anthropic.com", "openai": "api.openai.com"}
 MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1"}
 FRAME_EVENTS = {"anthropic": 5, "openai": 4}
+AUDIT_OFF = "bridge, audit off"
 """Events a mock stream has besides its text deltas (OpenAI: with the usage chunk, which the client asks for)."""
 _EXPORT = re.compile(r"^export (\w+)=(.*)$", re.MULTILINE)
 
@@ -319,8 +322,10 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         if name == "bridge+MCP":
             config += mcp_server_toml()
         (work / "aibridge.toml").write_text(config)
+        cmd += ["-s", str(ROOT / "addon/aibridge.py")]
+        if name == AUDIT_OFF:
+            cmd += ["-s", str(HERE / "null_audit_addon.py")]
         cmd += [
-            "-s", str(ROOT / "addon/aibridge.py"),
             "--set", f"aibridge_config={work / 'aibridge.toml'}",
             "--set", f"aibridge_db={work / 'audit.duckdb'}",
         ]  # fmt: skip
@@ -1106,7 +1111,7 @@ async def run(args: argparse.Namespace, procs: Procs) -> str:
         mock = await start_mock(procs, tmp)
         bench = Bench(plan, mock)
         direct = Target("direct", {fmt: mock.url + PATHS[fmt] for fmt in FORMATS}, mock.ssl)
-        proxy_names = ["floor", "bridge", "bridge+MCP"]
+        proxy_names = ["floor", "bridge", "bridge+MCP"] + ([AUDIT_OFF] if args.audit_cost else [])
         names = ["direct", *proxy_names] + (["litellm"] if with_litellm else [])
         injected: Counter[str] = Counter()
         upstream_requests: Counter[str] = Counter()
@@ -1200,6 +1205,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: one small round (under a minute)")
     parser.add_argument("--litellm", action="store_true", help="include LiteLLM's proxy when installed")
+    parser.add_argument(
+        "--audit-cost", action="store_true", help="add the bridge with recording off, to show what recording costs"
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown report to this file")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default: 3, quick: 1)")
     parser.add_argument("--profile", type=Path, help="then profile floor and bridge with py-spy into this directory")
