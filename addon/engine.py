@@ -155,7 +155,7 @@ class Engine:
     def __init__(
         self,
         recorder: Recorder,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         tools: ToolSource | None = None,
         *,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
@@ -164,7 +164,7 @@ class Engine:
         ledger: Ledger | None = None,
     ) -> None:
         self.recorder = recorder
-        self.client = client
+        self.transport = transport
         self.tools = tools
         self.prices = prices or PriceBook()
         self.ledger = ledger
@@ -264,14 +264,10 @@ class Engine:
 
     async def _send(self, job: Job, body: bytes) -> httpx.Response:
         provider = job.route.provider
-        request = self.client.build_request(
-            "POST",
-            provider.upstream.url(job.path),
-            headers=upstream.request_headers(job.headers, provider.extra_headers),
-            content=body,
-        )
+        url = provider.upstream.url(job.path)
+        headers = upstream.request_headers(job.headers, provider.extra_headers)
         try:
-            return await self.client.send(request, stream=True)
+            return await upstream.send(self.transport, "POST", url, headers, body)
         except httpx.TimeoutException as e:
             raise UpstreamUnavailable(504, f"upstream {provider.name} timed out: {type(e).__name__}") from e
         except (httpx.HTTPError, OSError) as e:

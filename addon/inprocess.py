@@ -43,11 +43,13 @@ logger = logging.getLogger(__name__)
 class Bridge:
     """The bridge without the proxy: built from the same configuration and audit file options."""
 
-    def __init__(self, config: Config, writer: AuditWriter, tools: ToolManager, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: Config, writer: AuditWriter, tools: ToolManager, transport: httpx.AsyncBaseTransport
+    ) -> None:
         self.config = config
         self.writer = writer
         self.tools = tools
-        self.client = client
+        self.upstream = transport
         self.users = Users(config.users)
         ledger = None
         if config.budgets.users or config.budgets.groups:
@@ -55,7 +57,7 @@ class Bridge:
             ledger.load(writer.spend_since(month_start(datetime.now(UTC))))
         self.engine = Engine(
             writer,
-            client,
+            transport,
             tools,
             max_tool_rounds=config.max_tool_rounds,
             keepalive_interval=config.keepalive_interval,
@@ -75,7 +77,7 @@ class Bridge:
         tools = ToolManager(parsed.mcp_servers)
         await tools.start()
         await tools.wait_until_settled(tools_grace)
-        return cls(parsed, writer, tools, upstream.make_client(verify))
+        return cls(parsed, writer, tools, upstream.make_transport(verify))
 
     def transport(self, *, source: str, initiator: str, api_key_id: str | None = None) -> "BridgeTransport":
         return BridgeTransport(self, source=source, initiator=initiator, api_key_id=api_key_id)
@@ -83,7 +85,7 @@ class Bridge:
     async def aclose(self) -> None:
         self.engine.abort_all("bridge closed")
         await self.tools.stop()
-        await self.client.aclose()
+        await self.upstream.aclose()
         await asyncio.to_thread(self.writer.close)
 
     async def __aenter__(self) -> Self:
@@ -170,9 +172,7 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
             return _response(status, {"content-type": "application/json"}, error_body(provider.type, status, message))
         url = provider.upstream.url(path)
         headers = upstream.request_headers(access.headers, provider.extra_headers)  # as the proxy forwards
-        response = await self.bridge.client.send(
-            self.bridge.client.build_request(method, url, headers=headers, content=body), stream=True
-        )
+        response = await upstream.send(self.bridge.upstream, method, url, headers, body)
         return httpx2.Response(
             response.status_code,
             headers=upstream.response_headers(response.headers, keep_length=True),

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-import httpx
 from mitmproxy import connection, ctx, exceptions, http, tls
 
 from . import upstream
@@ -25,6 +24,7 @@ from .pricing import PriceBook
 from .routing import Route, classify
 from .server import LocalServer
 from .tools import ToolManager
+from .transport import Http1Transport
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ TOOLS_STARTUP_GRACE = 10.0
 _TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 
 # Library INFO logs would land in mitmdump's output for every request.
-for _name in ("httpx", "httpcore"):
+for _name in ("httpx",):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
@@ -54,7 +54,7 @@ class Bridge:
         self.server: LocalServer | None = None
         self.tools: ToolManager | None = None
         self.endpoint: QueryEndpoint | None = None
-        self._clients: list[httpx.AsyncClient] = []
+        self._transports: list[Http1Transport] = []
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tools_settled = False
@@ -86,20 +86,20 @@ class Bridge:
             self._use_tools(config)
             self.config = config
             self.users = Users(config.users)
-        if updated & _TLS_OPTIONS or self._client is None:
+        if updated & _TLS_OPTIONS or not self._transports:
             verify = upstream.make_ssl_context(
                 insecure=ctx.options.ssl_insecure,
                 ca_file=ctx.options.ssl_verify_upstream_trusted_ca,
                 ca_path=ctx.options.ssl_verify_upstream_trusted_confdir,
             )
-            self._clients.append(upstream.make_client(verify))
+            self._transports.append(upstream.make_transport(verify))
         if "aibridge_db" in updated or self.writer is None:
             self._open_audit(ctx.options.aibridge_db)
         assert self.writer is not None
         if self.engine is None:
-            self.engine = Engine(self.writer, self._client, self.tools)  # type: ignore[arg-type]
+            self.engine = Engine(self.writer, self._transports[-1], self.tools)  # type: ignore[arg-type]
             self.server = LocalServer(self.engine)
-        self.engine.client = self._client  # type: ignore[assignment]
+        self.engine.transport = self._transports[-1]
         if updated & {"aibridge_config", "aibridge_db"}:  # other options leave budgets and reservations be
             self.engine.max_tool_rounds = self.config.max_tool_rounds
             self.engine.keepalive_interval = self.config.keepalive_interval
@@ -126,10 +126,6 @@ class Bridge:
             task = asyncio.ensure_future(self.tools.reconfigure(config.mcp_servers))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    @property
-    def _client(self) -> httpx.AsyncClient | None:
-        return self._clients[-1] if self._clients else None
 
     def _open_audit(self, path: str) -> None:
         if self.writer is not None and self.writer.path == path:
@@ -302,9 +298,9 @@ class Bridge:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-        for client in self._clients:
-            await client.aclose()
-        self._clients.clear()
+        for transport in self._transports:  # earlier ones too: jobs started before a TLS option changed
+            await transport.aclose()
+        self._transports.clear()
 
 
 def _auth_required() -> http.Response:
