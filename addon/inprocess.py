@@ -131,7 +131,7 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
         body = await request.aread()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         access = resolve(bridge.config, bridge.users, route.provider, headers, self.initiator)
-        if route.api is None:
+        if not route.bridged:  # Responses included: the in-process bridge does not tap them (yet)
             return await self._pass_through(route.provider, path, request.method, access, body)
         job = Job(
             id=uuid7(),
