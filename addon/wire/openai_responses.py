@@ -136,7 +136,8 @@ class ResponsesParser:
             if kind == "response.failed":
                 self._turn.error = _error_text(response.get("error") or "the response failed")
         elif kind == "error":
-            self._turn.error = _error_text(data.get("error") if isinstance(data.get("error"), dict) else data)
+            nested = data.get("error")  # `{"type": "error", "code", "message"}`, or an `error` object inside
+            self._turn.error = _error_text(nested if isinstance(nested, dict) else {**data, "type": None})
 
     def _take_ids(self, response: JSON) -> None:
         if isinstance(response.get("id"), str) and not self._turn.response_id:
