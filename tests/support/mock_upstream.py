@@ -69,6 +69,11 @@ class MockUpstream:
         self.stream_aborted = threading.Event()
         """Set when a client went away while an SSE answer was being written."""
         self.stream_aborted_at: float | None = None
+        self.queued_paths: set[str] | None = None
+        """When set, only requests to these paths (query ignored) take queued answers; others get `200 {}`. Real
+        clients make side calls (settings, model lists) that must not consume the scripted LLM answers."""
+        self.default: Answer | None = None
+        """The answer when the queue is empty (a client that makes an unknown number of calls), else a 599."""
         self.websocket_status: int | None = None
         """How WebSocket upgrades are answered: None accepts them and echoes text messages (prefixed `echo: `);
         a status refuses them with it (OpenAI answers 426 when it will not speak WebSocket)."""
@@ -111,9 +116,12 @@ class MockUpstream:
         )
         if request.headers.get("upgrade", "").lower() == "websocket":
             return await self._websocket(request)
-        if not self._answers:
+        if self.queued_paths is not None and request.path not in self.queued_paths:
+            return web.json_response({})
+        if not self._answers and self.default is None:
             return web.json_response({"mock": "no answer queued"}, status=599)
-        answer = self._answers.pop(0)
+        answer = self._answers.pop(0) if self._answers else self.default
+        assert answer is not None
         if answer.first_byte_delay:
             await asyncio.sleep(answer.first_byte_delay)
         if answer.raw_response is not None:
