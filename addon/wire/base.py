@@ -228,6 +228,15 @@ class WireFormat(WireReader, Protocol):
         ...
 
 
+def json_object(data: str | bytes) -> JSON | None:
+    """A JSON object from third-party bytes, or None when they are not one."""
+    try:
+        value = json.loads(data)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def int_or_zero(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 

@@ -7,10 +7,9 @@ object (`response.completed` / `.incomplete` / `.failed`); until then, from the 
 stream that breaks off still records what it got.
 """
 
-import json
 from typing import Any
 
-from .base import JSON, RequestInfo, Thought, ToolCall, Turn, Usage, dumps, human_text, int_or_zero
+from .base import JSON, RequestInfo, Thought, ToolCall, Turn, Usage, dumps, human_text, int_or_zero, json_object
 from .openai_chat import OpenAIChat
 from .sse import SSEEvent
 
@@ -110,11 +109,7 @@ class ResponsesParser:
         """Output items by index as the stream goes: added, grown by argument deltas, replaced when done."""
 
     def feed_event(self, event: SSEEvent) -> bytes | None:
-        try:
-            data = json.loads(event.data) if event.data else None
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
+        if event.data and (data := json_object(event.data)) is not None:
             self._on_event(data.get("type") or event.event, data)
         return event.raw
 
@@ -146,11 +141,7 @@ class ResponsesParser:
             self._turn.model = response["model"]
 
     def feed_body(self, body: bytes) -> None:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return
-        if not isinstance(data, dict):
+        if (data := json_object(body)) is None:
             return
         if data.get("error"):
             self._turn.error = _error_text(data["error"])

@@ -245,6 +245,15 @@ def _expected_usage(case: Case) -> tuple[int, int, int, int] | None:
     return usage["prompt_tokens"] - cached, usage["completion_tokens"], cached, 0
 
 
+def _tokens(usage: dict[str, Any]) -> tuple[int, int, int, int]:
+    return (
+        usage["input_tokens"],
+        usage["output_tokens"],
+        usage["cache_read_input_tokens"],
+        usage["cache_write_input_tokens"],
+    )
+
+
 def _expected_tools(case: Case) -> list[tuple[str, str]]:
     upstream = txtar.answer(case.upstream, streaming=case.streaming)
     if upstream.status != 200:
@@ -304,12 +313,7 @@ def test_bridged_exchange(run: Run, case_id: str) -> None:
         assert all(u["input_tokens"] >= 0 for u in usages)
     else:
         [usage] = usages
-        assert (
-            usage["input_tokens"],
-            usage["output_tokens"],
-            usage["cache_read_input_tokens"],
-            usage["cache_write_input_tokens"],
-        ) == expected
+        assert _tokens(usage) == expected
     recorded = [(t["provider_tool_call_id"], t["tool"]) for t in run.tools.get(str(row["id"]), [])]
     assert recorded == _expected_tools(case)
     if "thinking" in case.id and upstream.status == 200:
@@ -364,12 +368,7 @@ def test_responses_exchange_is_recorded(run: Run, case_id: str) -> None:
         u = final["usage"]
         cached = u["input_tokens_details"]["cached_tokens"]
         [usage] = usages
-        assert (
-            usage["input_tokens"],
-            usage["output_tokens"],
-            usage["cache_read_input_tokens"],
-            usage["cache_write_input_tokens"],
-        ) == (u["input_tokens"] - cached, u["output_tokens"], cached, 0)
+        assert _tokens(usage) == (u["input_tokens"] - cached, u["output_tokens"], cached, 0)
         reasoning = u["output_tokens_details"]["reasoning_tokens"]
         assert json.loads(usage["metadata"] or "{}").get("reasoning", 0) == reasoning
         assert usage["provider_response_id"] == final["id"]
