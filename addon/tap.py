@@ -1,7 +1,7 @@
 """Passthrough exchanges the bridge reads for the audit as they pass, changing nothing (the Responses API).
 
 mitmproxy relays the upstream's bytes itself; the tap is the response's `stream` callable, so it sees each
-chunk on the way and returns it untouched. A copy of an SSE stream goes through an incremental decoder and
+chunk on the way and returns it untouched (the in-process transport calls it the same way). A copy of an SSE stream goes through an incremental decoder and
 SSE parser, event by event, never buffered; a whole (JSON) body is kept, up to a limit, and parsed when it
 ends. The interception is recorded through the engine, as bridged ones are, and ends exactly once: when the
 response ends, or when the flow fails (client gone, upstream unreachable or broken).
