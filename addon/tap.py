@@ -1,10 +1,11 @@
 """Passthrough exchanges the bridge reads for the audit as they pass, changing nothing (the Responses API).
 
 mitmproxy relays the upstream's bytes itself; the tap is the response's `stream` callable, so it sees each
-chunk on the way and returns it untouched (the in-process transport calls it the same way). A copy of an SSE stream goes through an incremental decoder and
-SSE parser, event by event, never buffered; a whole (JSON) body is kept, up to a limit, and parsed when it
-ends. The interception is recorded through the engine, as bridged ones are, and ends exactly once: when the
-response ends, or when the flow fails (client gone, upstream unreachable or broken).
+chunk on the way and returns it untouched (the in-process transport calls it the same way). A copy of an SSE
+stream goes through an incremental decoder and SSE parser, event by event, never buffered; a whole (JSON) body
+is kept, up to a limit, and parsed when it ends. The interception is recorded through the engine, as bridged
+ones are, and ends exactly once: when the response ends, or when the flow fails (client gone, upstream
+unreachable or broken).
 """
 
 import logging
@@ -61,6 +62,8 @@ class ResponseTap:
         if 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream"):
             self._sse, self._decode = SSEParser(), _decoder(self._encoding)
             self._body = None
+            if self._decode is None:
+                logger.warning("aibridge: a Responses stream in %r encoding is relayed unread", self._encoding)
 
     def __call__(self, chunk: bytes) -> bytes:
         if chunk and not self._broken:
@@ -77,7 +80,8 @@ class ResponseTap:
                 self._size += len(chunk)
                 self._body.append(chunk)
                 if self._size > MAX_BODY:
-                    self._body = None  # too large to keep: relayed, not parsed
+                    self._body = None
+                    logger.warning("aibridge: a Responses body over %d bytes is relayed unread", MAX_BODY)
             return
         if self._decode is None:
             return  # an encoding the tap cannot read: relayed, not parsed
