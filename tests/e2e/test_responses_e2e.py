@@ -172,3 +172,27 @@ def test_websocket_upgrade_passes_through(mock: MockUpstream, proxy: Proxy) -> N
     assert refused.value.status == 426
     proxy.stop()
     assert proxy.rows("SELECT count(*) AS n FROM interceptions") == [{"n": 0}]
+
+
+def test_an_upstream_that_breaks_off_mid_stream_is_recorded(mock: MockUpstream, proxy: Proxy) -> None:
+    mock.enqueue(Answer.sse(responses_events("cut short here"), cut_after=4))
+    with (
+        httpx.Client() as client,
+        pytest.raises(httpx.HTTPError),
+        client.stream("POST", URL, content=REQUEST) as response,
+    ):
+        for _ in response.iter_raw():
+            pass
+    proxy.stop()
+    [row] = proxy.rows("SELECT status, error, http_status FROM interceptions")
+    assert row["status"] == "failed" and row["http_status"] == 200 and row["error"], row
+
+
+def test_an_unreachable_upstream_is_recorded(start_proxy: Callable[..., Proxy]) -> None:
+    proxy = start_proxy(provider_config("http://127.0.0.1:9"))  # the discard port: nothing listens
+    with httpx.Client() as client:
+        response = client.post(URL, content=REQUEST)
+    assert response.status_code == 502
+    proxy.stop()
+    [row] = proxy.rows("SELECT status, error, http_status FROM interceptions")
+    assert row["status"] == "failed" and row["error"] and row["http_status"] is None, row
