@@ -42,7 +42,17 @@ from .config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS, McpServ
 from .pricing import PriceBook
 from .routing import Api, Route
 from .tools import TextPart, ToolResult
-from .wire import AnthropicMessages, OpenAIChat, RequestInfo, ResponseParser, ToolCall, Turn, WireFormat
+from .wire import (
+    AnthropicMessages,
+    OpenAIChat,
+    OpenAIResponses,
+    RequestInfo,
+    ResponseParser,
+    ToolCall,
+    Turn,
+    WireFormat,
+    WireReader,
+)
 from .wire.base import LIMIT_NOTICE, LoopState, Next, ToolSpec, parse_arguments
 from .wire.sse import SSEEvent, SSEParser
 
@@ -50,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 INTERCEPTION_HEADER = "x-aibridge-interception-id"
 WIRES: dict[Api, WireFormat] = {Api.ANTHROPIC_MESSAGES: AnthropicMessages(), Api.OPENAI_CHAT: OpenAIChat()}
+READERS: dict[Api, WireReader] = {**WIRES, Api.OPENAI_RESPONSES: OpenAIResponses()}
+"""Every recorded API: the bridged ones, and the tapped ones the proxy passes through and reads."""
 
 
 def error_body(provider_type: str, status: int, message: str) -> bytes:
@@ -180,7 +192,7 @@ class Engine:
     async def admit(self, job: Job, refusal: tuple[int, str] | None = None) -> Reply | None:
         """Record the interception's start. A Reply means: answer the client with it now (a malformed body,
         a `refusal` decided by access control, or a spent budget)."""
-        wire = WIRES[job.api]
+        wire = READERS[job.api]
         headers = _header_map(job.headers)
         client = detect_client(headers)
         try:
@@ -191,6 +203,8 @@ class Engine:
             self._record_start(job, headers, client, model="unknown", streaming=False)
             if refusal is not None:
                 return self._fail(job, wire, *refusal, status_name="refused")
+            if job.api.tapped:
+                return None  # passed through as it is: the upstream answers it
             return self._fail(job, wire, 400, f"invalid JSON body: {e}")
         job.json = body
         job.info = info = wire.parse_request(body)
@@ -543,7 +557,7 @@ class Engine:
             prices=cost.prices.as_json() if cost else {},
         )
 
-    def _fail(self, job: Job, wire: WireFormat, status: int, message: str, *, status_name: str = "failed") -> Reply:
+    def _fail(self, job: Job, wire: WireReader, status: int, message: str, *, status_name: str = "failed") -> Reply:
         self.finish(job, status_name, message, status)
         headers = [("content-type", "application/json"), (INTERCEPTION_HEADER, str(job.id))]
         return Reply(status, headers, _once(wire.error_body(status, message)))
@@ -590,6 +604,12 @@ class Engine:
     def abort_all(self, reason: str) -> None:
         for job in list(self.active.values()):
             self.finish(job, "cancelled", reason)
+
+    def conclude(self, job: Job, turn: Turn, status: str, error: str | None, http_status: int | None) -> None:
+        """End an interception someone else relayed (a tapped passthrough), with what its response said."""
+        if not job.ended:
+            self._record_turn(job, turn)
+        self.finish(job, status, error, http_status, turn.model)
 
 
 def _injected_call(

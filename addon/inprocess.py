@@ -35,6 +35,7 @@ from .engine import Engine, Job, Reply, error_body
 from .ids import uuid7
 from .pricing import PriceBook
 from .routing import classify
+from .tap import ResponseTap
 from .tools import ToolManager
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,8 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
             metadata={"source": self.source, **({"api_key_id": self.api_key_id} if self.api_key_id else {})},
         )
         engine = bridge.engine
+        if route.api.tapped:
+            return await self._tap(job, request.method, access)
         try:
             reply = await engine.admit(job, access.refusal)
             if reply is None:
@@ -170,14 +173,39 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
         if access.refusal is not None:
             status, message = access.refusal
             return _response(status, {"content-type": "application/json"}, error_body(provider.type, status, message))
-        url = provider.upstream.url(path)
-        headers = upstream.request_headers(access.headers, provider.extra_headers)  # as the proxy forwards
-        response = await upstream.send(self.bridge.upstream, method, url, headers, body)
+        response = await self._send(provider, path, method, access, body)
         return httpx2.Response(
             response.status_code,
             headers=upstream.response_headers(response.headers, keep_length=True),
             stream=_HttpxStream(response),
         )
+
+    async def _tap(self, job: Job, method: str, access: Access) -> httpx2.Response:
+        """A Responses call: passed through unchanged, and recorded on the way as the proxy's tap does."""
+        engine = self.bridge.engine
+        reply = await engine.admit(job, access.refusal)
+        if reply is not None:  # refused: access rules or a spent budget
+            return httpx2.Response(reply.status, headers=reply.headers, stream=_ReplyStream(reply))
+        tap = ResponseTap(engine, job)
+        try:
+            response = await self._send(job.route.provider, job.path, method, access, job.body)
+        except asyncio.CancelledError:
+            tap.fail("cancelled", "the caller went away before the upstream answered")
+            raise
+        except Exception as e:
+            tap.fail("failed", f"upstream {job.route.provider.name} unreachable: {e!r}")
+            raise
+        tap.start(response.status_code, response.headers)
+        return httpx2.Response(
+            response.status_code,
+            headers=upstream.response_headers(response.headers, keep_length=True),
+            stream=_TappedStream(response, tap),
+        )
+
+    async def _send(self, provider: Provider, path: str, method: str, access: Access, body: bytes) -> httpx.Response:
+        url = provider.upstream.url(path)
+        headers = upstream.request_headers(access.headers, provider.extra_headers)  # as the proxy forwards
+        return await upstream.send(self.bridge.upstream, method, url, headers, body)
 
 
 class _HttpxStream(httpx2.AsyncByteStream):
@@ -190,6 +218,30 @@ class _HttpxStream(httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+
+class _TappedStream(_HttpxStream):
+    """An upstream body relayed as it comes, each chunk shown to the tap on the way."""
+
+    def __init__(self, response: httpx.Response, tap: ResponseTap) -> None:
+        super().__init__(response)
+        self._tap = tap
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_raw():
+                yield self._tap(chunk)
+        except (asyncio.CancelledError, GeneratorExit):
+            self._tap.fail("cancelled", "the caller stopped reading the response")
+            raise
+        except Exception as e:
+            self._tap.fail("failed", f"upstream connection failed mid-response: {e!r}")
+            raise
+        self._tap.end()
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self._tap.fail("cancelled", "the caller closed the response before it ended")  # no-op once it ended
 
 
 def _response(status: int, headers: dict[str, str], content: bytes) -> httpx2.Response:
