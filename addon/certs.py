@@ -10,6 +10,8 @@ BUNDLE_NAME = "aibridge-ca-bundle.pem"
 CA_CERT_NAME = "mitmproxy-ca-cert.pem"
 PRIVATE_FILES = ("mitmproxy-ca.pem", "mitmproxy-ca.p12")
 """Files in the confdir that hold the CA's private key."""
+PUBLIC_FILES = ("mitmproxy-ca-cert.pem", "mitmproxy-ca-cert.cer", "mitmproxy-ca-cert.p12")
+"""The CA's certificate alone, for clients (the proxy's umask would leave them private)."""
 
 
 def system_ca_file() -> Path:
@@ -27,6 +29,9 @@ def protect_private_key(confdir: Path) -> None:
         path = confdir / name
         if path.exists():
             path.chmod(0o600)
+    for name in PUBLIC_FILES:
+        if (path := confdir / name).exists():
+            path.chmod(0o644)
 
 
 def write_ca_bundle(confdir: Path) -> Path:
@@ -37,6 +42,7 @@ def write_ca_bundle(confdir: Path) -> Path:
     ca = (confdir / CA_CERT_NAME).read_text(encoding="utf-8")
     tmp = bundle.with_suffix(".tmp")
     tmp.write_text(f"{text}\n# aibridge proxy CA\n{ca}", encoding="utf-8")
+    tmp.chmod(0o644)  # public certificates, for clients run by other users too (the proxy's umask is 0077)
     os.replace(tmp, bundle)
     return bundle
 

@@ -199,7 +199,7 @@ class Engine:
             body = json.loads(job.body)
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
-        except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError; nesting too deep
             self._record_start(job, headers, client, model="unknown", streaming=False)
             if refusal is not None:
                 return self._fail(job, wire, *refusal, status_name="refused")
@@ -694,12 +694,32 @@ async def _round(response: httpx.Response, parser: ResponseParser) -> AsyncItera
         return
     sse = SSEParser()
     chunks = response.aiter_raw() if encoding == "identity" else _inflated(response, encoding)
+    ended = False
     async for chunk in chunks:
-        out = [data for event in sse.feed(chunk) if (data := _relayed(parser.feed_event, event)) is not None]
+        events = sse.feed(chunk)
+        ended = ended or any(map(_ends_stream, events))
+        out = [data for event in events if (data := _relayed(parser.feed_event, event)) is not None]
         if out:
             yield out[0] if len(out) == 1 else b"".join(out)
-    if (tail := sse.close()) is not None and (data := _relayed(parser.feed_event, tail)) is not None:
-        yield data
+    if (tail := sse.close()) is not None:
+        ended = ended or _ends_stream(tail)
+        if (data := _relayed(parser.feed_event, tail)) is not None:
+            yield data
+    if not ended:  # a clean close before the API's final event is a cut-off stream, not a finished one
+        raise httpx.RemoteProtocolError("the stream ended before its final event (message_stop / [DONE])")
+
+
+def _ends_stream(event: SSEEvent) -> bool:
+    """Whether an event may be a stream's last: Anthropic's `message_stop` or `error`, chat's `[DONE]` or an
+    error chunk."""
+    data = event.data.lstrip()
+    return (
+        event.event in ("message_stop", "error")
+        or data == "[DONE]"
+        or data.startswith('{"error"')
+        or '"type": "message_stop"' in data[:40]
+        or '"type":"message_stop"' in data[:40]
+    )
 
 
 _INFLATABLE = ("gzip", "deflate")

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import weakref
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
@@ -36,6 +37,10 @@ META_TAP = "aibridge_tap"
 TOOLS_STARTUP_GRACE = 10.0
 """Seconds the first bridged requests wait for MCP servers still connecting at start-up."""
 _TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
+_TRANSPORT_OPTIONS = _TLS_OPTIONS | {"aibridge_read_timeout"}
+MAX_REQUEST_BODY = 32 * 1024 * 1024
+"""Bytes a recorded request's body may have (the providers' own limit is 32 MB); larger ones get a
+provider-shaped 413 and go nowhere."""
 
 # Library INFO logs would land in mitmdump's output for every request.
 for _name in ("httpx",):
@@ -65,6 +70,9 @@ class Bridge:
         self._tunnel_users: MutableMapping[connection.Client, str] = weakref.WeakKeyDictionary()
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        # What the proxy writes holds prompts and keys (audit file and its WAL, which DuckDB re-creates at will,
+        # the CA key): private to its user. Public files (the CA bundle) are opened up explicitly.
+        os.umask(os.umask(0o077) | 0o077)
         loader.add_option(
             "aibridge_config",
             str | None,
@@ -79,6 +87,13 @@ class Bridge:
             "aibridge.duckdb",
             "Path of the DuckDB audit file every interception is recorded to.",
         )
+        loader.add_option(
+            "aibridge_read_timeout",
+            int,
+            int(upstream.READ_TIMEOUT),
+            "Seconds a provider may take to send the first byte of its answer, and between reads after it; "
+            "past it the client gets a provider-shaped 504 (or, mid-stream, an error event).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "aibridge_config" in updated:
@@ -89,13 +104,13 @@ class Bridge:
             self._use_tools(config)
             self.config = config
             self.users = Users(config.users)
-        if updated & _TLS_OPTIONS or not self._transports:
+        if updated & _TRANSPORT_OPTIONS or not self._transports:
             verify = upstream.make_ssl_context(
                 insecure=ctx.options.ssl_insecure,
                 ca_file=ctx.options.ssl_verify_upstream_trusted_ca,
                 ca_path=ctx.options.ssl_verify_upstream_trusted_confdir,
             )
-            self._transports.append(upstream.make_transport(verify))
+            self._transports.append(upstream.make_transport(verify, ctx.options.aibridge_read_timeout))
         if "aibridge_db" in updated or self.writer is None:
             self._open_audit(ctx.options.aibridge_db)
         assert self.writer is not None
@@ -201,6 +216,7 @@ class Bridge:
             self._tunnel_users[flow.client_conn] = user
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self._check_size(flow, flow.request.headers.get("content-length"))
         if not self.users.required or flow.response is not None:
             return
         user = self._tunnel_users.get(flow.client_conn)
@@ -217,6 +233,8 @@ class Bridge:
             return
         route = classify(self.config, flow.request.host, flow.request.method, flow.request.path)
         if route is None:
+            return
+        if self._check_size(flow, len(flow.request.raw_content or b"")):  # a chunked body, now read whole
             return
         flow.metadata[META_ROUTE] = route
         access = resolve(
@@ -240,6 +258,25 @@ class Bridge:
             if job is not None and self.engine is not None:
                 self.engine.finish(job, "failed", f"bridge error: {e!r}", 500)
             flow.response = http.Response.make(500, b"internal bridge error", {"content-type": "text/plain"})
+
+    def _check_size(self, flow: http.HTTPFlow, length: str | int | None) -> bool:
+        """Answer a recorded route's over-large body with a provider-shaped 413 (before it is read, when its
+        length is declared). Such a request goes nowhere and starts no interception."""
+        try:
+            size = int(length) if length is not None else 0
+        except ValueError:
+            return False  # mitmproxy itself refuses a malformed content-length
+        if size <= MAX_REQUEST_BODY:
+            return False
+        route = classify(self.config, flow.request.host, flow.request.method, flow.request.path)
+        if route is None or route.api is None:
+            return False  # passthrough: the provider decides
+        message = f"request body of {size} bytes exceeds the bridge's limit of {MAX_REQUEST_BODY} bytes"
+        logger.warning("aibridge: %s %s refused: %s", flow.request.method, flow.request.pretty_url, message)
+        flow.response = http.Response.make(
+            413, error_body(route.provider.type, 413, message), {"content-type": "application/json"}
+        )
+        return True
 
     async def _bridge(self, flow: http.HTTPFlow, route: Route, access: Access) -> None:
         await self._ready.wait()

@@ -37,10 +37,14 @@ def make_ssl_context(*, insecure: bool, ca_file: str | None, ca_path: str | None
     return context
 
 
-def make_transport(verify: ssl.SSLContext | bool) -> Http1Transport:
-    """Connect in 30 s; 600 s between reads, as the reference allows a blocking call (streams send events far
-    more often)."""
-    return Http1Transport(verify, connect_timeout=30.0, read_timeout=600.0)
+READ_TIMEOUT = 600.0
+"""Default seconds the provider may take to answer and between reads, as the reference allows a blocking call
+(streams send events far more often)."""
+
+
+def make_transport(verify: ssl.SSLContext | bool, read_timeout: float = READ_TIMEOUT) -> Http1Transport:
+    """Connect in 30 s; `read_timeout` for the first byte and between reads."""
+    return Http1Transport(verify, connect_timeout=30.0, read_timeout=read_timeout)
 
 
 async def send(

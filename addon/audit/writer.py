@@ -59,6 +59,7 @@ def describe_process(pid: int, fallback: str) -> str:
 
 def open_database(path: str) -> duckdb.DuckDBPyConnection:
     """Open (creating and migrating) the audit file; `AuditFileLocked` names the process holding it."""
+    created = path != ":memory:" and not Path(path).exists()
     try:
         db = duckdb.connect(path, config=DB_CONFIG)
     except duckdb.IOException as e:
@@ -68,6 +69,8 @@ def open_database(path: str) -> duckdb.DuckDBPyConnection:
                 f"counts) or point aibridge_db elsewhere."
             ) from None
         raise
+    if created:  # prompts and tool calls: the file is its user's alone (the proxy's umask covers the WAL too)
+        Path(path).chmod(0o600)
     migrate(db)
     return db
 
