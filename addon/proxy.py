@@ -293,6 +293,7 @@ class Bridge:
             return
         # Re-target the flow at the local server; the job holds everything the upstream call needs.
         flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.server.port
+        flow.request.authority = ""  # origin-form to the hop, even for an absolute-form request in a tunnel
         flow.request.path = self.server.submit(job)
         flow.request.headers = http.Headers(host=f"127.0.0.1:{self.server.port}")
         flow.request.content = b""
@@ -407,6 +408,7 @@ def _pass_through(flow: http.HTTPFlow, provider: Provider, access: Access) -> No
     target = provider.upstream
     if (target.scheme, target.host, target.port, target.path) != ("https", provider.host, 443, ""):
         flow.request.scheme, flow.request.host, flow.request.port = target.scheme, target.host, target.port
+        flow.request.authority = ""  # an absolute-form target names no other host to the upstream
         if target.path:
             flow.request.path = target.path + flow.request.path
     for name, value in provider.extra_headers:
