@@ -3,6 +3,7 @@ traffic, a hop server no client can use, and intercepted routes that go only whe
 
 import base64
 import json
+import ssl
 import stat
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def test_no_secret_reaches_the_audit_logs_errors_cli_or_snapshots(
     )
     mock.queued_paths = {"/v1/messages", "/v1/chat/completions"}
     as_alice = with_user(proxy.url, "alice", alice)
-    with httpx.Client(proxy=as_alice, verify=proxy.env["SSL_CERT_FILE"]) as client:
+    with httpx.Client(proxy=as_alice, verify=ssl.create_default_context(cafile=proxy.env["SSL_CERT_FILE"])) as client:
         # A bridge token in oddly cased headers is still taken for a token: the central key goes upstream.
         keep(client.post(A_URL, json=A_BODY, headers={"X-API-KEY": alice}))
         keep(
@@ -95,7 +96,7 @@ def test_no_secret_reaches_the_audit_logs_errors_cli_or_snapshots(
         keep(client.post(A_URL, json={"model": "m", "messages": MESSAGES}, headers={"x-api-key": bob}))  # not alice's
         keep(client.get("https://api.anthropic.com/v1/models", headers={"x-api-key": alice}))
     for wrong in (with_user(proxy.url, "alice", WRONG_TOKEN), with_user(proxy.url, "bob", alice)):
-        with httpx.Client(proxy=wrong, verify=proxy.env["SSL_CERT_FILE"]) as client:
+        with httpx.Client(proxy=wrong, verify=ssl.create_default_context(cafile=proxy.env["SSL_CERT_FILE"])) as client:
             with pytest.raises(httpx.ProxyError) as refused:
                 client.post(A_URL, json={}, headers={"x-api-key": alice})
             seen.append(str(refused.value).encode())
