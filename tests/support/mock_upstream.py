@@ -9,6 +9,7 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,10 @@ class MockUpstream:
         clients make side calls (settings, model lists) that must not consume the scripted LLM answers."""
         self.default: Answer | None = None
         """The answer when the queue is empty (a client that makes an unknown number of calls), else a 599."""
+        self.responder: Callable[[Seen], Answer] | None = None
+        """When set (and the queue is empty), answers each request from what it asked (the soak's mixed load)."""
+        self.keep_requests = True
+        """False: keep no request (a long soak would hold every body in memory)."""
         self.websocket_status: int | None = None
         """How WebSocket upgrades are answered: None accepts them and echoes text messages (prefixed `echo: `);
         a status refuses them with it (OpenAI answers 426 when it will not speak WebSocket)."""
@@ -111,16 +116,19 @@ class MockUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(
-            Seen(request.method, request.path_qs, [(k.decode(), v.decode()) for k, v in request.raw_headers], body)
-        )
+        seen = Seen(request.method, request.path_qs, [(k.decode(), v.decode()) for k, v in request.raw_headers], body)
+        if self.keep_requests:
+            self.requests.append(seen)
         if request.headers.get("upgrade", "").lower() == "websocket":
             return await self._websocket(request)
         if self.queued_paths is not None and request.path not in self.queued_paths:
             return web.json_response({})
-        if not self._answers and self.default is None:
+        if not self._answers and self.responder is not None:
+            answer = self.responder(seen)
+        elif not self._answers and self.default is None:
             return web.json_response({"mock": "no answer queued"}, status=599)
-        answer = self._answers.pop(0) if self._answers else self.default
+        else:
+            answer = self._answers.pop(0) if self._answers else self.default
         assert answer is not None
         if answer.first_byte_delay:
             await asyncio.sleep(answer.first_byte_delay)
