@@ -12,6 +12,7 @@ tasks after warm-up. The RSS slope is reported (MB per minute after warm-up), an
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -114,18 +115,21 @@ def proc_figures(pid: int) -> dict[str, float]:
     }
 
 
+def probed_tasks(probe: Path) -> float:
+    """The proxy's latest asyncio task count, as its probe addon wrote it (-1 before the first line)."""
+    lines = probe.read_text().splitlines() if probe.exists() else []
+    return json.loads(lines[-1])["tasks"] if lines else -1
+
+
 async def sample(pid: int, probe: Path, every: float, samples: list[dict[str, float]], stop: asyncio.Event) -> None:
     start = time.monotonic()
     while not stop.is_set():
         figures = proc_figures(pid)
-        lines = probe.read_text().splitlines() if probe.exists() else []
-        figures["tasks"] = json.loads(lines[-1])["tasks"] if lines else -1
+        figures["tasks"] = probed_tasks(probe)
         figures["t"] = time.monotonic() - start
         samples.append(figures)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
-        except TimeoutError:
-            pass
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:

@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import time
+from typing import TextIO
 
 
 class Probe:
@@ -12,10 +13,11 @@ class Probe:
         self._task: asyncio.Task[None] | None = None
 
     async def running(self) -> None:
-        self._task = asyncio.create_task(self._sample(os.environ["AIBRIDGE_SOAK_PROBE"]))
+        out = open(os.environ["AIBRIDGE_SOAK_PROBE"], "a", buffering=1)  # noqa: SIM115, ASYNC230 (once; closed by _sample)
+        self._task = asyncio.create_task(self._sample(out))
 
-    async def _sample(self, path: str) -> None:
-        with open(path, "a", buffering=1) as out:
+    async def _sample(self, out: TextIO) -> None:
+        with out:
             while True:
                 out.write(json.dumps({"t": time.time(), "tasks": len(asyncio.all_tasks())}) + "\n")
                 await asyncio.sleep(1)
