@@ -1,5 +1,6 @@
 """The README is the contract other tools and people rely on: it must not drift from the code."""
 
+import os
 import re
 from pathlib import Path
 
@@ -13,9 +14,13 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_every_addon_option_is_documented() -> None:
-    with taddons.context(Bridge()) as tctx:
-        names = tctx.options.keys()
-        options = [name for name in names if name.startswith("aibridge_")]
+    umask = os.umask(0o022)
+    try:
+        with taddons.context(Bridge()) as tctx:
+            names = tctx.options.keys()
+            options = [name for name in names if name.startswith("aibridge_")]
+    finally:
+        os.umask(umask)  # the addon's load() makes the process umask 0077: not for the rest of this worker
     assert options
     assert [name for name in options if f"`{name}`" not in README] == []
 

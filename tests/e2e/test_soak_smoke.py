@@ -1,0 +1,21 @@
+"""scripts/soak.py, for a few seconds: the script keeps working (the real soak runs outside the suite)."""
+
+import subprocess
+import sys
+
+from tests.support.proxy import ROOT
+
+
+def test_a_short_soak_passes_and_reports_its_figures() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/soak.py"), "--minutes", "0.1", "--sample", "1", "--concurrency", "4"]
+        + ["--max-rss-slope", "1000000"],  # a slope over seconds of warm-up says nothing
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "soak: passed" in out and " 0 errors" in out
+    for figure in ("RSS after warm-up", "fds:", "tasks:", "threads:", "interceptions recorded"):
+        assert figure in out
