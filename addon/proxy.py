@@ -216,17 +216,17 @@ class Bridge:
             self._tunnel_users[flow.client_conn] = user
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        self._check_size(flow, flow.request.headers.get("content-length"))
-        if not self.users.required or flow.response is not None:
-            return
-        user = self._tunnel_users.get(flow.client_conn)
-        if user is None:  # a plain-HTTP proxy request carries its own credentials
-            user = self.users.check_basic(flow.request.headers.get("proxy-authorization"))
-        flow.request.headers.pop("proxy-authorization", None)
-        if user is None:
-            flow.response = _auth_required()
-        else:
+        if self.users.required and flow.response is None:
+            user = self._tunnel_users.get(flow.client_conn)
+            if user is None:  # a plain-HTTP proxy request carries its own credentials
+                user = self.users.check_basic(flow.request.headers.get("proxy-authorization"))
+            flow.request.headers.pop("proxy-authorization", None)
+            if user is None:
+                flow.response = _auth_required()
+                return
             flow.metadata[META_USER] = user
+        if flow.response is None:
+            self._check_size(flow, flow.request.headers.get("content-length"))
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.error is not None:
