@@ -592,14 +592,6 @@ class Engine:
                 response_model=response_model,
             )
         )
-        logger.debug(  # mitmdump prints each flow itself; an INFO line here costs ~5% of a request's CPU
-            "aibridge: %s %s %s %s%s",
-            job.route.provider.name,
-            job.info.model if job.info else "-",
-            status,
-            http_status or "-",
-            f" ({error})" if error and status != "completed" else "",
-        )
 
     def abort_all(self, reason: str) -> None:
         for job in list(self.active.values()):
