@@ -26,7 +26,7 @@ def boundary(cutoff: datetime) -> UUID:
     return UUID(int=(ms << 80) | (0x7 << 76) | (0b10 << 62))
 
 
-def purge_batch(db: duckdb.DuckDBPyConnection, below: UUID, batch: int = BATCH) -> int:
+def purge_batch(db: duckdb.DuckDBPyConnection, below: UUID, batch: int) -> int:
     """Delete up to `batch` of the oldest interceptions below `below`, in one transaction; how many went.
 
     The caller repeats while the count equals `batch`.

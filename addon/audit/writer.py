@@ -251,7 +251,7 @@ class AuditWriter:
         if self._db is None:
             return
         try:
-            count = retention.purge_batch(self._db, self._purge_below)
+            count = retention.purge_batch(self._db, self._purge_below, retention.BATCH)
         except duckdb.Error as e:
             logger.warning("aibridge: retention purge of %s failed (retried in an hour): %s", self.path, e)
             self._purge_below = None

@@ -91,7 +91,10 @@ def mask_target(target: str) -> str:
     path, sep, query = target.partition("?")
     if not sep:
         return target
-    pairs = [(k, mask_secret(v) if is_secret_name(k) else v) for k, v in parse_qsl(query, keep_blank_values=True)]
+    pairs = [
+        (k, mask_secret(v) if is_secret_name(k) or k.lower() == "key" else v)  # Google's `?key=`
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    ]
     return f"{path}?{urlencode(pairs, safe='/:.,')}"
 
 
