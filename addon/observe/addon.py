@@ -4,6 +4,7 @@ observer (`engine.observer`, and the recorder teed by `ObservedRecorder`); passt
 its own hooks, after the Bridge's have routed them.
 """
 
+import asyncio
 import logging
 import re
 from pathlib import Path
@@ -37,6 +38,7 @@ _OPTIONS = {
     "aibridge_config",
     "aibridge_db",
 }
+CLOSE_TIMEOUT = 10.0
 _ID_LIKE = re.compile(r"^(?=.*\d)[A-Za-z0-9_.:-]{16,}$")
 
 
@@ -189,7 +191,11 @@ class Operations:
             stem, response.status_code, response.reason, response.headers.items(multi=True)
         )
         flow.metadata[META_DUMP_TEE] = tee
-        response.stream = tee
+        previous = response.stream
+        if callable(previous):  # another addon taps this stream too: the dump sees the upstream's bytes first
+            response.stream = lambda data: previous(tee(data))
+        else:
+            response.stream = tee
 
     def response(self, flow: http.HTTPFlow) -> None:
         if (route := _passthrough(flow)) is not None and self.metrics is not None and flow.response is not None:
@@ -207,13 +213,17 @@ class Operations:
         assert self.metrics is not None
         self.metrics.passed_through(route.provider.name, route_label(flow.request.path), flow.request.method, status)
 
-    def done(self) -> None:
-        """After the Bridge's `done` (which ends every running interception): flush and stop."""
-        for part in (self.metrics, self.tracing, self.dumps):
-            if part is not None:
-                part.close()
+    async def done(self) -> None:
+        """After the Bridge's `done` (which ends every running interception): flush and stop, off the event
+        loop (a span export to a slow collector must not freeze the proxy's last moments)."""
+        parts = [p for p in (self.metrics, self.tracing, self.dumps) if p is not None]
         self.metrics = self.tracing = self.dumps = None
         self.observer = NO_OBSERVER
+        for part in parts:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(part.close), CLOSE_TIMEOUT)
+            except TimeoutError:
+                logger.warning("aibridge: %s did not stop within %g s", type(part).__name__, CLOSE_TIMEOUT)
 
 
 def _passthrough(flow: http.HTTPFlow) -> Route | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.mock_upstream import Answer, MockUpstream
@@ -142,3 +143,35 @@ def test_a_metrics_address_in_use_stops_start_up(start_proxy: Callable[..., Prox
         finally:
             proxy.stop()
     assert any(f"aibridge_metrics: cannot listen on 127.0.0.1:{port}" in line for line in proxy.output)
+
+
+def test_traces_are_exported_over_otlp_as_the_otel_variables_say(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy]
+) -> None:
+    proxy = start_proxy(
+        provider_config(mock.url),
+        args=("--set", "aibridge_tracing=true"),
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": mock.url, "OTEL_SERVICE_NAME": "bridge-under-test"},
+    )
+    mock.enqueue(Answer.sse(anthropic_events(["Four."])))
+    mock.enqueue(Answer(200, {"content-type": "application/x-protobuf"}, b""))  # the collector's answer
+    client = anthropic.Anthropic(api_key=KEY, max_retries=0)
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES) as stream:
+        assert "".join(stream.text_stream) == "Four."
+    assert proxy.stop() == 0  # shutting down flushes the spans
+
+    (export,) = [r for r in mock.requests if r.path == "/v1/traces"]
+    assert export.header("content-type") == "application/x-protobuf"
+    request = ExportTraceServiceRequest.FromString(export.body)
+    (resource_spans,) = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
+    assert service == "bridge-under-test"
+    spans = [span for scope in resource_spans.scope_spans for span in scope.spans]
+    by_name = {span.name: span for span in spans}
+    assert sorted(by_name) == ["aibridge.interception", "chat claude-sonnet-4-5"]
+    root, call = by_name["aibridge.interception"], by_name["chat claude-sonnet-4-5"]
+    assert call.parent_span_id == root.span_id and call.trace_id == root.trace_id
+    attrs = {a.key: a.value for a in root.attributes}
+    assert attrs["gen_ai.request.model"].string_value == "claude-sonnet-4-5"
+    assert attrs["aibridge.status"].string_value == "completed"
+    assert b"What is 2+2?" not in export.body and KEY.encode() not in export.body

@@ -6,6 +6,7 @@ observers are the real ones, wired the way the addon wires them (`engine.observe
 
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from addon.audit import AuditWriter
 from addon.budgets import Ledger
-from addon.config import Budgets, User
+from addon.config import Budgets, McpServer, User
 from addon.engine import Engine
 from addon.observe import ObservedRecorder, Observer, Observers
 from addon.observe.dumps import Dumps, mask_header, mask_target, safe_name
 from addon.observe.jsonlog import JsonLog
 from addon.observe.metrics import Metrics, parse_address
 from addon.observe.tracing import INTERCEPTION_SPAN, Tracing, make_provider
+from addon.tools import ToolManager
 from tests.unit.test_engine import FakeRecorder, FakeUpstream, admitted, assert_each_job_ended_once, make_job, read
 from tests.unit.test_engine_loop import (
     ANSWERS,
@@ -384,3 +387,28 @@ async def test_observers_never_fail_the_request(
     engine = observed(make_engine(), Broken())
     await run_tool_loop(engine, upstream)
     assert [type(e).__name__ for e in recorder.events][-1] == "InterceptionEnded"
+
+
+async def test_mcp_and_audit_gauges_are_read_when_scraped(tmp_path: Path) -> None:
+    metrics = Metrics()
+    writer = AuditWriter(str(tmp_path / "audit.duckdb"))
+    writer.start()
+    servers = [
+        McpServer(name="time", command=str(Path(sys.executable).parent / "mcp-server-time")),
+        McpServer(name="down", command=str(tmp_path / "no-such-server")),
+    ]
+    manager = ToolManager(servers)
+    metrics.state.writer = lambda: writer
+    metrics.state.tools = lambda: manager
+    try:
+        await manager.start()
+        await manager.wait_until_settled(20)
+        got = samples(metrics)
+    finally:
+        await manager.stop()
+        writer.close()
+    assert got[("aibridge_mcp_server_up", frozenset({("server", "time")}))] == 1
+    assert got[("aibridge_mcp_server_tools", frozenset({("server", "time")}))] >= 1
+    assert got[("aibridge_mcp_server_up", frozenset({("server", "down")}))] == 0
+    assert got[("aibridge_audit_queue_depth", frozenset())] == 0
+    assert got[("aibridge_audit_write_errors_total", frozenset())] == 0
