@@ -17,7 +17,7 @@ from addon.engine import Engine, Job
 from addon.observe import ObservedRecorder, Observers
 from addon.observe.metrics import Metrics
 from tests.support.mock_upstream import Answer, MockUpstream
-from tests.unit.test_engine import FakeRecorder, assert_each_job_ended_once, make_job, read
+from tests.unit.test_engine import FakeRecorder, make_job, read
 
 CONFIG = CircuitBreakerConfig(failure_threshold=2, interval=10, timeout=30, max_requests=2)
 OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
@@ -45,13 +45,6 @@ def mock() -> Iterator[MockUpstream]:
     server = MockUpstream().start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def recorder() -> Iterator[FakeRecorder]:
-    recorder = FakeRecorder()
-    yield recorder
-    assert_each_job_ended_once(recorder.events)
 
 
 @pytest.fixture

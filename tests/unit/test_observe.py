@@ -7,7 +7,7 @@ observers are the real ones, wired the way the addon wires them (`engine.observe
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from addon.observe.jsonlog import JsonLog
 from addon.observe.metrics import Metrics, parse_address
 from addon.observe.tracing import INTERCEPTION_SPAN, Tracing, make_provider
 from addon.tools import ToolManager
-from tests.unit.test_engine import FakeRecorder, FakeUpstream, admitted, assert_each_job_ended_once, make_job, read
+from tests.unit.test_engine import FakeRecorder, FakeUpstream, admitted, make_job, read
 from tests.unit.test_engine_loop import (
     ANSWERS,
     ECHO,
@@ -42,18 +42,6 @@ from tests.unit.test_engine_loop import (
     streamed,
     whole,
 )
-
-
-@pytest.fixture
-def recorder() -> Iterator[FakeRecorder]:
-    recorder = FakeRecorder()
-    yield recorder
-    assert_each_job_ended_once(recorder.events)
-
-
-@pytest.fixture
-def upstream() -> FakeUpstream:
-    return FakeUpstream()
 
 
 @pytest.fixture
