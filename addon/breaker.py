@@ -40,8 +40,9 @@ STATE_VALUES = {CLOSED: 0.0, HALF_OPEN: 0.5, OPEN: 1.0}
 
 @dataclass
 class Circuit:
-    """One provider and model's breaker. `generation` changes with every state change, so the outcome of a call
-    admitted under an older state does not count against the new one."""
+    """One provider and model's breaker, kept while it has failures. `generation` changes with every state
+    change, so the outcome of a call admitted under an older state does not count against the new one; 0 is a
+    closed circuit's first generation, also for calls admitted while none was kept."""
 
     state: str = CLOSED
     failures: int = 0
@@ -73,7 +74,10 @@ class Breakers(Observer):
 
     def refuse(self, job: "Job") -> Refusal | None:
         key = _key(job)
-        circuit = self.circuits.setdefault(key, Circuit(window_start=self.clock()))
+        circuit = self.circuits.get(key)
+        if circuit is None:  # closed without failures: only failing models are kept (models are the client's)
+            self._admitted[job.id] = (key, 0)
+            return None
         now = self.clock()
         if circuit.state == OPEN and now >= circuit.opened_at + self.config.timeout:
             self._set(key, circuit, HALF_OPEN)
@@ -100,18 +104,20 @@ class Breakers(Observer):
     # --- outcomes -------------------------------------------------------------------------------------------
 
     def record(self, job_id: UUID, key: tuple[str, str], generation: int, failed: bool) -> None:
+        now = self.clock()
         circuit = self.circuits.get(key)
         if circuit is None:
-            return
+            if not failed or generation != 0:
+                return
+            circuit = self.circuits[key] = Circuit(window_start=now)
         circuit.probes.discard(job_id)
         if generation != circuit.generation:
             return
-        now = self.clock()
         if circuit.state == CLOSED:
             if now - circuit.window_start >= self.config.interval:
                 circuit.failures, circuit.window_start = 0, now
             if not failed:
-                circuit.failures = 0
+                del self.circuits[key]  # healthy again: forget it
                 return
             circuit.failures += 1
             if circuit.failures >= self.config.failure_threshold:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..audit import AuditEvent, InterceptionEnded, InterceptionStarted, TokensUsed, ToolCalled
+from ..audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
 from . import Observer, UpstreamCall
 
 if TYPE_CHECKING:
@@ -87,6 +87,12 @@ class Metrics(Observer):
             f"{PREFIX}_passthrough",
             "Requests on provider hosts passed through unchanged, by response status (or error).",
             ["provider", "route", "method", "status"],
+            registry=r,
+        )
+        self.prompts = Counter(
+            f"{PREFIX}_prompts",
+            "Interceptions carrying a human prompt (tool-result turns carry none).",
+            ["provider", "model", "client"],
             registry=r,
         )
         self.tokens = Counter(
@@ -204,6 +210,9 @@ class Metrics(Observer):
                     self.unpriced.labels(provider, model).inc()
                 elif event.cost_micros:
                     self.cost.labels(provider, model).inc(event.cost_micros / 1_000_000)
+            case PromptSubmitted():
+                if (live := self._live.get(event.interception_id)) is not None:
+                    self.prompts.labels(live.provider, live.model, live.client).inc()
             case ToolCalled(injected=True):
                 if "duration_ms" not in event.metadata:
                     return  # not run (mixed turn, round limit) or cancelled: no invocation

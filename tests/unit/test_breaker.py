@@ -144,6 +144,7 @@ async def test_trips_refuses_probes_and_recovers(
     assert gauge(metrics, "aibridge_circuit_breaker_state") == 0.0
     mock.enqueue(Answer.json(OK))
     assert (await call(engine, job(mock)))[0] == 200
+    assert breakers.circuits == {}  # healthy models are not kept: the client names them, without limit
 
 
 async def test_a_failed_probe_opens_it_again(

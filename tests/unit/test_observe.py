@@ -122,6 +122,7 @@ async def test_metrics_after_a_tool_loop_a_failure_and_a_client_tool(
     assert value(metrics, "aibridge_interceptions_total", **openai, **chat, status="failed") == 1
     assert value(metrics, "aibridge_interceptions_inflight", **anthropic, route="/v1/messages") == 0
     assert value(metrics, "aibridge_interception_duration_seconds_count", **anthropic) == 1
+    assert value(metrics, "aibridge_prompts_total", **anthropic, client="Claude Code") == 1
     assert value(metrics, "aibridge_time_to_first_token_seconds_count", **anthropic) == 1
     assert value(metrics, "aibridge_time_to_first_token_seconds_count", **openai) is None  # blocking: no TTFT
     assert value(metrics, "aibridge_upstream_calls_total", **anthropic, status="200") == 2
