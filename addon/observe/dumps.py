@@ -133,7 +133,9 @@ class DumpWriter:
         self._next = 0
         self.errors = 0
 
-    def open(self, path: Path, head: bytes) -> int:
+    def open(self, path: Path, head: bytes | Callable[[], bytes]) -> int:
+        """A file starting with `head`; a callable is rendered in the thread (pretty-printing a large body is
+        work the event loop should not do)."""
         self._next += 1
         self._queue.put(("open", self._next, path, head))
         return self._next
@@ -145,7 +147,7 @@ class DumpWriter:
     def close(self, handle: int, tail: bytes = b"") -> None:
         self._queue.put(("close", handle, tail))
 
-    def file(self, path: Path, content: bytes) -> None:
+    def file(self, path: Path, content: bytes | Callable[[], bytes]) -> None:
         self.close(self.open(path, content))
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -168,7 +170,7 @@ class DumpWriter:
                     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # they hold prompts
                     files[handle] = f = os.fdopen(fd, "wb")
-                    f.write(head)
+                    f.write(head() if callable(head) else head)
                 elif op == "write":
                     if (f := files.get(args[0])) is not None:
                         f.write(args[1])
@@ -214,10 +216,10 @@ class Dumps(Observer):
         model = (job.info.model if job.info else None) or "unknown"
         base = f"{int(time.time() * 1000)}-{job.id}-{job_rounds}"
         stem = self.directory / safe_name(job.route.provider.name) / safe_name(model) / base
-        target = request.url.raw_path.decode("ascii", "replace")
-        body = render_body(request.content, request.headers.get("content-type", ""))
-        head = render_head(f"{request.method} {mask_target(target)} HTTP/1.1", request.headers.multi_items(), body)
-        self.writer.file(stem.with_name(base + ".req.txt"), head + body)
+        line = (request.method, request.url.raw_path.decode("ascii", "replace"))
+        self.writer.file(
+            stem.with_name(base + ".req.txt"), _rendered(line, request.headers.multi_items(), request.content)
+        )
         return _Call(self.writer, stem)
 
     # --- passthrough ---------------------------------------------------------------------------------------
@@ -229,11 +231,7 @@ class Dumps(Observer):
         path = target.split("?", 1)[0]
         base = f"{int(time.time() * 1000)}-{safe_name(path.replace('/', '-'))}-{secrets.token_hex(2)}"
         stem = self.directory / safe_name(provider) / "passthrough" / base
-        headers = list(headers)
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        rendered = render_body(body, content_type)
-        head = render_head(f"{method} {mask_target(target)} HTTP/1.1", headers, rendered if body else None)
-        self.writer.file(stem.with_name(base + ".req.txt"), head + rendered)
+        self.writer.file(stem.with_name(base + ".req.txt"), _rendered((method, target), headers, body))
         return stem
 
     def passthrough_response(
@@ -253,6 +251,26 @@ class Dumps(Observer):
             return data
 
         return tee
+
+
+def _request_line(method: str, target: str) -> str:
+    return f"{method} {mask_target(target)} HTTP/1.1"
+
+
+def _rendered(
+    first_line: str | tuple[str, str], headers: Iterable[tuple[str, str]], body: bytes, tail: bytes = b""
+) -> Callable[[], bytes]:
+    """A whole dump file, rendered later (in the writer thread): the status line or (method, target) of a
+    request, masked headers, then the body."""
+    headers = list(headers)
+
+    def render() -> bytes:
+        line = first_line if isinstance(first_line, str) else _request_line(*first_line)
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        rendered = render_body(body, content_type)
+        return render_head(line, headers, rendered if body else None) + rendered + tail
+
+    return render
 
 
 class _ResponseSink:
@@ -293,9 +311,7 @@ class _ResponseSink:
         if self.handle is not None:
             self.writer.close(self.handle, tail)
             return
-        raw = b"".join(self.buffer)
-        body = render_body(raw, self.content_type)
-        self.writer.file(self.path, render_head(self.first_line, self.headers, body) + body + tail)
+        self.writer.file(self.path, _rendered(self.first_line, self.headers, b"".join(self.buffer), tail))
 
 
 class _Call(UpstreamCall):
