@@ -94,8 +94,11 @@ class Observers(Observer):
 
     def refuse(self, job: "Job") -> Refusal | None:
         for observer in self.observers:
-            if (refusal := observer.refuse(job)) is not None:
-                return refusal
+            try:
+                if (refusal := observer.refuse(job)) is not None:
+                    return refusal
+            except Exception:  # boundary: a breaker bug lets the request through rather than failing it
+                logger.exception("aibridge: observer %s failed deciding on a request", type(observer).__name__)
         return None
 
     def close(self) -> None:

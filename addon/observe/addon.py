@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 META_DUMP = "aibridge_dump"
 META_DUMP_TEE = "aibridge_dump_tee"
+META_SPAN = "aibridge_span"
 _OPTIONS = {
     "aibridge_metrics",
     "aibridge_tracing",
@@ -170,9 +171,17 @@ class Operations:
 
     def request(self, flow: http.HTTPFlow) -> None:
         route = _passthrough(flow)
-        if route is None or self.dumps is None or flow.response is not None:
+        if route is None:
             return
         request = flow.request
+        if self.tracing is not None:
+            span = self.tracing.passthrough(route.provider.name, request.method, route.provider.host, request.path)
+            flow.metadata[META_SPAN] = span
+            if flow.response is not None:  # refused here (access): answered without the provider
+                self.tracing.passthrough_ended(span, flow.response.status_code)
+                flow.metadata.pop(META_SPAN)
+        if self.dumps is None or flow.response is not None:
+            return
         target = request.path
         flow.metadata[META_DUMP] = self.dumps.passthrough_request(
             route.provider.name,
@@ -198,7 +207,11 @@ class Operations:
             response.stream = tee
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if (route := _passthrough(flow)) is not None and self.metrics is not None and flow.response is not None:
+        if (route := _passthrough(flow)) is None or flow.response is None:
+            return
+        if (span := flow.metadata.pop(META_SPAN, None)) is not None:
+            Tracing.passthrough_ended(span, flow.response.status_code)
+        if self.metrics is not None:
             self._count(flow, route, str(flow.response.status_code))
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -206,6 +219,8 @@ class Operations:
             return
         if (tee := flow.metadata.pop(META_DUMP_TEE, None)) is not None:
             tee(b"")
+        if (span := flow.metadata.pop(META_SPAN, None)) is not None:
+            Tracing.passthrough_ended(span, None, flow.error.msg if flow.error else "flow failed")
         if self.metrics is not None:
             self._count(flow, route, "error")
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..engine import Job
 
 INTERCEPTION_SPAN = "aibridge.interception"
+PASSTHROUGH_SPAN = "aibridge.passthrough"
 
 
 @dataclass
@@ -197,6 +198,27 @@ class Tracing(Observer):
         r = _Round(span, len(live.rounds) + 1)
         live.rounds.append(r)
         return _Call(r)
+
+    def passthrough(self, provider: str, method: str, url: str, path: str) -> Span:
+        """A span for a passed-through request (ended by the caller with `passthrough_ended`)."""
+        return self.tracer.start_span(
+            PASSTHROUGH_SPAN,
+            kind=SpanKind.SERVER,
+            attributes={
+                "aibridge.provider_name": provider,
+                "http.request.method": method,
+                "url.path": path,
+                "server.address": url,
+            },
+        )
+
+    @staticmethod
+    def passthrough_ended(span: Span, status: int | None, error: str | None = None) -> None:
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+        if error is not None or (status is not None and status >= 500):
+            span.set_status(Status(StatusCode.ERROR, (error or f"HTTP {status}")[:200]))
+        span.end()
 
 
 class _Call(UpstreamCall):

@@ -154,10 +154,13 @@ def test_traces_are_exported_over_otlp_as_the_otel_variables_say(
         env={"OTEL_EXPORTER_OTLP_ENDPOINT": mock.url, "OTEL_SERVICE_NAME": "bridge-under-test"},
     )
     mock.enqueue(Answer.sse(anthropic_events(["Four."])))
+    mock.enqueue(Answer(200, {"content-type": "application/json"}, b'{"data": []}'))
     mock.enqueue(Answer(200, {"content-type": "application/x-protobuf"}, b""))  # the collector's answer
     client = anthropic.Anthropic(api_key=KEY, max_retries=0)
     with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES) as stream:
         assert "".join(stream.text_stream) == "Four."
+    with httpx.Client() as http:
+        assert http.get("https://api.anthropic.com/v1/models", headers={"x-api-key": KEY}).status_code == 200
     assert proxy.stop() == 0  # shutting down flushes the spans
 
     (export,) = [r for r in mock.requests if r.path == "/v1/traces"]
@@ -168,10 +171,14 @@ def test_traces_are_exported_over_otlp_as_the_otel_variables_say(
     assert service == "bridge-under-test"
     spans = [span for scope in resource_spans.scope_spans for span in scope.spans]
     by_name = {span.name: span for span in spans}
-    assert sorted(by_name) == ["aibridge.interception", "chat claude-sonnet-4-5"]
+    assert sorted(by_name) == ["aibridge.interception", "aibridge.passthrough", "chat claude-sonnet-4-5"]
     root, call = by_name["aibridge.interception"], by_name["chat claude-sonnet-4-5"]
     assert call.parent_span_id == root.span_id and call.trace_id == root.trace_id
     attrs = {a.key: a.value for a in root.attributes}
     assert attrs["gen_ai.request.model"].string_value == "claude-sonnet-4-5"
     assert attrs["aibridge.status"].string_value == "completed"
+    passthrough = {a.key: a.value for a in by_name["aibridge.passthrough"].attributes}
+    assert passthrough["url.path"].string_value == "/v1/models"
+    assert passthrough["http.response.status_code"].int_value == 200
+    assert by_name["aibridge.passthrough"].trace_id != root.trace_id  # a request of its own
     assert b"What is 2+2?" not in export.body and KEY.encode() not in export.body
