@@ -5,7 +5,8 @@ An observer sees an interception two ways:
 - its audit events (`event()`): start, token usage, tool calls, prompt, end. `ObservedRecorder` tees them off
   the engine's recorder, so the engine records once and every observer sees the same facts the audit file does;
 - its upstream calls (`upstream()`): one per round of the tool loop. The engine calls it in `_send`; the
-  returned `UpstreamCall` is told how the call went and sees the response bytes as they stream.
+  returned `UpstreamCall` is told how the call went and sees the response bytes as they stream;
+- and before the first call, `refuse()` may answer the client instead (the circuit breaker).
 
 Everything runs on the event loop and must not block: observers update in-memory state or hand work to their
 own threads.
@@ -135,8 +136,12 @@ class _Calls(UpstreamCall):
         self.done = True
         self._each("failed", status, error)
 
-    def chunk(self, data: bytes) -> None:
-        self._each("chunk", data)
+    def chunk(self, data: bytes) -> None:  # per body chunk: the hot path, no getattr
+        for call in self.calls:
+            try:
+                call.chunk(data)
+            except Exception:  # boundary
+                logger.exception("aibridge: observer of an upstream call failed on a chunk")
 
     def closed(self, error: BaseException | None) -> None:
         if not self.done:

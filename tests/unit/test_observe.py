@@ -373,6 +373,9 @@ async def test_observers_never_fail_the_request(
         def upstream(self, job: object, request: object) -> None:
             raise RuntimeError("observer bug")
 
+        def refuse(self, job: object) -> None:
+            raise RuntimeError("observer bug")
+
     engine = observed(make_engine(), Broken())
     await run_tool_loop(engine, upstream)
     assert [type(e).__name__ for e in recorder.events][-1] == "InterceptionEnded"
