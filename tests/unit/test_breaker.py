@@ -5,17 +5,20 @@ The breaker's clock is the test's, so opening, half-open probing and recovery ne
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from addon import upstream as upstream_client
-from addon.audit import InterceptionEnded
+from addon.audit import AuditWriter, InterceptionEnded
 from addon.breaker import CLOSED, HALF_OPEN, OPEN, Breakers
 from addon.config import CircuitBreakerConfig, parse_config
 from addon.engine import Engine, Job
+from addon.inprocess import Bridge as InProcessBridge
 from addon.observe import ObservedRecorder, Observers
 from addon.observe.metrics import Metrics
+from addon.tools import ToolManager
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.unit.test_engine import FakeRecorder, make_job, read
 
@@ -209,3 +212,18 @@ async def test_an_unreachable_provider_counts_and_an_abandoned_probe_frees_its_s
     for probe in (probes[1], replacement):
         await read(await engine.open(probe))
     assert breakers.state("anthropic", "claude-sonnet-4-5") == CLOSED
+
+
+async def test_the_in_process_bridge_has_the_configured_breaker_and_retention(tmp_path: Path) -> None:
+    config = parse_config({"circuit_breaker": {"failure_threshold": 3}, "retention_days": 90})
+    writer = AuditWriter(str(tmp_path / "audit.duckdb"))
+    writer.start()
+    async with upstream_client.make_client(False) as client:
+        bridge = InProcessBridge(config, writer, ToolManager(()), client)
+        try:
+            (breaker,) = bridge.engine.observer.observers  # type: ignore[attr-defined]
+            assert isinstance(breaker, Breakers) and breaker.config.failure_threshold == 3
+            assert isinstance(bridge.engine.recorder, ObservedRecorder)
+            assert writer.retention_days == 90
+        finally:
+            await bridge.aclose()
