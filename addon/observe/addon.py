@@ -175,7 +175,8 @@ class Operations:
             return
         request = flow.request
         if self.tracing is not None:
-            span = self.tracing.passthrough(route.provider.name, request.method, route.provider.host, request.path)
+            path = request.path.split("?", 1)[0]  # a query may carry a key (`?key=`)
+            span = self.tracing.passthrough(route.provider.name, request.method, route.provider.host, path)
             flow.metadata[META_SPAN] = span
             if flow.response is not None:  # refused here (access): answered without the provider
                 self.tracing.passthrough_ended(span, flow.response.status_code)
