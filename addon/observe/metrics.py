@@ -15,7 +15,15 @@ from uuid import UUID
 from wsgiref.simple_server import WSGIServer
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -156,6 +164,7 @@ class Metrics(Observer):
         )
         self.state = _StateCollector()
         r.register(self.state)
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...
         self._live: dict[UUID, _Live] = {}
         self._server: WSGIServer | None = None
         self.address: tuple[str, int] | None = None

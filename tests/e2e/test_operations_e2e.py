@@ -101,6 +101,7 @@ def test_metrics_dumps_logs_and_breaker_through_a_real_proxy(
     assert at("aibridge_circuit_breaker_trips_total", **model) == 1
     assert at("aibridge_circuit_breaker_rejects_total", **model) == 1
     assert at("aibridge_audit_queue_depth") is not None and at("aibridge_audit_write_errors_total") == 0
+    assert (at("process_resident_memory_bytes") or 0) > 0
     assert not any(KEY in name or any(KEY in v for _, v in labels) for name, labels in m)
 
     proxy.stop()
