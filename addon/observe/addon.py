@@ -131,12 +131,15 @@ class Operations:
         if wanted is None:
             self.metrics, self.metrics_address = None, None
             return
-        metrics = self.metrics or Metrics()
+        # Counters survive a move; until it is served again the address is None, so mitmproxy's rollback of a
+        # failed change serves the old one again.
+        metrics = self.metrics = self.metrics or Metrics()
+        self.metrics_address = None
         try:
             host, port = metrics.serve(*wanted)
         except OSError as e:
             raise exceptions.OptionsError(f"aibridge_metrics: cannot listen on {address}: {e.strerror or e}") from None
-        self.metrics, self.metrics_address = metrics, wanted
+        self.metrics_address = wanted
         metrics.state.writer = lambda: self.bridge.writer
         metrics.state.tools = lambda: self.bridge.tools
         shown = f"[{host}]" if ":" in host else host

@@ -1,8 +1,10 @@
 """The Operations addon's options: validated in configure() with clear errors, and wired into the engine."""
 
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
@@ -14,7 +16,7 @@ from addon.observe.addon import Operations, route_label
 
 def fake_bridge(**config: object) -> SimpleNamespace:
     """What Operations reads of the Bridge; the engine and writer are stand-ins it only re-points."""
-    writer = SimpleNamespace(retention=None)
+    writer = SimpleNamespace(retention=None, write_errors=0, rows_written=0, purged=0, queue_depth=lambda: 0)
     writer.set_retention = lambda days: setattr(writer, "retention", days)
     return SimpleNamespace(config=Config(**config), engine=SimpleNamespace(), writer=writer, tools=None)
 
@@ -65,3 +67,24 @@ def test_passthrough_route_labels_fold_ids() -> None:
     assert route_label("/v1/responses/resp_0123456789abcdef0123") == "/v1/responses/{id}"
     assert route_label("/api/event_logging/batch") == "/api/event_logging/batch"
     assert route_label("/a/b/c/d/e/f") == "/a/b/c/d/..."
+
+
+async def test_moving_metrics_to_a_taken_port_keeps_the_old_endpoint_and_counts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        ops = Operations(fake_bridge())  # type: ignore[arg-type]
+        with taddons.context(ops) as tctx:
+            tctx.configure(ops, aibridge_metrics="127.0.0.1:0")
+            assert ops.metrics is not None
+            ops.metrics.passed_through("anthropic", "/v1/models", "GET", "200")
+            with pytest.raises(exceptions.OptionsError, match=f"cannot listen on 127.0.0.1:{port}"):
+                tctx.configure(ops, aibridge_metrics=f"127.0.0.1:{port}")
+            assert tctx.options.aibridge_metrics == "127.0.0.1:0"  # rolled back, and served again
+            assert ops.metrics.address is not None
+            host, served = ops.metrics.address
+            async with httpx.AsyncClient(trust_env=False) as http:
+                text = (await http.get(f"http://{host}:{served}/metrics")).text
+            assert 'aibridge_passthrough_total{method="GET",provider="anthropic"' in text
+            await ops.done()
