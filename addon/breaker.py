@@ -22,7 +22,7 @@ import httpx
 
 from .audit import AuditEvent, InterceptionEnded
 from .config import CircuitBreakerConfig
-from .observe import Observer, Refusal, UpstreamCall
+from .observe import Headers, Observer, Refusal, UpstreamCall
 
 if TYPE_CHECKING:
     from .engine import Job
@@ -73,6 +73,8 @@ class Breakers(Observer):
     # --- the engine's side -----------------------------------------------------------------------------------
 
     def refuse(self, job: "Job") -> Refusal | None:
+        if not job.route.bridged:  # tapped passthrough (Responses): no call of ours to refuse or to learn from
+            return None
         key = _key(job)
         circuit = self.circuits.get(key)
         if circuit is None:  # closed without failures: only failing models are kept (models are the client's)
@@ -90,7 +92,7 @@ class Breakers(Observer):
         self._admitted[job.id] = (key, circuit.generation)
         return None
 
-    def upstream(self, job: "Job", request: httpx.Request) -> UpstreamCall | None:
+    def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall | None:
         admitted = self._admitted.get(job.id)
         return None if admitted is None else _Call(self, job.id, job.route.provider.type, *admitted)
 

@@ -43,7 +43,17 @@ from .observe import NO_OBSERVER, Observer
 from .pricing import PriceBook
 from .routing import Api, Route
 from .tools import TextPart, ToolResult
-from .wire import AnthropicMessages, OpenAIChat, RequestInfo, ResponseParser, ToolCall, Turn, WireFormat
+from .wire import (
+    AnthropicMessages,
+    OpenAIChat,
+    OpenAIResponses,
+    RequestInfo,
+    ResponseParser,
+    ToolCall,
+    Turn,
+    WireFormat,
+    WireReader,
+)
 from .wire.base import LIMIT_NOTICE, LoopState, Next, ToolSpec, parse_arguments
 from .wire.sse import SSEEvent, SSEParser
 
@@ -51,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 INTERCEPTION_HEADER = "x-aibridge-interception-id"
 WIRES: dict[Api, WireFormat] = {Api.ANTHROPIC_MESSAGES: AnthropicMessages(), Api.OPENAI_CHAT: OpenAIChat()}
+READERS: dict[Api, WireReader] = {**WIRES, Api.OPENAI_RESPONSES: OpenAIResponses()}
+"""Every recorded API: the bridged ones, and the tapped ones the proxy passes through and reads."""
 
 
 def error_body(provider_type: str, status: int, message: str) -> bytes:
@@ -156,7 +168,7 @@ class Engine:
     def __init__(
         self,
         recorder: Recorder,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         tools: ToolSource | None = None,
         *,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
@@ -165,7 +177,7 @@ class Engine:
         ledger: Ledger | None = None,
     ) -> None:
         self.recorder = recorder
-        self.client = client
+        self.transport = transport
         self.tools = tools
         self.prices = prices or PriceBook()
         self.ledger = ledger
@@ -183,7 +195,7 @@ class Engine:
     async def admit(self, job: Job, refusal: tuple[int, str] | None = None) -> Reply | None:
         """Record the interception's start. A Reply means: answer the client with it now (a malformed body,
         a `refusal` decided by access control, or a spent budget)."""
-        wire = WIRES[job.api]
+        wire = READERS[job.api]
         headers = _header_map(job.headers)
         client = detect_client(headers)
         try:
@@ -194,6 +206,8 @@ class Engine:
             self._record_start(job, headers, client, model="unknown", streaming=False)
             if refusal is not None:
                 return self._fail(job, wire, *refusal, status_name="refused")
+            if job.api.tapped:
+                return None  # passed through as it is: the upstream answers it
             return self._fail(job, wire, 400, f"invalid JSON body: {e}")
         job.json = body
         job.info = info = wire.parse_request(body)
@@ -269,15 +283,11 @@ class Engine:
 
     async def _send(self, job: Job, body: bytes) -> httpx.Response:
         provider = job.route.provider
-        request = self.client.build_request(
-            "POST",
-            provider.upstream.url(job.path),
-            headers=upstream.request_headers(job.headers, provider.extra_headers),
-            content=body,
-        )
-        call = self.observer.upstream(job, request)
+        url = provider.upstream.url(job.path)
+        headers = upstream.request_headers(job.headers, provider.extra_headers)
+        call = self.observer.upstream(job, url, headers, body)
         try:
-            response = await self.client.send(request, stream=True)
+            response = await upstream.send(self.transport, "POST", url, headers, body)
         except httpx.TimeoutException as e:
             call.failed(504, e)
             raise UpstreamUnavailable(504, f"upstream {provider.name} timed out: {type(e).__name__}") from e
@@ -563,7 +573,7 @@ class Engine:
     def _fail(
         self,
         job: Job,
-        wire: WireFormat,
+        wire: WireReader,
         status: int,
         message: str,
         *,
@@ -616,6 +626,12 @@ class Engine:
     def abort_all(self, reason: str) -> None:
         for job in list(self.active.values()):
             self.finish(job, "cancelled", reason)
+
+    def conclude(self, job: Job, turn: Turn, status: str, error: str | None, http_status: int | None) -> None:
+        """End an interception someone else relayed (a tapped passthrough), with what its response said."""
+        if not job.ended:
+            self._record_turn(job, turn)
+        self.finish(job, status, error, http_status, turn.model)
 
 
 def _injected_call(

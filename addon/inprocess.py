@@ -37,6 +37,7 @@ from .ids import uuid7
 from .observe import ObservedRecorder, Observers
 from .pricing import PriceBook
 from .routing import classify
+from .tap import ResponseTap
 from .tools import ToolManager
 
 logger = logging.getLogger(__name__)
@@ -45,11 +46,13 @@ logger = logging.getLogger(__name__)
 class Bridge:
     """The bridge without the proxy: built from the same configuration and audit file options."""
 
-    def __init__(self, config: Config, writer: AuditWriter, tools: ToolManager, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: Config, writer: AuditWriter, tools: ToolManager, transport: httpx.AsyncBaseTransport
+    ) -> None:
         self.config = config
         self.writer = writer
         self.tools = tools
-        self.client = client
+        self.upstream = transport
         self.users = Users(config.users)
         ledger = None
         if config.budgets.users or config.budgets.groups:
@@ -57,7 +60,7 @@ class Bridge:
             ledger.load(writer.spend_since(month_start(datetime.now(UTC))))
         self.engine = Engine(
             writer,
-            client,
+            transport,
             tools,
             max_tool_rounds=config.max_tool_rounds,
             keepalive_interval=config.keepalive_interval,
@@ -81,7 +84,7 @@ class Bridge:
         tools = ToolManager(parsed.mcp_servers)
         await tools.start()
         await tools.wait_until_settled(tools_grace)
-        return cls(parsed, writer, tools, upstream.make_client(verify))
+        return cls(parsed, writer, tools, upstream.make_transport(verify))
 
     def transport(self, *, source: str, initiator: str, api_key_id: str | None = None) -> "BridgeTransport":
         return BridgeTransport(self, source=source, initiator=initiator, api_key_id=api_key_id)
@@ -89,7 +92,7 @@ class Bridge:
     async def aclose(self) -> None:
         self.engine.abort_all("bridge closed")
         await self.tools.stop()
-        await self.client.aclose()
+        await self.upstream.aclose()
         await asyncio.to_thread(self.writer.close)
 
     async def __aenter__(self) -> Self:
@@ -151,6 +154,8 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
             metadata={"source": self.source, **({"api_key_id": self.api_key_id} if self.api_key_id else {})},
         )
         engine = bridge.engine
+        if route.api.tapped:
+            return await self._tap(job, request.method, access)
         try:
             reply = await engine.admit(job, access.refusal)
             if reply is None:
@@ -174,16 +179,39 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
         if access.refusal is not None:
             status, message = access.refusal
             return _response(status, {"content-type": "application/json"}, error_body(provider.type, status, message))
-        url = provider.upstream.url(path)
-        headers = upstream.request_headers(access.headers, provider.extra_headers)  # as the proxy forwards
-        response = await self.bridge.client.send(
-            self.bridge.client.build_request(method, url, headers=headers, content=body), stream=True
-        )
+        response = await self._send(provider, path, method, access, body)
         return httpx2.Response(
             response.status_code,
             headers=upstream.response_headers(response.headers, keep_length=True),
             stream=_HttpxStream(response),
         )
+
+    async def _tap(self, job: Job, method: str, access: Access) -> httpx2.Response:
+        """A Responses call: passed through unchanged, and recorded on the way as the proxy's tap does."""
+        engine = self.bridge.engine
+        reply = await engine.admit(job, access.refusal)
+        if reply is not None:  # refused: access rules or a spent budget
+            return httpx2.Response(reply.status, headers=reply.headers, stream=_ReplyStream(reply))
+        tap = ResponseTap(engine, job)
+        try:
+            response = await self._send(job.route.provider, job.path, method, access, job.body)
+        except asyncio.CancelledError:
+            tap.fail("cancelled", "the caller went away before the upstream answered")
+            raise
+        except Exception as e:
+            tap.fail("failed", f"upstream {job.route.provider.name} unreachable: {e!r}")
+            raise
+        tap.start(response.status_code, response.headers)
+        return httpx2.Response(
+            response.status_code,
+            headers=upstream.response_headers(response.headers, keep_length=True),
+            stream=_TappedStream(response, tap),
+        )
+
+    async def _send(self, provider: Provider, path: str, method: str, access: Access, body: bytes) -> httpx.Response:
+        url = provider.upstream.url(path)
+        headers = upstream.request_headers(access.headers, provider.extra_headers)  # as the proxy forwards
+        return await upstream.send(self.bridge.upstream, method, url, headers, body)
 
 
 class _HttpxStream(httpx2.AsyncByteStream):
@@ -196,6 +224,30 @@ class _HttpxStream(httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+
+class _TappedStream(_HttpxStream):
+    """An upstream body relayed as it comes, each chunk shown to the tap on the way."""
+
+    def __init__(self, response: httpx.Response, tap: ResponseTap) -> None:
+        super().__init__(response)
+        self._tap = tap
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_raw():
+                yield self._tap(chunk)
+        except (asyncio.CancelledError, GeneratorExit):
+            self._tap.fail("cancelled", "the caller stopped reading the response")
+            raise
+        except Exception as e:
+            self._tap.fail("failed", f"upstream connection failed mid-response: {e!r}")
+            raise
+        self._tap.end()
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self._tap.fail("cancelled", "the caller closed the response before it ended")  # no-op once it ended
 
 
 def _response(status: int, headers: dict[str, str], content: bytes) -> httpx2.Response:

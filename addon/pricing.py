@@ -10,7 +10,7 @@ total input. Usage the book cannot price gets no cost (NULL in the audit), never
 import functools
 import logging
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -32,7 +32,14 @@ class Prices:
     source: str
 
     def as_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+        return {
+            "input": str(self.input),
+            "output": str(self.output),
+            "cache_read": str(self.cache_read),
+            "cache_write": str(self.cache_write),
+            "cache_write_1h": str(self.cache_write_1h),
+            "source": self.source,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-import httpx
 from mitmproxy import connection, ctx, exceptions, http, tls
 
 from . import upstream
@@ -19,29 +18,33 @@ from .audit.lineage import Lineage
 from .budgets import Ledger, month_start
 from .certs import protect_private_key, shell_lines, write_ca_bundle
 from .config import Config, Provider, load_config
-from .engine import Engine, Job, error_body
+from .engine import Engine, Job, Reply, error_body
 from .ids import uuid7
 from .pricing import PriceBook
 from .routing import Route, classify
 from .server import LocalServer
+from .tap import ResponseTap
 from .tools import ToolManager
+from .transport import Http1Transport
 
 logger = logging.getLogger(__name__)
 
 META_ROUTE = "aibridge_route"
 META_USER = "aibridge_user"
 META_JOB = "aibridge_job"
+META_TAP = "aibridge_tap"
 TOOLS_STARTUP_GRACE = 10.0
 """Seconds the first bridged requests wait for MCP servers still connecting at start-up."""
 _TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 
 # Library INFO logs would land in mitmdump's output for every request.
-for _name in ("httpx", "httpcore"):
+for _name in ("httpx",):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class Bridge:
-    """Intercepts provider LLM calls (streamed back live through a local server), passes the rest through.
+    """Intercepts provider LLM calls (streamed back live through a local server), passes the rest through,
+    reading the Responses API's exchanges on the way (`tap.ResponseTap`).
 
     Only provider hosts are TLS-intercepted, unless the user sets `allow_hosts`/`ignore_hosts` themselves.
     Bridged requests that arrive before `running()` has started the local server wait for it.
@@ -54,7 +57,7 @@ class Bridge:
         self.server: LocalServer | None = None
         self.tools: ToolManager | None = None
         self.endpoint: QueryEndpoint | None = None
-        self._clients: list[httpx.AsyncClient] = []
+        self._transports: list[Http1Transport] = []
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tools_settled = False
@@ -86,20 +89,20 @@ class Bridge:
             self._use_tools(config)
             self.config = config
             self.users = Users(config.users)
-        if updated & _TLS_OPTIONS or self._client is None:
+        if updated & _TLS_OPTIONS or not self._transports:
             verify = upstream.make_ssl_context(
                 insecure=ctx.options.ssl_insecure,
                 ca_file=ctx.options.ssl_verify_upstream_trusted_ca,
                 ca_path=ctx.options.ssl_verify_upstream_trusted_confdir,
             )
-            self._clients.append(upstream.make_client(verify))
+            self._transports.append(upstream.make_transport(verify))
         if "aibridge_db" in updated or self.writer is None:
             self._open_audit(ctx.options.aibridge_db)
         assert self.writer is not None
         if self.engine is None:
-            self.engine = Engine(self.writer, self._client, self.tools)  # type: ignore[arg-type]
+            self.engine = Engine(self.writer, self._transports[-1], self.tools)  # type: ignore[arg-type]
             self.server = LocalServer(self.engine)
-        self.engine.client = self._client  # type: ignore[assignment]
+        self.engine.transport = self._transports[-1]
         if updated & {"aibridge_config", "aibridge_db"}:  # other options leave budgets and reservations be
             self.engine.max_tool_rounds = self.config.max_tool_rounds
             self.engine.keepalive_interval = self.config.keepalive_interval
@@ -126,10 +129,6 @@ class Bridge:
             task = asyncio.ensure_future(self.tools.reconfigure(config.mcp_servers))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    @property
-    def _client(self) -> httpx.AsyncClient | None:
-        return self._clients[-1] if self._clients else None
 
     def _open_audit(self, path: str) -> None:
         if self.writer is not None and self.writer.path == path:
@@ -230,6 +229,9 @@ class Bridge:
         if route.api is None:
             _pass_through(flow, route.provider, access)
             return
+        if route.api.tapped:
+            await self._tap(flow, route, access)
+            return
         try:
             await self._bridge(flow, route, access)
         except Exception as e:  # boundary: mitmproxy would forward a half-handled flow as it stands
@@ -246,22 +248,11 @@ class Bridge:
             await self.tools.wait_until_settled(TOOLS_STARTUP_GRACE)
             self._tools_settled = True
         assert self.engine is not None and self.server is not None and self.server.port is not None
-        job = Job(
-            id=uuid7(),
-            route=route,
-            path=flow.request.path,
-            headers=access.headers,
-            body=flow.request.get_content(strict=False) or b"",
-            initiator=access.initiator,
-            credential_kind=access.credential_kind,
-            credential_hint=access.credential_hint,
-        )
+        job = _job(flow, route, access)
         flow.metadata[META_JOB] = job
         reply = await self.engine.admit(job, access.refusal)
         if reply is not None:
-            body = b"".join([chunk async for chunk in reply.body])
-            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-            flow.response = http.Response.make(reply.status, body, headers)
+            flow.response = await _answer(reply)
             return
         # Re-target the flow at the local server; the job holds everything the upstream call needs.
         flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.server.port
@@ -269,23 +260,55 @@ class Bridge:
         flow.request.headers = http.Headers(host=f"127.0.0.1:{self.server.port}")
         flow.request.content = b""
 
+    async def _tap(self, flow: http.HTTPFlow, route: Route, access: Access) -> None:
+        """Pass the request through unchanged, recording it; its response is read as it streams by."""
+        await self._ready.wait()
+        assert self.engine is not None
+        job = _job(flow, route, access)
+        try:
+            reply = await self.engine.admit(job, access.refusal)
+        except Exception as e:  # boundary: an audit failure must not cost the client its request
+            logger.exception("aibridge: cannot record %s %s", flow.request.method, flow.request.pretty_url)
+            self.engine.finish(job, "failed", f"bridge error: {e!r}")
+            _pass_through(flow, route.provider, access)
+            return
+        if reply is not None:  # refused: access rules or a spent budget
+            flow.response = await _answer(reply)
+            return
+        flow.metadata[META_TAP] = ResponseTap(self.engine, job)
+        _pass_through(flow, route.provider, access)
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if META_ROUTE in flow.metadata and flow.response is not None:
+        if META_ROUTE not in flow.metadata or flow.response is None:
+            return
+        tap: ResponseTap | None = flow.metadata.get(META_TAP)
+        if tap is None:
             flow.response.stream = True
+            return
+        tap.start(flow.response.status_code, flow.response.headers)
+        flow.response.stream = tap
 
     def response(self, flow: http.HTTPFlow) -> None:
+        tap: ResponseTap | None = flow.metadata.get(META_TAP)
+        if tap is not None:
+            tap.end()
+            return
         job: Job | None = flow.metadata.get(META_JOB)
         if job is not None and not job.ended and self.engine is not None and flow.response is not None:
             # Only reachable if the local server answered without running the job; it must still end.
             self.engine.finish(job, "failed", "the bridge server did not run the request", flow.response.status_code)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        message = flow.error.msg if flow.error else "flow failed"
+        status = "cancelled" if "disconnect" in message.lower() else "failed"
+        tap: ResponseTap | None = flow.metadata.get(META_TAP)
+        if tap is not None:
+            tap.fail(status, message)
+            return
         job: Job | None = flow.metadata.get(META_JOB)
         if job is None or job.ended or self.server is None or self.engine is None:
             return
         if self.server.withdraw(flow.request.path) is not None:
-            message = flow.error.msg if flow.error else "flow failed"
-            status = "cancelled" if "disconnect" in message.lower() else "failed"
             self.engine.finish(job, status, message)
 
     async def done(self) -> None:
@@ -302,9 +325,29 @@ class Bridge:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-        for client in self._clients:
-            await client.aclose()
-        self._clients.clear()
+        for transport in self._transports:  # earlier ones too: jobs started before a TLS option changed
+            await transport.aclose()
+        self._transports.clear()
+
+
+def _job(flow: http.HTTPFlow, route: Route, access: Access) -> Job:
+    return Job(
+        id=uuid7(),
+        route=route,
+        path=flow.request.path,
+        headers=access.headers,
+        body=flow.request.get_content(strict=False) or b"",
+        initiator=access.initiator,
+        credential_kind=access.credential_kind,
+        credential_hint=access.credential_hint,
+    )
+
+
+async def _answer(reply: Reply) -> http.Response:
+    """A reply the engine decided on its own (a refusal, a malformed request), as the flow's response."""
+    body = b"".join([chunk async for chunk in reply.body])
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    return http.Response.make(reply.status, body, headers)
 
 
 def _auth_required() -> http.Response:

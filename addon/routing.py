@@ -7,15 +7,22 @@ from .config import Config, Provider
 
 
 class Api(enum.Enum):
-    """The provider APIs the bridge intercepts (parses, records, and later injects tools into)."""
+    """The provider APIs the bridge records: bridged ones (parsed, tools injected), and tapped ones (passed
+    through unchanged, read for the audit on the way)."""
 
     ANTHROPIC_MESSAGES = "anthropic-messages"
     OPENAI_CHAT = "openai-chat"
+    OPENAI_RESPONSES = "openai-responses"
+
+    @property
+    def tapped(self) -> bool:
+        return self is Api.OPENAI_RESPONSES
 
 
-_BRIDGED: dict[tuple[str, str], Api] = {
+_RECORDED: dict[tuple[str, str], Api] = {
     ("anthropic", "/v1/messages"): Api.ANTHROPIC_MESSAGES,
     ("openai", "/v1/chat/completions"): Api.OPENAI_CHAT,
+    ("openai", "/v1/responses"): Api.OPENAI_RESPONSES,
 }
 
 
@@ -23,18 +30,23 @@ _BRIDGED: dict[tuple[str, str], Api] = {
 class Route:
     provider: Provider
     api: Api | None
-    """None: a passthrough route (models, responses, count_tokens, anything else on the host)."""
+    """None: a passthrough route nobody records (models, count_tokens, anything else on the host)."""
+
+    @property
+    def bridged(self) -> bool:
+        return self.api is not None and not self.api.tapped
 
 
 def classify(config: Config, host: str, method: str, path: str) -> Route | None:
     """Route a request for `host`; None when the host is not a provider's.
 
-    Only `POST` to the exact API path is bridged; the query string is ignored (Claude Code sends
-    `/v1/messages?beta=true`), and `/v1/messages/count_tokens` is passthrough like every other path.
+    Only `POST` to the exact API path is recorded; the query string is ignored (Claude Code sends
+    `/v1/messages?beta=true`), and `/v1/messages/count_tokens` is passthrough like every other path (so is
+    a WebSocket upgrade: a `GET`).
     """
     provider = config.provider_for_host(host)
     if provider is None:
         return None
     bare_path = path.split("?", 1)[0]
-    api = _BRIDGED.get((provider.type, bare_path)) if method.upper() == "POST" else None
+    api = _RECORDED.get((provider.type, bare_path)) if method.upper() == "POST" else None
     return Route(provider, api)

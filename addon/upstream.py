@@ -2,8 +2,8 @@
 
 TLS verification follows mitmproxy's options (`ssl_insecure`, `ssl_verify_upstream_trusted_ca`,
 `ssl_verify_upstream_trusted_confdir`), so one setting governs bridged and passthrough connections alike.
-`trust_env=False`: a proxy started from a shell exporting HTTPS_PROXY must not send its own upstream calls
-back through itself.
+No proxy settings are read from the environment: a proxy started from a shell exporting HTTPS_PROXY must not
+send its own upstream calls back through itself.
 """
 
 import ssl
@@ -29,9 +29,6 @@ HOP_BY_HOP = frozenset(
 )
 _NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "content-encoding"}
 
-TIMEOUT = httpx.Timeout(connect=30.0, read=600.0, write=600.0, pool=30.0)
-"""600 s between reads, as the reference allows a blocking call; streams send events far more often."""
-
 
 def make_ssl_context(*, insecure: bool, ca_file: str | None, ca_path: str | None) -> ssl.SSLContext | bool:
     if insecure:
@@ -40,9 +37,21 @@ def make_ssl_context(*, insecure: bool, ca_file: str | None, ca_path: str | None
     return context
 
 
-def make_client(verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
-    transport = Http1Transport(verify, connect_timeout=TIMEOUT.connect or 30.0, read_timeout=TIMEOUT.read or 600.0)
-    return httpx.AsyncClient(transport=transport, trust_env=False, timeout=TIMEOUT, follow_redirects=False)
+def make_transport(verify: ssl.SSLContext | bool) -> Http1Transport:
+    """Connect in 30 s; 600 s between reads, as the reference allows a blocking call (streams send events far
+    more often)."""
+    return Http1Transport(verify, connect_timeout=30.0, read_timeout=600.0)
+
+
+async def send(
+    transport: httpx.AsyncBaseTransport, method: str, url: str, headers: list[tuple[str, str]], body: bytes
+) -> httpx.Response:
+    """One request, its response streamed. Straight to the transport: an httpx client would add a cookie jar
+    (shared by every user's requests) and redirect and auth handling the bridge must not do."""
+    request = httpx.Request(method, url, headers=headers, content=body)
+    response = await transport.handle_async_request(request)
+    response.request = request
+    return response
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:

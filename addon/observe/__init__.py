@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+Headers = Sequence[tuple[str, str]]
+"""Request headers as they go upstream (credentials included: observers mask or drop them)."""
+
 
 class UpstreamCall:
     """One upstream call. `responded` or `failed` comes first, then `chunk` per body chunk, then `closed`."""
@@ -50,7 +53,8 @@ class Observer:
     def event(self, event: AuditEvent) -> None:
         pass
 
-    def upstream(self, job: "Job", request: httpx.Request) -> UpstreamCall | None:
+    def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall | None:
+        """A POST of `body` to `url` is about to go out (the engine's `_send`)."""
         return None
 
     def refuse(self, job: "Job") -> "Refusal | None":
@@ -83,11 +87,11 @@ class Observers(Observer):
             except Exception:  # boundary: observation must never cost the client its request
                 logger.exception("aibridge: observer %s failed on %s", type(observer).__name__, type(event).__name__)
 
-    def upstream(self, job: "Job", request: httpx.Request) -> UpstreamCall:
+    def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall:
         calls = []
         for observer in self.observers:
             try:
-                if (call := observer.upstream(job, request)) is not None:
+                if (call := observer.upstream(job, url, headers, body)) is not None:
                     calls.append(call)
             except Exception:  # boundary
                 logger.exception("aibridge: observer %s failed on an upstream call", type(observer).__name__)

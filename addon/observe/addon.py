@@ -173,27 +173,25 @@ class Operations:
     # --- passthrough ---------------------------------------------------------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> None:
-        route = _passthrough(flow)
-        if route is None:
+        route: Route | None = flow.metadata.get(META_ROUTE)
+        if route is None or route.bridged:  # bridged calls are observed in the engine
             return
         request = flow.request
-        if self.tracing is not None:
+        if self.dumps is not None and flow.response is None:  # passed through, tapped (Responses) or not
+            flow.metadata[META_DUMP] = self.dumps.passthrough_request(
+                route.provider.name,
+                request.method,
+                request.path,
+                request.headers.items(multi=True),
+                request.get_content(strict=False) or b"",
+            )
+        if self.tracing is not None and route.api is None:  # a tapped call has its interception span
             path = request.path.split("?", 1)[0]  # a query may carry a key (`?key=`)
             span = self.tracing.passthrough(route.provider.name, request.method, route.provider.host, path)
             flow.metadata[META_SPAN] = span
             if flow.response is not None:  # refused here (access): answered without the provider
                 self.tracing.passthrough_ended(span, flow.response.status_code)
                 flow.metadata.pop(META_SPAN)
-        if self.dumps is None or flow.response is not None:
-            return
-        target = request.path
-        flow.metadata[META_DUMP] = self.dumps.passthrough_request(
-            route.provider.name,
-            request.method,
-            target,
-            request.headers.items(multi=True),
-            request.get_content(strict=False) or b"",
-        )
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         stem = flow.metadata.get(META_DUMP)
@@ -219,10 +217,10 @@ class Operations:
             self._count(flow, route, str(flow.response.status_code))
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if (route := _passthrough(flow)) is None:
-            return
         if (tee := flow.metadata.pop(META_DUMP_TEE, None)) is not None:
             tee(b"")
+        if (route := _passthrough(flow)) is None:
+            return
         if (span := flow.metadata.pop(META_SPAN, None)) is not None:
             Tracing.passthrough_ended(span, None, flow.error.msg if flow.error else "flow failed")
         if self.metrics is not None:
@@ -246,6 +244,7 @@ class Operations:
 
 
 def _passthrough(flow: http.HTTPFlow) -> Route | None:
+    """The route of a flow passed through unrecorded (tapped ones are interceptions in the metrics)."""
     route: Route | None = flow.metadata.get(META_ROUTE)
     return route if route is not None and route.api is None else None
 

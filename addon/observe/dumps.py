@@ -32,7 +32,7 @@ import httpx
 
 from ..audit import AuditEvent, InterceptionEnded
 from ..identity import mask_secret
-from . import Observer, UpstreamCall
+from . import Headers, Observer, UpstreamCall
 
 if TYPE_CHECKING:
     from ..engine import Job
@@ -211,15 +211,15 @@ class Dumps(Observer):
 
     # --- bridged -------------------------------------------------------------------------------------------
 
-    def upstream(self, job: "Job", request: httpx.Request) -> UpstreamCall:
+    def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall:
         job_rounds = self._rounds[job.id] = self._rounds.get(job.id, 0) + 1
         model = (job.info.model if job.info else None) or "unknown"
         base = f"{int(time.time() * 1000)}-{job.id}-{job_rounds}"
         stem = self.directory / safe_name(job.route.provider.name) / safe_name(model) / base
-        line = (request.method, request.url.raw_path.decode("ascii", "replace"))
-        self.writer.file(
-            stem.with_name(base + ".req.txt"), _rendered(line, request.headers.multi_items(), request.content)
-        )
+        parsed = httpx.URL(url)
+        target = parsed.raw_path.decode("ascii", "replace")
+        sent = [("host", parsed.netloc.decode("ascii")), *headers, ("content-length", str(len(body)))]  # as framed
+        self.writer.file(stem.with_name(base + ".req.txt"), _rendered(("POST", target), sent, body))
         return _Call(self.writer, stem)
 
     # --- passthrough ---------------------------------------------------------------------------------------

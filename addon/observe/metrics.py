@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
-from . import Observer, UpstreamCall
+from . import Headers, Observer, UpstreamCall
 
 if TYPE_CHECKING:
     from ..audit.writer import AuditWriter
@@ -234,7 +234,7 @@ class Metrics(Observer):
                 provider, model = self._labels(event.interception_id)
                 self.client_tools.labels(provider, model, event.tool).inc()
 
-    def upstream(self, job: "Job", request: httpx.Request) -> UpstreamCall:
+    def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall:
         return _Call(self, job.id, job.route.provider.name, (job.info.model if job.info else None) or "unknown")
 
     def _labels(self, interception_id: UUID) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from ..audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
-from . import Observer, UpstreamCall
+from . import Headers, Observer, UpstreamCall
 
 if TYPE_CHECKING:
     from ..engine import Job
@@ -173,13 +173,13 @@ class Tracing(Observer):
                     span.set_attribute("aibridge.error", event.error[:200])
                 span.end()
 
-    def upstream(self, job: "Job", request: httpx.Request) -> UpstreamCall | None:
+    def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall | None:
         if (live := self._live.get(job.id)) is None:
             return None
         for r in live.rounds:  # the previous round's usage is in: it can end now
             if r.span.is_recording():
                 r.end()
-        url = request.url
+        parsed = httpx.URL(url)
         span = self.tracer.start_span(
             f"chat {live.model}",
             context=trace.set_span_in_context(live.span),
@@ -189,10 +189,10 @@ class Tracing(Observer):
                 "gen_ai.provider.name": live.provider,
                 "gen_ai.request.model": live.model,
                 "aibridge.round": len(live.rounds) + 1,
-                "server.address": url.host,
-                "server.port": url.port or (443 if url.scheme == "https" else 80),
-                "http.request.method": request.method,
-                "url.path": url.path,
+                "server.address": parsed.host,
+                "server.port": parsed.port or (443 if parsed.scheme == "https" else 80),
+                "http.request.method": "POST",
+                "url.path": parsed.path,
             },
         )
         r = _Round(span, len(live.rounds) + 1)

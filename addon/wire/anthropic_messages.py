@@ -21,6 +21,7 @@ from .base import (
     dumps,
     human_text,
     int_or_zero,
+    json_object,
     parse_arguments,
     sum_usage,
 )
@@ -187,11 +188,7 @@ class MessagesParser:
         return _Block(kind, parts=parts, start=block, signature=block.get("signature"))
 
     def feed_body(self, body: bytes) -> None:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return
-        if not isinstance(data, dict):
+        if (data := json_object(body)) is None:
             return
         turn = self._turn
         if data.get("type") == "error":

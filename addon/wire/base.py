@@ -34,7 +34,8 @@ class ToolCall:
 @dataclass(slots=True)
 class Thought:
     content: str
-    source: Literal["thinking", "reasoning"]
+    source: Literal["thinking", "reasoning", "commentary"]
+    """Anthropic thinking; reasoning text or summaries (OpenAI); Responses messages in the commentary phase."""
 
 
 @dataclass(slots=True)
@@ -179,12 +180,20 @@ class ResponseParser(Protocol):
     def turn(self) -> Turn: ...
 
 
-class WireFormat(Protocol):
-    """One provider API. The engine runs the same loop for every API; these are its steps."""
+class WireReader(Protocol):
+    """What recording an interception needs of an API: enough for an exchange the bridge only reads."""
 
     provider_type: str
 
     def parse_request(self, body: JSON) -> RequestInfo: ...
+
+    def error_body(self, status: int, message: str) -> bytes:
+        """A provider-shaped error response body."""
+        ...
+
+
+class WireFormat(WireReader, Protocol):
+    """One provider API the bridge intercepts. The engine runs the same loop for every API; these are its steps."""
 
     def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, bool]:
         """The bytes to send upstream (changed only where the bridge must), and whether the usage chunk the
@@ -214,13 +223,18 @@ class WireFormat(Protocol):
         """Keeps a stream alive while tools run."""
         ...
 
-    def error_body(self, status: int, message: str) -> bytes:
-        """A provider-shaped error response body."""
-        ...
-
     def error_event(self, message: str) -> bytes:
         """A provider-shaped SSE error event, for failures after the stream started."""
         ...
+
+
+def json_object(data: str | bytes) -> JSON | None:
+    """A JSON object from third-party bytes, or None when they are not one."""
+    try:
+        value = json.loads(data)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def int_or_zero(value: Any) -> int:

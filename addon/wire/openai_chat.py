@@ -22,6 +22,7 @@ from .base import (
     dumps,
     human_text,
     int_or_zero,
+    json_object,
     parse_arguments,
     result_text,
     sum_usage,
@@ -191,11 +192,7 @@ class ChatParser:
                     call.arguments.append(function["arguments"])
 
     def feed_body(self, body: bytes) -> None:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return
-        if not isinstance(data, dict):
+        if (data := json_object(body)) is None:
             return
         if isinstance(data.get("error"), dict):
             self._turn.error = _error_text(data)

@@ -371,7 +371,13 @@ async def start_litellm(procs: Procs, mock: Mock, tmp: Path, tag: str) -> Target
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = clean_env() | {"SSL_CERT_FILE": str(mock.ca), "SSL_VERIFY": str(mock.ca)}
+    # No master key: a benchmark on 127.0.0.1, and LiteLLM then skips its own key checks (in its favour).
+    env = clean_env() | {
+        "SSL_CERT_FILE": str(mock.ca),
+        "SSL_VERIFY": str(mock.ca),
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+        "LITELLM_LOG": "ERROR",
+    }
     log = work / "litellm.log"
     process = procs.start(
         [*command, "--config", str(work / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)], log, env, work

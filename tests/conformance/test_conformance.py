@@ -110,7 +110,10 @@ class Run:
     rows: dict[str, dict[str, Any]]
     usages: dict[str, list[dict[str, Any]]]
     tools: dict[str, list[dict[str, Any]]]
-    thoughts: dict[str, list[str]]
+    thoughts: dict[str, list[dict[str, Any]]]
+    prompts: dict[str, list[str]]
+    responses_rows: list[dict[str, Any]]
+    """The Responses interceptions in start order: the cases were replayed one after another."""
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +139,20 @@ def run() -> Iterator[Run]:
             tools.setdefault(str(r["interception_id"]), []).append(r)
         thoughts: dict[str, list] = {}
         for r in proxy.rows("SELECT * FROM model_thoughts ORDER BY created_at"):
-            thoughts.setdefault(str(r["interception_id"]), []).append(r["content"])
-        yield Run({c.id: c for c in BRIDGE_CASES + RESPONSES_CASES + FALLTHROUGH_CASES}, rows, usages, tools, thoughts)
+            thoughts.setdefault(str(r["interception_id"]), []).append(r)
+        prompts: dict[str, list] = {}
+        for r in proxy.rows("SELECT * FROM user_prompts ORDER BY created_at"):
+            prompts.setdefault(str(r["interception_id"]), []).append(r["prompt"])
+        responses_rows = proxy.rows("SELECT * FROM interceptions WHERE route = '/v1/responses' ORDER BY started_at, id")
+        yield Run(
+            {c.id: c for c in BRIDGE_CASES + RESPONSES_CASES + FALLTHROUGH_CASES},
+            rows,
+            usages,
+            tools,
+            thoughts,
+            prompts,
+            responses_rows,
+        )
 
 
 def _replay(client: httpx.Client, mock: MockUpstream, case: Case) -> None:
@@ -230,6 +245,15 @@ def _expected_usage(case: Case) -> tuple[int, int, int, int] | None:
     return usage["prompt_tokens"] - cached, usage["completion_tokens"], cached, 0
 
 
+def _tokens(usage: dict[str, Any]) -> tuple[int, int, int, int]:
+    return (
+        usage["input_tokens"],
+        usage["output_tokens"],
+        usage["cache_read_input_tokens"],
+        usage["cache_write_input_tokens"],
+    )
+
+
 def _expected_tools(case: Case) -> list[tuple[str, str]]:
     upstream = txtar.answer(case.upstream, streaming=case.streaming)
     if upstream.status != 200:
@@ -289,16 +313,92 @@ def test_bridged_exchange(run: Run, case_id: str) -> None:
         assert all(u["input_tokens"] >= 0 for u in usages)
     else:
         [usage] = usages
-        assert (
-            usage["input_tokens"],
-            usage["output_tokens"],
-            usage["cache_read_input_tokens"],
-            usage["cache_write_input_tokens"],
-        ) == expected
+        assert _tokens(usage) == expected
     recorded = [(t["provider_tool_call_id"], t["tool"]) for t in run.tools.get(str(row["id"]), [])]
     assert recorded == _expected_tools(case)
     if "thinking" in case.id and upstream.status == 200:
         assert run.thoughts.get(str(row["id"])), "thinking was not recorded"
+
+
+def _final_response(case: Case) -> dict[str, Any] | None:
+    """The Responses API response object as the recording's upstream sent it, if it sent a whole one."""
+    upstream = txtar.answer(case.upstream, streaming=case.streaming)
+    if upstream.status != 200:
+        return None
+    if case.streaming:
+        finals = [
+            d["response"]
+            for _, d in _events(b"".join(upstream.events or []))
+            if isinstance(d, dict) and d.get("type") in ("response.completed", "response.incomplete", "response.failed")
+        ]
+        return finals[-1] if finals else None
+    try:
+        return json.loads(upstream.body)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize("case_id", [c.id for c in RESPONSES_CASES])
+def test_responses_exchange_is_recorded(run: Run, case_id: str) -> None:
+    """What the Responses audit tap records of a passthrough exchange: the recording's own facts."""
+    case = run.cases[case_id]
+    row = run.responses_rows[RESPONSES_CASES.index(case)]
+    request = json.loads(case.request)
+    upstream = txtar.answer(case.upstream, streaming=case.streaming)
+    final = _final_response(case)
+    assert (row["provider"], row["provider_name"], row["route"]) == ("openai", "openai", "/v1/responses")
+    assert row["model"] == request["model"]
+    assert row["streaming"] is (request.get("stream") is True)
+    assert row["credential_kind"] == "byok" and row["credential_hint"] == "a...y", "the key is masked"
+    assert row["http_status"] == upstream.status and row["ended_at"] is not None
+    failed = upstream.status != 200 or any(
+        n in ("error", "response.failed") for n, _ in _events(b"".join(upstream.events or []))
+    )
+    if failed:
+        assert row["status"] == "failed" and row["error"], row
+    else:
+        assert row["status"] == "completed" and row["error"] is None, row
+    if final is not None:
+        assert row["response_model"] == final.get("model", row["response_model"])
+
+    usages = run.usages.get(str(row["id"]), [])
+    if final is None or not final.get("usage"):
+        assert usages == []
+    else:
+        u = final["usage"]
+        cached = u["input_tokens_details"]["cached_tokens"]
+        [usage] = usages
+        assert _tokens(usage) == (u["input_tokens"] - cached, u["output_tokens"], cached, 0)
+        reasoning = u["output_tokens_details"]["reasoning_tokens"]
+        assert json.loads(usage["metadata"] or "{}").get("reasoning", 0) == reasoning
+        assert usage["provider_response_id"] == final["id"]
+
+    output = (final or {}).get("output") or []
+    expected_tools = [(o["call_id"], o["name"]) for o in output if o["type"] in ("function_call", "custom_tool_call")]
+    tools = run.tools.get(str(row["id"]), [])
+    assert [(t["provider_tool_call_id"], t["tool"]) for t in tools] == expected_tools
+    assert all(t["injected"] is False and t["server_url"] is None for t in tools)
+    custom = [o for o in output if o["type"] == "custom_tool_call"]
+    assert [t["input"] for t in tools if t["provider_tool_call_id"] in {o["call_id"] for o in custom}] == [
+        o["input"] for o in custom
+    ]
+
+    expected_thoughts = [
+        (s["text"], "reasoning") for o in output if o["type"] == "reasoning" for s in o.get("summary") or []
+    ] + [
+        (c["text"], "commentary")
+        for o in output
+        if o["type"] == "message" and o.get("phase") == "commentary"
+        for c in o["content"]
+    ]
+    recorded = [(t["content"], json.loads(t["metadata"])["source"]) for t in run.thoughts.get(str(row["id"]), [])]
+    assert sorted(recorded) == sorted(expected_thoughts)
+
+    prompt = request["input"] if isinstance(request["input"], str) else None
+    if isinstance(request["input"], list):
+        last_user = [i for i in request["input"] if i.get("role") == "user"][-1]["content"]
+        prompt = last_user if isinstance(last_user, str) else last_user[-1]["text"]
+    assert run.prompts.get(str(row["id"])) == [prompt]
 
 
 @pytest.mark.parametrize("case_id", [c.id for c in RESPONSES_CASES + FALLTHROUGH_CASES])
@@ -311,8 +411,9 @@ def test_passthrough_exchange_is_byte_identical(run: Run, case_id: str) -> None:
     assert "x-aibridge-interception-id" not in case.headers
 
 
-def test_only_bridged_exchanges_are_recorded_and_all_ended(run: Run) -> None:
-    assert len(run.rows) == len(BRIDGE_CASES)
+def test_only_bridged_and_responses_exchanges_are_recorded_and_all_ended(run: Run) -> None:
+    assert len(run.rows) == len(BRIDGE_CASES) + len(RESPONSES_CASES)
+    assert len(run.responses_rows) == len(RESPONSES_CASES)
     assert all(r["ended_at"] is not None and r["status"] in ("completed", "failed") for r in run.rows.values())
 
 

@@ -17,7 +17,7 @@ import pytest
 from addon.inprocess import Bridge, BridgeTransport
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import ROOT, provider_config
-from tests.support.scenarios import anthropic_events, anthropic_message, chat_completion
+from tests.support.scenarios import anthropic_events, anthropic_message, chat_completion, responses_events
 
 pytestmark = pytest.mark.e2e
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -206,3 +206,31 @@ async def test_passthrough_paths_reach_the_upstream(mock: MockUpstream, open_bri
         missing = await client.get("https://example.org/")
     assert response.content == b'{"data": [ ]}' and mock.requests[0].path == "/v1/models"
     assert missing.status_code == 404
+
+
+async def test_responses_pass_through_unchanged_and_are_recorded(
+    mock: MockUpstream, open_bridge, tmp_path: Path
+) -> None:
+    bridge = await open_bridge()
+    events = responses_events("In process.", response_id="resp_ip")
+    mock.enqueue(Answer.sse(events), Answer.json({"error": {"message": "nope", "type": "invalid_request_error"}}, 400))
+    transport = bridge.transport(source="agents", initiator="bot")
+    async with httpx2.AsyncClient(transport=transport) as client:
+        async with client.stream(
+            "POST", "https://api.openai.com/v1/responses", content=b'{"model":"gpt-5","input":"hi","stream":true}'
+        ) as response:
+            received = b"".join([chunk async for chunk in response.aiter_raw()])
+        sdk_client = openai.AsyncOpenAI(api_key="sk-own-0123456789", max_retries=0, http_client=client)
+        with pytest.raises(openai.BadRequestError):
+            await sdk_client.responses.create(model="gpt-5", input="again")
+    assert received == b"".join(events)
+    assert "aibridge_interception_id" not in response.extensions
+    await bridge.aclose()
+    recorded = rows(
+        tmp_path,
+        "SELECT initiator, client, status, http_status, metadata->>'source' FROM interceptions ORDER BY started_at",
+    )
+    assert recorded == [("bot", "Unknown", "completed", 200, "agents"), ("bot", "Unknown", "failed", 400, "agents")]
+    assert rows(tmp_path, "SELECT provider_response_id, input_tokens, cache_read_input_tokens FROM token_usages") == [
+        ("resp_ip", 20, 100)
+    ]

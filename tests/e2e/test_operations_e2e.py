@@ -15,9 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy, provider_config
-from tests.support.scenarios import anthropic_error, anthropic_events
+from tests.support.scenarios import anthropic_error, anthropic_events, responses_events
 
 KEY = "sk-ant-api03-test-0123456789abcdef"
+OPENAI_KEY = "sk-proj-responses-0123456789"
 MESSAGES = [{"role": "user", "content": "What is 2+2?"}]
 BREAKER = "[circuit_breaker]\nfailure_threshold = 2\ntimeout = 600\n"
 
@@ -62,8 +63,16 @@ def test_metrics_dumps_logs_and_breaker_through_a_real_proxy(
     with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES) as stream:
         assert "".join(stream.text_stream) == "Four."
     mock.enqueue(Answer(200, {"content-type": "application/json"}, b'{"data": []}'))
+    responses = responses_events("Hi from the tap.")
+    mock.enqueue(Answer.sse(responses))
     with httpx.Client() as http:  # through the proxy (HTTPS_PROXY from its printed lines)
         assert http.get("https://api.anthropic.com/v1/models", headers={"x-api-key": KEY}).status_code == 200
+        tapped = http.post(  # Responses: passed through unchanged, recorded by the tap, dumped by us
+            "https://api.openai.com/v1/responses",
+            content=b'{"model":"gpt-5","stream":true,"input":"say hi"}',
+            headers={"authorization": f"Bearer {OPENAI_KEY}", "content-type": "application/json"},
+        )
+        assert tapped.content == b"".join(responses)
 
     # two overloaded answers in a row open the breaker; the third request never reaches the provider
     mock.enqueue(*[anthropic_error(529, "overloaded_error", "Overloaded")] * 2)
@@ -78,7 +87,7 @@ def test_metrics_dumps_logs_and_breaker_through_a_real_proxy(
         "type": "error",
         "error": {"type": "overloaded_error", "message": "circuit breaker is open"},
     }
-    assert len(mock.requests) == 4
+    assert len(mock.requests) == 5
 
     m = scrape(url)
     model = {"provider": "anthropic", "model": "claude-sonnet-4-5"}
@@ -95,6 +104,9 @@ def test_metrics_dumps_logs_and_breaker_through_a_real_proxy(
     assert at("aibridge_interception_duration_seconds_count", **model) == 4
     assert at("aibridge_tokens_total", **model, type="input") == 12
     assert at("aibridge_upstream_calls_total", **model, status="529") == 2
+    tap_row = {"provider": "openai", "model": "gpt-5", "client": "Unknown", "route": "/v1/responses"}
+    assert at("aibridge_interceptions_total", **tap_row, status="completed") == 1
+    assert at("aibridge_tokens_total", provider="openai", model="gpt-5", type="output") == 9
     route = {"provider": "anthropic", "route": "/v1/models", "method": "GET"}
     assert at("aibridge_passthrough_total", **route, status="200") == 1
     assert at("aibridge_circuit_breaker_state", **model) == 1
@@ -111,8 +123,12 @@ def test_metrics_dumps_logs_and_breaker_through_a_real_proxy(
     assert len([p for p in bridged if p.name.endswith(".resp.txt")]) == 3
     passthrough = sorted((dumps / "anthropic" / "passthrough").iterdir())
     assert [p.name.rsplit(".", 2)[1:] for p in passthrough] == [["req", "txt"], ["resp", "txt"]]
-    everything = b"".join(p.read_bytes() for p in (*bridged, *passthrough))
+    tap_dumps = sorted((dumps / "openai" / "passthrough").iterdir())
+    assert [p.name.rsplit(".", 2)[1:] for p in tap_dumps] == [["req", "txt"], ["resp", "txt"]]
+    assert tap_dumps[1].read_bytes().split(b"\r\n\r\n", 1)[1] == b"".join(responses)
+    everything = b"".join(p.read_bytes() for p in (*bridged, *passthrough, *tap_dumps))
     assert KEY.encode() not in everything and b"sk-a...cdef" in everything
+    assert OPENAI_KEY.encode() not in everything and b"sk-p...6789" in everything
     streamed = next(p for p in bridged if p.name.endswith(".resp.txt") and b"text/event-stream" in p.read_bytes())
     assert streamed.read_bytes().split(b"\r\n\r\n", 1)[1] == b"".join(
         anthropic_events(["Fo", "ur."], start_usage={"input_tokens": 12, "output_tokens": 1})
@@ -120,10 +136,12 @@ def test_metrics_dumps_logs_and_breaker_through_a_real_proxy(
     # JSON logs: a start and an end line per interception
     lines = [json.loads(line[line.index("{") :]) for line in proxy.output if '"interception log"' in line]
     kinds = [line["record_type"] for line in lines]
-    assert kinds.count("interception_start") == kinds.count("interception_end") == 4
+    assert kinds.count("interception_start") == kinds.count("interception_end") == 5
     assert KEY not in "\n".join(proxy.output)
     # the audit: the refusal is recorded like any interception
-    rows = proxy.rows("SELECT status, http_status, error FROM interceptions ORDER BY started_at")
+    rows = proxy.rows(
+        "SELECT status, http_status, error FROM interceptions WHERE provider = 'anthropic' ORDER BY started_at"
+    )
     assert [(r["status"], r["http_status"]) for r in rows] == [
         ("completed", 200),
         ("failed", 529),

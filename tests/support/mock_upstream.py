@@ -69,6 +69,14 @@ class MockUpstream:
         self.stream_aborted = threading.Event()
         """Set when a client went away while an SSE answer was being written."""
         self.stream_aborted_at: float | None = None
+        self.queued_paths: set[str] | None = None
+        """When set, only requests to these paths (query ignored) take queued answers; others get `200 {}`. Real
+        clients make side calls (settings, model lists) that must not consume the scripted LLM answers."""
+        self.default: Answer | None = None
+        """The answer when the queue is empty (a client that makes an unknown number of calls), else a 599."""
+        self.websocket_status: int | None = None
+        """How WebSocket upgrades are answered: None accepts them and echoes text messages (prefixed `echo: `);
+        a status refuses them with it (OpenAI answers 426 when it will not speak WebSocket)."""
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -106,9 +114,14 @@ class MockUpstream:
         self.requests.append(
             Seen(request.method, request.path_qs, [(k.decode(), v.decode()) for k, v in request.raw_headers], body)
         )
-        if not self._answers:
+        if request.headers.get("upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
+        if self.queued_paths is not None and request.path not in self.queued_paths:
+            return web.json_response({})
+        if not self._answers and self.default is None:
             return web.json_response({"mock": "no answer queued"}, status=599)
-        answer = self._answers.pop(0)
+        answer = self._answers.pop(0) if self._answers else self.default
+        assert answer is not None
         if answer.first_byte_delay:
             await asyncio.sleep(answer.first_byte_delay)
         if answer.raw_response is not None:
@@ -137,6 +150,19 @@ class MockUpstream:
             self.stream_aborted.set()
             raise
         return response
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.websocket_status is not None:
+            return web.json_response(
+                {"error": {"message": "WebSocket not supported", "type": "invalid_request_error"}},
+                status=self.websocket_status,
+            )
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                await ws.send_str(f"echo: {message.data}")
+        return ws
 
     async def _wait_gate(self, gate: threading.Event) -> None:
         deadline = time.monotonic() + 10

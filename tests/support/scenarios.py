@@ -1,6 +1,7 @@
 """Provider answers in the real wire format, built from a few parameters."""
 
 import json
+import re
 from typing import Any
 
 from .mock_upstream import Answer, sse_event
@@ -250,3 +251,69 @@ def chat_chunks(
 
 def anthropic_error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Answer:
     return Answer.json({"type": "error", "error": {"type": kind, "message": message}}, status, headers)
+
+
+def responses_events(
+    text: str = "Hello from the mock.",
+    *,
+    response_id: str = "resp_mock_1",
+    model: str = "gpt-5-2025-08-07",
+    usage: dict[str, Any] | None = None,
+) -> list[bytes]:
+    """A Responses API stream as OpenAI sends it: every event with its `event:` line and `sequence_number`."""
+    item_id = f"msg_{response_id}"
+    usage = usage or {
+        "input_tokens": 120,
+        "input_tokens_details": {"cached_tokens": 100},
+        "output_tokens": 9,
+        "output_tokens_details": {"reasoning_tokens": 4},
+        "total_tokens": 129,
+    }
+    base = {"id": response_id, "object": "response", "created_at": 1767874435, "model": model, "error": None}
+    part = {"type": "output_text", "annotations": [], "text": ""}
+    item = {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+    done_item = {**item, "status": "completed", "content": [{**part, "text": text}]}
+    payloads: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**base, "status": "in_progress", "output": []}},
+        {"type": "response.in_progress", "response": {**base, "status": "in_progress", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {
+            "type": "response.content_part.added",
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+            "part": part,
+        },
+        *(
+            {
+                "type": "response.output_text.delta",
+                "item_id": item_id,
+                "output_index": 0,
+                "content_index": 0,
+                "delta": word,
+                "logprobs": [],
+            }
+            for word in re.findall(r"\S+\s*", text)
+        ),
+        {
+            "type": "response.output_text.done",
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+            "text": text,
+            "logprobs": [],
+        },
+        {
+            "type": "response.content_part.done",
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+            "part": {**part, "text": text},
+        },
+        {"type": "response.output_item.done", "output_index": 0, "item": done_item},
+        {
+            "type": "response.completed",
+            "response": {**base, "status": "completed", "output": [done_item], "usage": usage},
+        },
+    ]
+    return [sse_event(p["type"], {**p, "sequence_number": n}) for n, p in enumerate(payloads)]

@@ -71,8 +71,8 @@ async def engine(
 ) -> AsyncIterator[Engine]:
     breakers.on_reject = metrics.breaker_rejected
     hub = Observers([breakers, metrics])
-    async with upstream_client.make_client(False) as client:
-        engine = Engine(ObservedRecorder(recorder, hub), client)
+    async with upstream_client.make_transport(False) as transport:
+        engine = Engine(ObservedRecorder(recorder, hub), transport)
         engine.observer = hub
         yield engine
 
@@ -218,8 +218,8 @@ async def test_the_in_process_bridge_has_the_configured_breaker_and_retention(tm
     config = parse_config({"circuit_breaker": {"failure_threshold": 3}, "retention_days": 90})
     writer = AuditWriter(str(tmp_path / "audit.duckdb"))
     writer.start()
-    async with upstream_client.make_client(False) as client:
-        bridge = InProcessBridge(config, writer, ToolManager(()), client)
+    async with upstream_client.make_transport(False) as transport:
+        bridge = InProcessBridge(config, writer, ToolManager(()), transport)
         try:
             (breaker,) = bridge.engine.observer.observers  # type: ignore[attr-defined]
             assert isinstance(breaker, Breakers) and breaker.config.failure_threshold == 3

@@ -110,8 +110,7 @@ def assert_each_job_ended_once(events: list[AuditEvent]) -> None:
 
 @pytest.fixture
 async def engine(recorder: FakeRecorder, upstream: FakeUpstream) -> AsyncIterator[Engine]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
-        yield Engine(recorder, client)
+    yield Engine(recorder, httpx.MockTransport(upstream))
 
 
 def sse(event: str, data: Any) -> bytes:
@@ -1083,12 +1082,11 @@ async def test_finish_settles_the_sum_of_every_round(recorder: FakeRecorder, ups
     ]
     upstream.respond = lambda request: rounds.pop(0)
     ledger = budget_ledger(100 * DOLLAR)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
-        engine = Engine(recorder, client, EchoTools(), ledger=ledger)
-        body = ANTHROPIC_BODY.replace(b'"stream": true', b'"stream": false')
-        job = await admitted(engine, make_job(body))
-        reply = await engine.open(job)
-        assert json.loads(b"".join(await read(reply)))["content"][-1]["text"] == "done"
+    engine = Engine(recorder, httpx.MockTransport(upstream), EchoTools(), ledger=ledger)
+    body = ANTHROPIC_BODY.replace(b'"stream": true', b'"stream": false')
+    job = await admitted(engine, make_job(body))
+    reply = await engine.open(job)
+    assert json.loads(b"".join(await read(reply)))["content"][-1]["text"] == "done"
     first, second = recorder.of(TokensUsed)
     assert first.cost_micros == 1_000 * 3 + 100 * 15
     assert second.cost_micros == 1_200 * 3 + 20 * 15 + 1_000 * 0.3

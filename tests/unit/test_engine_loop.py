@@ -90,13 +90,12 @@ def tools() -> FakeTools:
 
 
 @pytest.fixture
-async def client(upstream: FakeUpstream) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
-        yield client
+def client(upstream: FakeUpstream) -> httpx.MockTransport:
+    return httpx.MockTransport(upstream)
 
 
 @pytest.fixture
-def make_engine(recorder: FakeRecorder, client: httpx.AsyncClient, tools: FakeTools) -> Callable[..., Engine]:
+def make_engine(recorder: FakeRecorder, client: httpx.MockTransport, tools: FakeTools) -> Callable[..., Engine]:
     def make(**options: Any) -> Engine:
         return Engine(recorder, client, tools, **{"keepalive_interval": 0.005, **options})
 
@@ -878,7 +877,7 @@ async def test_haiku_on_the_chat_api_still_gets_tools(engine: Engine, upstream: 
 
 
 async def test_without_a_tool_source_nothing_is_injected(
-    recorder: FakeRecorder, client: httpx.AsyncClient, upstream: FakeUpstream
+    recorder: FakeRecorder, client: httpx.MockTransport, upstream: FakeUpstream
 ) -> None:
     engine = Engine(recorder, client)
     script(upstream, streamed(ANSWERS))

@@ -46,8 +46,8 @@ from tests.unit.test_engine_loop import (
 
 @pytest.fixture
 async def make_engine(recorder: FakeRecorder, upstream: FakeUpstream) -> AsyncIterator[Callable[..., Engine]]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
-        yield lambda **options: Engine(recorder, client, FakeTools(), **{"keepalive_interval": 0.005, **options})
+    transport = httpx.MockTransport(upstream)
+    yield lambda **options: Engine(recorder, transport, FakeTools(), **{"keepalive_interval": 0.005, **options})
 
 
 KEY = "sk-ant-api03-secretsecretsecret-XYZW"

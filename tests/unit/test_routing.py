@@ -24,7 +24,11 @@ CONFIG = parse_config({"providers": {"openai-eu": {"type": "openai", "host": "eu
         ("api.anthropic.com", "POST", "/v1/chat/completions", "anthropic", None),
         ("api.openai.com", "POST", "/v1/chat/completions", "openai", Api.OPENAI_CHAT),
         ("Api.OpenAI.com", "POST", "/v1/chat/completions?x=1", "openai", Api.OPENAI_CHAT),
-        ("api.openai.com", "POST", "/v1/responses", "openai", None),
+        ("api.openai.com", "POST", "/v1/responses", "openai", Api.OPENAI_RESPONSES),
+        ("api.openai.com", "POST", "/v1/responses?x=1", "openai", Api.OPENAI_RESPONSES),
+        ("api.openai.com", "GET", "/v1/responses", "openai", None),  # a WebSocket upgrade
+        ("api.openai.com", "POST", "/v1/responses/compact", "openai", None),
+        ("api.anthropic.com", "POST", "/v1/responses", "anthropic", None),
         ("api.openai.com", "GET", "/v1/models", "openai", None),
         ("api.openai.com", "POST", "/v1/messages", "openai", None),
         ("eu.api.openai.com", "POST", "/v1/chat/completions", "openai-eu", Api.OPENAI_CHAT),
@@ -35,6 +39,7 @@ def test_provider_hosts(host: str, method: str, path: str, provider: str, api: A
     assert isinstance(route, Route)
     assert route.provider.name == provider
     assert route.api is api
+    assert route.bridged is (api is not None and api is not Api.OPENAI_RESPONSES)
 
 
 @pytest.mark.parametrize("host", ["example.com", "anthropic.com", "api.anthropic.com.evil.net", "openai.com", ""])

@@ -274,3 +274,23 @@ async def test_tls_verified_against_the_configured_ca(tmp_path) -> None:  # type
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await client.get(server.url + "/")
     assert server.connections == 1  # the trusted client reused its connection; the other never got through TLS
+
+
+async def test_one_users_cookies_never_ride_on_anothers_request() -> None:
+    """Providers behind Cloudflare set cookies; the bridge's upstream calls must not collect and replay them."""
+    from addon.upstream import send
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await server.read_request(reader)
+            writer.write(ok(b"{}", b"set-cookie: __cf_bm=user-a; path=/\r\n"))
+
+    transport = Http1Transport(False)
+    async with RawServer(handler) as server:
+        for key in ("key-a", "key-b"):
+            response = await send(transport, "POST", server.url + "/v1/messages", [("x-api-key", key)], b"{}")
+            await response.aread()
+            await response.aclose()
+    await transport.aclose()
+    assert b"cookie:" not in server.requests[1].lower()
+    assert b"x-api-key: key-b" in server.requests[1]

@@ -1,0 +1,195 @@
+"""Real AI clients, headless, through a real mitmdump against the mock provider: Claude Code (`claude -p`),
+Codex (`codex exec`, Responses API, after a WebSocket attempt) and opencode (`opencode run`).
+
+Each client is configured only by the lines the proxy prints (tests/support/clients.py), in a throwaway HOME.
+"""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_tool_loop_e2e import mcp_test_server
+from tests.support.clients import binary, client_env, run
+from tests.support.mock_upstream import Answer, MockUpstream
+from tests.support.proxy import Proxy, provider_config
+from tests.support.scenarios import anthropic_events, responses_events
+
+pytestmark = pytest.mark.e2e
+
+ANTHROPIC_KEY = "sk-ant-api03-clients-0123456789"
+OPENAI_KEY = "sk-proj-clients-0123456789"
+CLAUDE_QUIET = {
+    "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+}
+CODEX_CONFIG = """\
+model = "gpt-5"
+model_provider = "openai-ws"
+
+[model_providers.openai-ws]
+name = "OpenAI"
+base_url = "https://api.openai.com/v1"
+env_key = "OPENAI_API_KEY"
+wire_api = "responses"
+supports_websockets = true   # as the built-in provider: a WebSocket first, SSE when the provider declines
+"""
+
+
+@pytest.fixture
+def llm_mock(mock: MockUpstream) -> MockUpstream:
+    """Scripted answers go to the LLM calls only; the clients' side calls (settings, ...) get `200 {}`."""
+    mock.queued_paths = {"/v1/messages", "/v1/responses"}
+    return mock
+
+
+def llm_calls(mock: MockUpstream, path: str) -> list[Any]:
+    return [r for r in mock.requests if r.method == "POST" and r.path.split("?")[0] == path]
+
+
+def test_claude_code_prints_the_mock_text(
+    llm_mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    proxy = start_proxy(provider_config(llm_mock.url))
+    llm_mock.enqueue(Answer.sse(anthropic_events(["Hello from ", "the mock."])))
+    done = run(
+        [str(binary("claude")), "-p", "say hi"], client_env(proxy, tmp_path / "home", **CLAUDE_QUIET), tmp_path / "w"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hello from the mock."
+
+    [call] = llm_calls(llm_mock, "/v1/messages")
+    session = call.header("x-claude-code-session-id")
+    assert session and call.header("x-api-key") == ANTHROPIC_KEY
+    proxy.stop()
+    [row] = proxy.rows("SELECT * FROM interceptions")
+    assert (row["client"], row["client_session_id"], row["session_id"]) == ("Claude Code", session, session)
+    assert (row["status"], row["route"], row["streaming"]) == ("completed", "/v1/messages", True)
+    assert proxy.rows("SELECT prompt FROM user_prompts") == [{"prompt": "say hi"}]
+
+
+def test_claude_code_never_sees_the_injected_tool(
+    llm_mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    proxy = start_proxy(provider_config(llm_mock.url) + "\n" + mcp_test_server())
+    llm_mock.enqueue(
+        Answer.sse(anthropic_events([""], msg_id="msg_1", tools=[("toolu_1", "bmcp_test_add", {"a": 2, "b": 3})])),
+        Answer.sse(anthropic_events(["The sum ", "is 5."], msg_id="msg_2")),
+    )
+    done = run(
+        [str(binary("claude")), "-p", "add 2 and 3", "--output-format", "stream-json", "--verbose"],
+        client_env(proxy, tmp_path / "home", **CLAUDE_QUIET),
+        tmp_path / "w",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    [result] = [m for m in lines if m["type"] == "result"]
+    assert (result["result"], result["is_error"]) == ("The sum is 5.", False)
+    assert "bmcp_" not in done.stdout, "an injected tool reached Claude Code"
+    blocks = [b for m in lines if m["type"] == "assistant" for b in m["message"]["content"]]
+    assert blocks and all(b["type"] != "tool_use" for b in blocks)
+
+    first, second = llm_calls(llm_mock, "/v1/messages")
+    assert "bmcp_test_add" in [t["name"] for t in first.json()["tools"]]
+    [tool_result] = second.json()["messages"][-1]["content"]
+    assert tool_result["tool_use_id"] == "toolu_1" and tool_result["content"] == [{"type": "text", "text": "5"}]
+    proxy.stop()
+    [row] = proxy.rows("SELECT * FROM interceptions")
+    assert (row["client"], row["client_session_id"], row["status"]) == (
+        "Claude Code",
+        result["session_id"],
+        "completed",
+    )
+    assert proxy.rows("SELECT tool, injected, invocation_error FROM tool_usages") == [
+        {"tool": "add", "injected": True, "invocation_error": None}
+    ]
+    assert len(proxy.rows("SELECT * FROM token_usages")) == 2  # one row per round
+
+
+def test_codex_falls_back_from_websocket_and_completes_through_the_responses_passthrough(
+    llm_mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    proxy = start_proxy(provider_config(llm_mock.url))
+    llm_mock.websocket_status = 426  # what OpenAI answers when it will not speak WebSocket
+    usage = {
+        "input_tokens": 1200,
+        "input_tokens_details": {"cached_tokens": 1000},
+        "output_tokens": 9,
+        "output_tokens_details": {"reasoning_tokens": 4},
+        "total_tokens": 1209,
+    }
+    events = responses_events("Hello from the mock.", response_id="resp_codex", usage=usage)
+    llm_mock.enqueue(Answer.sse(events))
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    (home / ".codex/config.toml").write_text(CODEX_CONFIG)
+    env = client_env(proxy, home, CODEX_HOME=str(home / ".codex"), OPENAI_API_KEY=OPENAI_KEY)
+    done = run([str(binary("codex")), "exec", "--skip-git-repo-check", "--json", "say hi"], env, tmp_path / "w")
+    assert done.returncode == 0, done.stderr
+
+    # What Codex received is what the upstream sent: its text and its usage, as Codex reports them.
+    out = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    messages = [
+        e["item"]["text"] for e in out if e["type"] == "item.completed" and e["item"]["type"] == "agent_message"
+    ]
+    assert messages == ["Hello from the mock."]
+    [turn] = [e for e in out if e["type"] == "turn.completed"]
+    assert (
+        turn["usage"]["input_tokens"],
+        turn["usage"]["cached_input_tokens"],
+        turn["usage"]["output_tokens"],
+        turn["usage"]["reasoning_output_tokens"],
+    ) == (1200, 1000, 9, 4)
+
+    upgrade, post = llm_mock.requests[0], llm_calls(llm_mock, "/v1/responses")[0]
+    assert (upgrade.method, upgrade.path, upgrade.header("upgrade")) == ("GET", "/v1/responses", "websocket")
+    session = post.header("session-id")
+    assert session and post.header("authorization") == f"Bearer {OPENAI_KEY}"
+    [thread] = [e["thread_id"] for e in out if e["type"] == "thread.started"]
+    assert session == thread
+
+    proxy.stop()
+    [row] = proxy.rows("SELECT * FROM interceptions")  # the declined upgrade is no interception
+    assert (row["client"], row["client_session_id"], row["session_id"]) == ("Codex", session, session)
+    assert (row["route"], row["model"], row["status"], row["streaming"]) == (
+        "/v1/responses",
+        "gpt-5",
+        "completed",
+        True,
+    )
+    [tokens] = proxy.rows("SELECT * FROM token_usages")
+    assert (tokens["input_tokens"], tokens["cache_read_input_tokens"], tokens["output_tokens"]) == (200, 1000, 9)
+    assert json.loads(tokens["metadata"]) == {"reasoning": 4}
+    assert tokens["provider_response_id"] == "resp_codex" and tokens["cost_micros"] > 0
+    assert proxy.rows("SELECT prompt FROM user_prompts") == [{"prompt": "say hi"}]
+
+
+def test_opencode_completes_through_the_anthropic_route(
+    llm_mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    proxy = start_proxy(provider_config(llm_mock.url))
+    llm_mock.default = Answer.sse(anthropic_events(["Hello from ", "the mock."]))  # a title call, then the turn
+    env = client_env(
+        proxy,
+        tmp_path / "home",
+        ANTHROPIC_API_KEY=ANTHROPIC_KEY,
+        OPENCODE_DISABLE_AUTOUPDATE="1",
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+    )
+    done = run([str(binary("opencode")), "run", "-m", "anthropic/claude-sonnet-4-5", "say hi"], env, tmp_path / "w")
+    assert done.returncode == 0, done.stderr
+    assert "Hello from the mock." in done.stdout
+
+    calls = llm_calls(llm_mock, "/v1/messages")
+    assert calls and all(c.header("user-agent").startswith("opencode/") for c in calls)
+    proxy.stop()
+    rows = proxy.rows("SELECT * FROM interceptions")
+    assert len(rows) == len(calls)
+    assert {(r["client"], r["route"], r["status"]) for r in rows} == {("OpenCode", "/v1/messages", "completed")}
+    assert "claude-sonnet-4-5" in {r["model"] for r in rows}
+    assert {r["client_session_id"] for r in rows} == {calls[-1].header("x-session-affinity")}
