@@ -14,10 +14,11 @@ from addon import upstream as upstream_client
 from addon.audit import AuditWriter, InterceptionEnded
 from addon.breaker import CLOSED, HALF_OPEN, OPEN, Breakers
 from addon.config import CircuitBreakerConfig, parse_config
-from addon.engine import Engine, Job
+from addon.engine import READERS, Engine, Job
 from addon.inprocess import Bridge as InProcessBridge
 from addon.observe import ObservedRecorder, Observers
 from addon.observe.metrics import Metrics
+from addon.routing import Api
 from addon.tools import ToolManager
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.unit.test_engine import FakeRecorder, make_job, read
@@ -86,8 +87,6 @@ def job(mock: MockUpstream | str, model: str = "claude-sonnet-4-5", api: str = "
     if api == "anthropic":
         body = {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
         return make_job(json.dumps(body).encode(), provider=anthropic)
-    from addon.routing import Api
-
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
     headers = [("Authorization", "Bearer sk-proj-0123456789abcdef")]
     return make_job(json.dumps(body).encode(), api=Api.OPENAI_CHAT, provider=openai, headers=headers)
@@ -227,3 +226,18 @@ async def test_the_in_process_bridge_has_the_configured_breaker_and_retention(tm
             assert writer.retention_days == 90
         finally:
             await bridge.aclose()
+
+
+def test_tapped_responses_calls_are_never_refused(breakers: Breakers) -> None:
+    def parsed(body: dict[str, Any], api: Api) -> Job:
+        job = make_job(json.dumps(body).encode(), api=api)
+        job.info = READERS[api].parse_request(body)
+        return job
+
+    chat = parsed({"model": "gpt-5", "messages": []}, Api.OPENAI_CHAT)
+    assert breakers.refuse(chat) is None
+    for _ in range(2):
+        breakers.record(chat.id, ("openai", "gpt-5"), 0, failed=True)
+    assert breakers.state("openai", "gpt-5") == OPEN
+    assert breakers.refuse(chat) is not None
+    assert breakers.refuse(parsed({"model": "gpt-5", "input": "hi"}, Api.OPENAI_RESPONSES)) is None
