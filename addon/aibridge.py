@@ -1,5 +1,7 @@
-"""Entry point: `mitmdump -s addon/aibridge.py`. The addon itself lives in the `addon` package."""
+"""Entry point: `mitmdump -s addon/aibridge.py`. The addons themselves live in the `addon` package."""
 
+from addon.observe.addon import Operations
 from addon.proxy import Bridge
 
-addons = [Bridge()]
+bridge = Bridge()
+addons = [bridge, Operations(bridge)]  # in this order: Operations observes what the Bridge routed

@@ -28,6 +28,13 @@
     cache_write_1h = 6
 
     max_tool_rounds = 16               # upstream calls one request may make while injected tools run
+    retention_days = 90                # audit rows older than this are purged (default: kept forever)
+
+    [circuit_breaker]                  # per provider and model; absent: no breaker
+    failure_threshold = 5              # consecutive 429/503/504 (529 for Anthropic) or unreachable: open
+    interval = 10                      # seconds after which failures in the closed state stop adding up
+    timeout = 30                       # seconds open (refusing with 503 and retry-after) before probing
+    max_requests = 3                   # half-open probes; that many successes close it, one failure reopens
     keepalive_interval = 10            # seconds between pings on a stream while injected tools run
 
     [mcp_servers.time]                 # tools injected into bridged requests, named bmcp_<server>_<tool>
@@ -79,7 +86,10 @@ _TOP_LEVEL_KEYS = {
     "users",
     "budgets",
     "prices",
+    "retention_days",
+    "circuit_breaker",
 }
+_BREAKER_KEYS = {"failure_threshold", "interval", "timeout", "max_requests", "enabled"}
 DEFAULT_TOOL_TIMEOUT = 60.0
 DEFAULT_MAX_TOOL_ROUNDS = 16
 DEFAULT_KEEPALIVE_INTERVAL = 10.0
@@ -169,6 +179,16 @@ class Budgets:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CircuitBreakerConfig:
+    """The reference's defaults: {5, 10 s, 30 s, 3}."""
+
+    failure_threshold: int = 5
+    interval: float = 10.0
+    timeout: float = 30.0
+    max_requests: int = 3
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     providers: tuple[Provider, ...] = field(default_factory=tuple)
     mcp_servers: tuple[McpServer, ...] = ()
@@ -179,6 +199,9 @@ class Config:
     users: tuple[User, ...] = ()
     budgets: Budgets = field(default_factory=Budgets)
     prices: tuple[tuple[str, PriceOverride], ...] = ()
+    retention_days: int | None = None
+    """Audit rows of interceptions older than this are purged; None keeps everything."""
+    circuit_breaker: CircuitBreakerConfig | None = None
 
     def provider_for_host(self, host: str) -> Provider | None:
         host = host.lower().rstrip(".")
@@ -348,6 +371,38 @@ def _regex(value: Any, what: str) -> re.Pattern[str] | None:
         raise ValueError(f"{what}: invalid regular expression: {e}") from None
 
 
+def _parse_breaker(table: Any) -> CircuitBreakerConfig | None:
+    if not isinstance(table, dict):
+        raise ValueError("circuit_breaker must be a table")
+    if unknown := set(table) - _BREAKER_KEYS:
+        raise ValueError(f"circuit_breaker: unknown key(s) {', '.join(sorted(unknown))}")
+    if not _enabled(table, "circuit_breaker"):
+        return None
+    values: dict[str, Any] = {}
+    for key in ("failure_threshold", "max_requests"):
+        value = table.get(key, getattr(CircuitBreakerConfig, key))
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+            raise ValueError(f"circuit_breaker.{key} must be a whole number from 1 to 10000")
+        values[key] = value
+    for key in ("interval", "timeout"):
+        value = table.get(key, getattr(CircuitBreakerConfig, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86_400:
+            raise ValueError(f"circuit_breaker.{key} must be a number of seconds above 0, at most 86400")
+        values[key] = float(value)
+    return CircuitBreakerConfig(**values)
+
+
+def _parse_retention(value: Any, budgets: Budgets) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 36_500:
+        raise ValueError("retention_days must be a whole number of days from 1 to 36500")
+    if value < 32 and (budgets.users or budgets.groups):
+        # Budgets are rebuilt from this month's rows on start: purging them would forgive spend.
+        raise ValueError("retention_days must be at least 32 while budgets are configured")
+    return value
+
+
 def _parse_mcp_server(name: str, table: Any) -> McpServer | None:
     where = f"mcp_servers.{name}"
     if not isinstance(table, dict):
@@ -424,14 +479,17 @@ def parse_config(data: dict[str, Any]) -> Config:
     prices_table = data.get("prices", {})
     if not isinstance(prices_table, dict):
         raise ValueError("prices must be a table of tables")
+    budgets = _parse_budgets(data.get("budgets", {}))
     return Config(
         providers=tuple(providers),
         mcp_servers=tuple(servers),
         max_tool_rounds=rounds,
         keepalive_interval=float(keepalive),
         users=users,
-        budgets=_parse_budgets(data.get("budgets", {})),
+        budgets=budgets,
         prices=tuple((name, _parse_price(name, table)) for name, table in sorted(prices_table.items())),
+        retention_days=_parse_retention(data.get("retention_days"), budgets),
+        circuit_breaker=_parse_breaker(data["circuit_breaker"]) if "circuit_breaker" in data else None,
         **flags,
     )
 

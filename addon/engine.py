@@ -39,6 +39,7 @@ from .audit.lineage import Lineage
 from .budgets import Ledger, Refusal, Reservation
 from .clients import client_session_id, detect_client
 from .config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS, McpServer
+from .observe import NO_OBSERVER, Observer
 from .pricing import PriceBook
 from .routing import Api, Route
 from .tools import TextPart, ToolResult
@@ -186,6 +187,8 @@ class Engine:
         self.active: dict[UUID, Job] = {}
         self.shutting_down: Callable[[], bool] = lambda: False
         """Set by the host: while it stops, connections close under running jobs, and that is the reason."""
+        self.observer: Observer = NO_OBSERVER
+        """Metrics, traces, dumps, the circuit breaker (`addon.observe`): sees every upstream call."""
 
     # --- admission -----------------------------------------------------------------------------------------
 
@@ -220,6 +223,8 @@ class Engine:
         )
         if refusal is not None:
             return self._fail(job, wire, *refusal, status_name="refused")
+        if (stop := self.observer.refuse(job)) is not None:  # an open circuit breaker
+            return self._fail(job, wire, stop.status, stop.message, status_name="refused", headers=stop.headers)
         if self.ledger is not None:
             estimate = self.prices.estimate(job.route.provider.type, info.model, len(job.body) // 4, _max_output(body))
             decision = self.ledger.admit(job.initiator, estimate)
@@ -280,12 +285,20 @@ class Engine:
         provider = job.route.provider
         url = provider.upstream.url(job.path)
         headers = upstream.request_headers(job.headers, provider.extra_headers)
+        call = self.observer.upstream(job, url, headers, body)
         try:
-            return await upstream.send(self.transport, "POST", url, headers, body)
+            response = await upstream.send(self.transport, "POST", url, headers, body)
         except httpx.TimeoutException as e:
+            call.failed(504, e)
             raise UpstreamUnavailable(504, f"upstream {provider.name} timed out: {type(e).__name__}") from e
         except (httpx.HTTPError, OSError) as e:
+            call.failed(502, e)
             raise UpstreamUnavailable(502, f"upstream {provider.name} unreachable: {e or type(e).__name__}") from e
+        except BaseException as e:
+            call.failed(None, e)
+            raise
+        call.responded(response)
+        return response
 
     async def open(self, job: Job) -> Reply:
         """Call the upstream; return its status and headers, and a body that relays and records."""
@@ -557,9 +570,18 @@ class Engine:
             prices=cost.prices.as_json() if cost else {},
         )
 
-    def _fail(self, job: Job, wire: WireReader, status: int, message: str, *, status_name: str = "failed") -> Reply:
+    def _fail(
+        self,
+        job: Job,
+        wire: WireReader,
+        status: int,
+        message: str,
+        *,
+        status_name: str = "failed",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> Reply:
         self.finish(job, status_name, message, status)
-        headers = [("content-type", "application/json"), (INTERCEPTION_HEADER, str(job.id))]
+        headers = [("content-type", "application/json"), *headers, (INTERCEPTION_HEADER, str(job.id))]
         return Reply(status, headers, _once(wire.error_body(status, message)))
 
     def finish(
@@ -591,14 +613,6 @@ class Engine:
                 http_status=http_status,
                 response_model=response_model,
             )
-        )
-        logger.debug(  # mitmdump prints each flow itself; an INFO line here costs ~5% of a request's CPU
-            "aibridge: %s %s %s %s%s",
-            job.route.provider.name,
-            job.info.model if job.info else "-",
-            status,
-            http_status or "-",
-            f" ({error})" if error and status != "completed" else "",
         )
 
     def abort_all(self, reason: str) -> None:

@@ -29,10 +29,12 @@ import httpx2
 from . import upstream
 from .access import Access, Users, resolve
 from .audit import AuditWriter
+from .breaker import Breakers
 from .budgets import Ledger, month_start
 from .config import Config, Provider, load_config
 from .engine import Engine, Job, Reply, error_body
 from .ids import uuid7
+from .observe import ObservedRecorder, Observers
 from .pricing import PriceBook
 from .routing import classify
 from .tap import ResponseTap
@@ -65,6 +67,10 @@ class Bridge:
             prices=PriceBook(config.prices),
             ledger=ledger,
         )
+        writer.set_retention(config.retention_days)
+        if config.circuit_breaker is not None:  # the configuration's breaker, as the proxy has it
+            self.engine.observer = Observers([Breakers(config.circuit_breaker)])
+            self.engine.recorder = ObservedRecorder(writer, self.engine.observer)
 
     @classmethod
     async def open(

@@ -518,6 +518,10 @@ class ToolManager:
     def get(self, name: str) -> InjectedTool | None:
         return self._by_name.get(name)
 
+    def status(self) -> list[tuple[str, bool, int]]:
+        """(server, connected, tools offered) per configured server; safe to call from another thread."""
+        return [(link.server.name, link._client is not None, len(link.tools)) for link in list(self._links.values())]
+
     async def wait_until_settled(self, timeout: float) -> None:  # noqa: ASYNC109 (the agreed interface)
         """Wait until every server has listed its tools or failed its first attempt; at most `timeout` seconds.
         Never raises: servers still connecting simply have no tools yet."""

@@ -49,6 +49,8 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -183,12 +185,30 @@ class _Connection(asyncio.Protocol):
             self._waiter.set_result(None)
 
     async def _wait(self, read_timeout: float) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+        """Until bytes arrive; TimeoutError after `read_timeout` seconds of silence.
+
+        One lazily moved timer per connection instead of a timeout context per wait: a stream waits once
+        per chunk, and the context manager cost more than the rest of the wait."""
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        self._deadline = loop.time() + read_timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
         try:
-            async with asyncio.timeout(read_timeout):
-                await self._waiter
+            await self._waiter
         finally:
             self._waiter = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting: the next wait sets a timer
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:  # bytes came since this timer was set: wait out the new deadline
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+        else:
+            waiter.set_exception(TimeoutError())
 
     async def head(self, read_timeout: float) -> None:
         while not self.headers_done:
@@ -228,6 +248,9 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None:
             self.transport.close()
 

@@ -6,7 +6,16 @@ from pathlib import Path
 
 from mitmproxy.test import taddons
 
-from addon.config import _BUDGET_KEYS, _MCP_KEYS, _PRICE_KEYS, _PROVIDER_KEYS, _TOP_LEVEL_KEYS, _USER_KEYS
+from addon.config import (
+    _BREAKER_KEYS,
+    _BUDGET_KEYS,
+    _MCP_KEYS,
+    _PRICE_KEYS,
+    _PROVIDER_KEYS,
+    _TOP_LEVEL_KEYS,
+    _USER_KEYS,
+)
+from addon.observe.addon import Operations
 from addon.proxy import Bridge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,14 +23,16 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_every_addon_option_is_documented() -> None:
+    options = []
     umask = os.umask(0o022)
     try:
-        with taddons.context(Bridge()) as tctx:
-            names = tctx.options.keys()
-            options = [name for name in names if name.startswith("aibridge_")]
+        for addon in (Bridge(), Operations(Bridge())):  # one at a time: together, they would open an audit file
+            with taddons.context(addon) as tctx:
+                names = tctx.options.keys()
+                options += [name for name in names if name.startswith("aibridge_")]
     finally:
         os.umask(umask)  # the addon's load() makes the process umask 0077: not for the rest of this worker
-    assert options
+    assert len(options) >= 8
     assert [name for name in options if f"`{name}`" not in README] == []
 
 
@@ -30,7 +41,7 @@ def test_every_configuration_key_is_documented() -> None:
     blocks = section.split("```")[1::2]
     documented = {key for block in blocks for key in re.findall(r"^(\w+) =", block, re.MULTILINE)}
     tables = {table for block in blocks for table in re.findall(r"^\[(\w+)[.\]]", block, re.MULTILINE)}
-    assert (_PROVIDER_KEYS | _MCP_KEYS | _USER_KEYS | _BUDGET_KEYS | _PRICE_KEYS) - documented == set()
+    assert (_PROVIDER_KEYS | _MCP_KEYS | _USER_KEYS | _BUDGET_KEYS | _PRICE_KEYS | _BREAKER_KEYS) - documented == set()
     assert {k for k in _TOP_LEVEL_KEYS if k not in tables} - documented == set()
 
 

@@ -3,6 +3,8 @@
 Hooks call `emit()` (a non-blocking queue put). The thread collects events for up to `FLUSH_INTERVAL`, then
 appends them in one transaction with one Appender per table. When a write fails, the batch is kept and retried
 with backoff (a warning says why), and traffic goes on; a fatal DuckDB error reopens the database.
+With `retention_days` set, the same thread purges old interceptions in small batches between its appends
+(`retention`).
 """
 
 import contextlib
@@ -12,13 +14,14 @@ import re
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 from uuid import UUID
 
 import duckdb
 
+from . import retention
 from .events import AuditEvent
 from .schema import migrate
 
@@ -86,6 +89,23 @@ class AuditWriter:
         self.rows_written = 0
         self.pending = 0
         """Events accepted but not yet committed."""
+        self.write_errors = 0
+        self.purged = 0
+        """Interceptions removed by retention since start."""
+        self.retention_days: int | None = None
+        self._next_purge = 0.0
+        self._purge_below: UUID | None = None
+        self._purge_count = 0
+
+    def set_retention(self, days: int | None) -> None:
+        """Purge interceptions older than `days` now and every `retention.INTERVAL`; None keeps everything."""
+        if days != self.retention_days:
+            self.retention_days = days
+            self._next_purge = 0.0
+
+    def queue_depth(self) -> int:
+        """Events accepted but not yet committed (queued, or collected into the batch being written)."""
+        return self._queue.qsize() + self.pending
 
     def start(self) -> None:
         self._thread.start()
@@ -152,6 +172,8 @@ class AuditWriter:
             stopping = self._collect(pending)
             if pending and (stopping or time.monotonic() >= self._retry_at):
                 self._flush(pending)
+            if not stopping and not pending:
+                self._purge_step()
         for _ in range(3):  # shutting down: a few last tries before giving up loudly
             if not pending:
                 break
@@ -221,8 +243,37 @@ class AuditWriter:
         pending.clear()
         self.pending = 0
 
+    def _purge_step(self) -> None:
+        """One retention batch, when one is due: appends always go first, so traffic never waits on a purge."""
+        if self._purge_below is None:
+            if self.retention_days is None or time.monotonic() < self._next_purge:
+                return
+            self._next_purge = time.monotonic() + retention.INTERVAL
+            self._purge_below = retention.boundary(datetime.now(UTC) - timedelta(days=self.retention_days))
+            self._purge_count = 0
+        if self._db is None:
+            return
+        try:
+            count = retention.purge_batch(self._db, self._purge_below, retention.BATCH)
+        except duckdb.Error as e:
+            logger.warning("aibridge: retention purge of %s failed (retried in an hour): %s", self.path, e)
+            self._purge_below = None
+            return
+        self._purge_count += count
+        self.purged += count
+        if count < retention.BATCH:
+            if self._purge_count:
+                logger.info(
+                    "aibridge: retention purged %d interceptions older than %d days from %s",
+                    self._purge_count,
+                    self.retention_days,
+                    self.path,
+                )
+            self._purge_below = None
+
     def _on_failure(self, error: Exception) -> None:
         self._failures += 1
+        self.write_errors += 1
         delay = min(FLUSH_INTERVAL * 2**self._failures, MAX_RETRY_DELAY)
         self._retry_at = time.monotonic() + delay
         if self._failures == 1 or self._failures % 20 == 0:

@@ -35,6 +35,7 @@ _ERROR_TYPES = {
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
+    503: "overloaded_error",  # what the bridge answers for an overloaded provider (circuit breaker)
     529: "overloaded_error",
 }
 

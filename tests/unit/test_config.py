@@ -9,6 +9,7 @@ import pytest
 from addon.config import (
     TOKEN_PREFIX,
     Budgets,
+    CircuitBreakerConfig,
     PriceOverride,
     Upstream,
     User,
@@ -466,3 +467,40 @@ def test_load_config_with_users_budgets_and_prices(tmp_path: Path) -> None:
     assert config.users == (User(name="alice", token_hash=TOKEN_HASH, groups=("eng",)),)
     assert config.budgets == Budgets(users=(("alice", 50_000_000),), groups=(("eng", 20_000_000),))
     assert config.prices == (("openai/my-finetune", PriceOverride(input=1.5, output=6, cache_write_1h=3)),)
+
+
+def test_circuit_breaker_and_retention_are_off_by_default() -> None:
+    config = parse_config({})
+    assert config.circuit_breaker is None and config.retention_days is None
+
+
+def test_circuit_breaker_defaults_and_overrides() -> None:
+    assert parse_config({"circuit_breaker": {}}).circuit_breaker == CircuitBreakerConfig(
+        failure_threshold=5, interval=10.0, timeout=30.0, max_requests=3
+    )
+    table = {"failure_threshold": 2, "interval": 1.5, "timeout": 60, "max_requests": 1}
+    assert parse_config({"circuit_breaker": table}).circuit_breaker == CircuitBreakerConfig(
+        failure_threshold=2, interval=1.5, timeout=60.0, max_requests=1
+    )
+    assert parse_config({"circuit_breaker": {"enabled": False}}).circuit_breaker is None
+    assert parse_config({"retention_days": 90}).retention_days == 90
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"circuit_breaker": 5}, "circuit_breaker must be a table"),
+        ({"circuit_breaker": {"threshold": 5}}, "circuit_breaker: unknown key(s) threshold"),
+        ({"circuit_breaker": {"failure_threshold": 0}}, "circuit_breaker.failure_threshold must be a whole number"),
+        ({"circuit_breaker": {"max_requests": 1.5}}, "circuit_breaker.max_requests must be a whole number"),
+        ({"circuit_breaker": {"timeout": 0}}, "circuit_breaker.timeout must be a number of seconds"),
+        ({"circuit_breaker": {"interval": True}}, "circuit_breaker.interval must be a number of seconds"),
+        ({"retention_days": 0}, "retention_days must be a whole number of days"),
+        ({"retention_days": "30"}, "retention_days must be a whole number of days"),
+        ({"retention_days": 31, "budgets": {"users": {"a": 1}}}, "retention_days must be at least 32 while budgets"),
+    ],
+)
+def test_bad_breaker_or_retention(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as e:
+        parse_config(data)
+    assert message in str(e.value)

@@ -8,7 +8,7 @@ import gzip
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -106,18 +106,6 @@ def assert_each_job_ended_once(events: list[AuditEvent]) -> None:
     ends = Counter(e.interception_id for e in events if isinstance(e, InterceptionEnded))
     assert len(started_ids) == len(set(started_ids))
     assert ends == Counter(started_ids), "every admitted job must end exactly once"
-
-
-@pytest.fixture
-def recorder() -> Iterator[FakeRecorder]:
-    recorder = FakeRecorder()
-    yield recorder
-    assert_each_job_ended_once(recorder.events)
-
-
-@pytest.fixture
-def upstream() -> FakeUpstream:
-    return FakeUpstream()
 
 
 @pytest.fixture

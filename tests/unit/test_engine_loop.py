@@ -7,7 +7,7 @@ tool waits for the test to release it. Every test's recorder is checked on teard
 import asyncio
 import gzip
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,6 @@ from tests.unit.test_engine import (
     FakeRecorder,
     FakeUpstream,
     admitted,
-    assert_each_job_ended_once,
     header,
     make_job,
     read,
@@ -83,18 +82,6 @@ class FakeTools:
             return ToolResult((TextPart("disk on fire"),), is_error=True, duration_ms=2.5, size=12)
         text = f"{name.removeprefix('bmcp_fake_')}: {arguments.get('text', '')}"
         return ToolResult((TextPart(text),), is_error=False, duration_ms=1.25, size=len(text))
-
-
-@pytest.fixture
-def recorder() -> Iterator[FakeRecorder]:
-    recorder = FakeRecorder()
-    yield recorder
-    assert_each_job_ended_once(recorder.events)
-
-
-@pytest.fixture
-def upstream() -> FakeUpstream:
-    return FakeUpstream()
 
 
 @pytest.fixture

@@ -1,0 +1,199 @@
+"""Operating the bridge: one observer interface the engine calls, fanned out to metrics, traces, dumps, logs.
+
+An observer sees an interception two ways:
+
+- its audit events (`event()`): start, token usage, tool calls, prompt, end. `ObservedRecorder` tees them off
+  the engine's recorder, so the engine records once and every observer sees the same facts the audit file does;
+- its upstream calls (`upstream()`): one per round of the tool loop. The engine calls it in `_send`; the
+  returned `UpstreamCall` is told how the call went and sees the response bytes as they stream;
+- and before the first call, `refuse()` may answer the client instead (the circuit breaker).
+
+Everything runs on the event loop and must not block: observers update in-memory state or hand work to their
+own threads.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+from uuid import UUID
+
+import httpx
+
+from ..audit import AuditEvent
+
+if TYPE_CHECKING:
+    from ..engine import Job
+
+logger = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, str]]
+"""Request headers as they go upstream (credentials included: observers mask or drop them)."""
+
+
+class UpstreamCall:
+    """One upstream call. `responded` or `failed` comes first, then `chunk` per body chunk, then `closed`."""
+
+    def responded(self, response: httpx.Response) -> None:
+        pass
+
+    def failed(self, status: int | None, error: BaseException) -> None:
+        """No response: `status` is what the client is told (502/504), None when the caller went away."""
+
+    def chunk(self, data: bytes) -> None:
+        pass
+
+    def closed(self, error: BaseException | None) -> None:
+        """The body ended (read through, abandoned, or broken by `error`)."""
+
+
+class Observer:
+    """A no-op observer; subclasses override what they need."""
+
+    def event(self, event: AuditEvent) -> None:
+        pass
+
+    def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall | None:
+        """A POST of `body` to `url` is about to go out (the engine's `_send`)."""
+        return None
+
+    def refuse(self, job: "Job") -> "Refusal | None":
+        """Refuse a job before its upstream call (the circuit breaker)."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Answer the client with this instead of calling the upstream."""
+
+    status: int
+    message: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Observers(Observer):
+    """Fans out to several observers; a failing observer is logged and never fails the request."""
+
+    def __init__(self, observers: Sequence[Observer] = ()) -> None:
+        self.observers = tuple(observers)
+
+    def event(self, event: AuditEvent) -> None:
+        for observer in self.observers:
+            try:
+                observer.event(event)
+            except Exception:  # boundary: observation must never cost the client its request
+                logger.exception("aibridge: observer %s failed on %s", type(observer).__name__, type(event).__name__)
+
+    def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall:
+        calls = []
+        for observer in self.observers:
+            try:
+                if (call := observer.upstream(job, url, headers, body)) is not None:
+                    calls.append(call)
+            except Exception:  # boundary
+                logger.exception("aibridge: observer %s failed on an upstream call", type(observer).__name__)
+        return _Calls(calls)
+
+    def refuse(self, job: "Job") -> Refusal | None:
+        for observer in self.observers:
+            try:
+                if (refusal := observer.refuse(job)) is not None:
+                    return refusal
+            except Exception:  # boundary: a breaker bug lets the request through rather than failing it
+                logger.exception("aibridge: observer %s failed deciding on a request", type(observer).__name__)
+        return None
+
+    def close(self) -> None:
+        for observer in self.observers:
+            try:
+                observer.close()
+            except Exception:  # boundary
+                logger.exception("aibridge: observer %s failed to close", type(observer).__name__)
+
+
+NO_OBSERVER = Observers()
+
+
+class _Calls(UpstreamCall):
+    def __init__(self, calls: list[UpstreamCall]) -> None:
+        self.calls = calls
+        self.done = False
+
+    def _each(self, method: str, *args: object) -> None:
+        for call in self.calls:
+            try:
+                getattr(call, method)(*args)
+            except Exception:  # boundary
+                logger.exception("aibridge: observer of an upstream call failed in %s", method)
+
+    def responded(self, response: httpx.Response) -> None:
+        if not self.calls:
+            return
+        self._each("responded", response)
+        # Observe the body where the engine reads it: the stream is wrapped, not read ahead or copied.
+        response.stream = _ObservedStream(response.stream, self)  # type: ignore[arg-type]
+
+    def failed(self, status: int | None, error: BaseException) -> None:
+        self.done = True
+        self._each("failed", status, error)
+
+    def chunk(self, data: bytes) -> None:  # per body chunk: the hot path, no getattr
+        for call in self.calls:
+            try:
+                call.chunk(data)
+            except Exception:  # boundary
+                logger.exception("aibridge: observer of an upstream call failed on a chunk")
+
+    def closed(self, error: BaseException | None) -> None:
+        if not self.done:
+            self.done = True
+            self._each("closed", error)
+
+
+class _ObservedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, call: _Calls) -> None:
+        self.inner = inner
+        self.call = call
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        error: BaseException | None = None
+        try:
+            async for chunk in self.inner:  # type: ignore[attr-defined]
+                self.call.chunk(chunk)
+                yield chunk
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            if error is not None:
+                self.call.closed(error)
+
+    async def aclose(self) -> None:
+        try:
+            await self.inner.aclose()
+        finally:
+            self.call.closed(None)
+
+
+class ObservedRecorder:
+    """The engine's recorder, teed: every audit event goes to the audit writer, then to the observers."""
+
+    def __init__(self, inner: "Recorder", observer: Observer) -> None:
+        self.inner = inner
+        self.observer = observer
+
+    def emit(self, event: AuditEvent) -> None:
+        self.inner.emit(event)
+        self.observer.event(event)
+
+    def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None:
+        return self.inner.find_tool_call(tool_call_id)
+
+
+class Recorder(Protocol):
+    def emit(self, event: AuditEvent) -> None: ...
+
+    def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None: ...
