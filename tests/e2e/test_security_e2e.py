@@ -55,7 +55,7 @@ def test_what_the_proxy_writes_is_private_but_the_ca_bundle(mock: MockUpstream, 
     assert mode(Path(proxy.env["SSL_CERT_FILE"])) == 0o644
 
 
-def test_no_secret_reaches_the_audit_logs_errors_cli_or_snapshots(
+def test_no_secret_reaches_the_audit_logs_dumps_errors_cli_or_snapshots(
     mock: MockUpstream, start_proxy: Callable[..., Proxy], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     alice, bob = new_token(), new_token()
@@ -64,7 +64,12 @@ def test_no_secret_reaches_the_audit_logs_errors_cli_or_snapshots(
         f'[providers.openai]\nupstream = "{mock.url}"\nkey = "{CENTRAL_OPENAI}"\nallow_byok = false\n'
         f'[users.alice]\ntoken = "{hash_token(alice)}"\n[users.bob]\ntoken = "env:TEST_BOB"\n'
     )
-    proxy = start_proxy(config, env={"TEST_CENTRAL_ANTHROPIC": CENTRAL_ANTHROPIC, "TEST_BOB": bob})
+    dumps = tmp_path / "dumps"
+    proxy = start_proxy(
+        config,
+        args=("--set", f"aibridge_dump_dir={dumps}", "--set", "aibridge_json_logs=true"),
+        env={"TEST_CENTRAL_ANTHROPIC": CENTRAL_ANTHROPIC, "TEST_BOB": bob},
+    )
     secrets = (alice, bob, CENTRAL_ANTHROPIC, CENTRAL_OPENAI, BYOK, WRONG_TOKEN)
     seen: list[bytes] = []  # everything clients received: statuses, headers, bodies, error messages
 
@@ -130,6 +135,10 @@ def test_no_secret_reaches_the_audit_logs_errors_cli_or_snapshots(
     }
     for extra in proxy.db_path.parent.glob(proxy.db_path.name + ".*"):
         haystacks[extra.name] = extra.read_bytes()
+    dumped = [path for path in dumps.rglob("*") if path.is_file()]
+    assert len(dumped) >= 6  # a request and a response for each upstream call at least
+    assert all(mode(path) == 0o600 for path in dumped)  # they hold prompts: private like the audit file
+    haystacks |= {f"dump {path.name}": path.read_bytes() for path in dumped}
     for where, haystack in haystacks.items():
         for secret in secrets:
             assert secret.encode() not in haystack, f"a secret ({secret[:10]}...) leaked into the {where}"
