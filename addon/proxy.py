@@ -408,7 +408,6 @@ def _pass_through(flow: http.HTTPFlow, provider: Provider, access: Access) -> No
     target = provider.upstream
     if (target.scheme, target.host, target.port, target.path) != ("https", provider.host, 443, ""):
         flow.request.scheme, flow.request.host, flow.request.port = target.scheme, target.host, target.port
-        flow.request.authority = ""  # an absolute-form target names no other host to the upstream
         if target.path:
             flow.request.path = target.path + flow.request.path
     for name, value in provider.extra_headers:
