@@ -128,6 +128,13 @@ class PriceBook:
         return _micros(input_tokens, prices.input) + _micros(max_output, prices.output)
 
 
+def load_book() -> None:
+    """Load the bundled price book now (it is otherwise loaded by the first lookup)."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    get_snapshot()
+
+
 @functools.lru_cache(maxsize=1024)
 def _book_price(provider: str, model: str) -> dict[str, Any] | None:
     """The book's price fields for a model; cached, as a lookup costs more than the rest of a request's audit."""
