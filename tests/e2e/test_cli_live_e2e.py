@@ -32,7 +32,7 @@ CLAUDE = {"User-Agent": "claude-cli/2.1.329 (external, sdk-cli)", "X-Claude-Code
 CODEX = {"User-Agent": "codex_cli_rs/0.50.0 (Linux; x86_64)", "session-id": "codex-live"}
 TOOLS = [{"name": "Read", "description": "read a file", "input_schema": {"type": "object"}}]
 LIVE_WITHIN = 10.0
-"""Seconds a live answer may take to show the traffic (the writer flushes every 0.2 s; the machine is shared)."""
+"""Seconds a live answer may take to show the traffic (the writer commits every second; the machine is shared)."""
 
 
 # --- running the command ------------------------------------------------------------------------------------
