@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from tests.support.mock_upstream import Answer, MockUpstream
-from tests.support.proxy import Proxy, provider_config
+from tests.support.proxy import Proxy, live_interceptions, provider_config
 from tests.support.scenarios import anthropic_message
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -121,12 +121,7 @@ def test_kill_9_under_load_keeps_every_flushed_record_and_the_file_opens(
         deadline = time.monotonic() + 30
         while sent[0] < 40 and time.monotonic() < deadline:
             time.sleep(0.05)
-        live = subprocess.run(  # what the proxy has committed, asked through its live endpoint
-            [AIBRIDGE, "interceptions", "--db", str(proxy.db_path), "--json", "--limit", "1000"],
-            capture_output=True,
-            timeout=30,
-            check=True,
-        )
+        live = live_interceptions(proxy.db_path, at_least=20)  # what the proxy has committed, asked live
         assert proxy.process is not None
         os.kill(proxy.process.pid, signal.SIGKILL)
         proxy.process.wait(10)
@@ -134,7 +129,7 @@ def test_kill_9_under_load_keeps_every_flushed_record_and_the_file_opens(
         stop.set()
         for worker in workers:
             worker.join(30)
-    flushed = {row["id"] for row in json.loads(live.stdout)["interceptions"]}
+    flushed = {row["id"] for row in json.loads(live)["interceptions"]}
     assert len(flushed) >= 20
 
     with duckdb.connect(str(proxy.db_path)) as db:  # opens cleanly (the WAL replays) and holds them all

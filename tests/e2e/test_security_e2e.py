@@ -19,7 +19,7 @@ from addon.config import hash_token
 from addon.users import new_token
 from tests.e2e.test_more_faults_e2e import tunnel
 from tests.support.mock_upstream import Answer, MockUpstream
-from tests.support.proxy import Proxy, provider_config
+from tests.support.proxy import Proxy, live_interceptions, provider_config
 from tests.support.scenarios import anthropic_events, anthropic_message, chat_completion
 
 A_URL = "https://api.anthropic.com/v1/messages"
@@ -115,12 +115,7 @@ def test_no_secret_reaches_the_audit_logs_dumps_errors_cli_or_snapshots(
     assert alice not in upstream_headers and bob not in upstream_headers
     assert "proxy-authorization" not in upstream_headers.lower()
 
-    live = subprocess.run(
-        [AIBRIDGE, "interceptions", "--db", str(proxy.db_path), "--json", "--limit", "100"],
-        capture_output=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    live = live_interceptions(proxy.db_path, at_least=6)
     assert len(json.loads(live)["interceptions"]) >= 6
     snapshot = tmp_path / "snapshot.duckdb"
     subprocess.run([AIBRIDGE, "snapshot", "--db", str(proxy.db_path), str(snapshot)], timeout=60, check=True)

@@ -1,5 +1,6 @@
 """A real `mitmdump -s addon/aibridge.py` in a subprocess, on 127.0.0.1 with a fresh CA and audit file."""
 
+import json
 import os
 import re
 import subprocess
@@ -124,3 +125,15 @@ class Proxy:
             cursor = db.execute(sql, params or [])
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def live_interceptions(db: Path, at_least: int, within: float = 30.0) -> bytes:
+    """`aibridge interceptions --json` from a running proxy's live endpoint, asked again until at least
+    `at_least` interceptions show: the audit writer commits once a second."""
+    command = [str(Path(sys.executable).parent / "aibridge"), "interceptions", "--db", str(db), "--json"]
+    deadline = time.monotonic() + within
+    while True:
+        out = subprocess.run([*command, "--limit", "1000"], capture_output=True, timeout=60, check=True).stdout
+        if len(json.loads(out)["interceptions"]) >= at_least or time.monotonic() > deadline:
+            return out
+        time.sleep(0.2)
