@@ -16,7 +16,6 @@ Every admitted job ends exactly once (`finish`), whatever fails: completed, fail
 import asyncio
 import json
 import logging
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,6 +54,7 @@ from .wire import (
     WireReader,
 )
 from .wire.base import LIMIT_NOTICE, LoopState, Next, ToolSpec, parse_arguments
+from .wire.encoding import decode_body, stream_decoder
 from .wire.sse import SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
@@ -331,8 +331,8 @@ class Engine:
         else:
             relay = self._loop_stream(job, wire, state, body, response)
         headers = upstream.response_headers(response.headers, keep_length=state is None and not _is_sse(response))
-        if _is_sse(response) and response.headers.get("content-encoding", "").lower() in _INFLATABLE:
-            headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]  # relayed inflated
+        if _is_sse(response) and _decodes(response):
+            headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]  # relayed decoded
         headers.append((INTERCEPTION_HEADER, str(job.id)))
 
         async def abandon() -> None:  # a no-op once the relay ran: the response is closed, the job ended
@@ -347,7 +347,7 @@ class Engine:
         except httpx.HTTPError as e:
             return self._fail(job, wire, 502, f"upstream failed mid-response: {e or type(e).__name__}")
         parser = wire.parser()
-        _guarded(parser.feed_body, _decoded(raw, response.headers.get("content-encoding")))
+        _guarded(parser.feed_body, decode_body(raw, response.headers.get("content-encoding")))
         turn = _guarded(parser.turn) or Turn()
         error = turn.error or f"HTTP {response.status_code}: {raw[:300].decode('utf-8', 'replace')}"
         self.finish(job, "failed", error, response.status_code, turn.model)
@@ -453,7 +453,7 @@ class Engine:
                 headers = upstream.response_headers(response.headers, keep_length=True)
                 return Reply(response.status_code, [*headers, (INTERCEPTION_HEADER, str(job.id))], _once(raw))
             parser = wire.loop_parser(state)
-            decoded = _decoded(raw, response.headers.get("content-encoding"))
+            decoded = decode_body(raw, response.headers.get("content-encoding"))
             _guarded(parser.feed_body, decoded)
             turn = _guarded(parser.turn) or Turn()
             self._record_turn(job, turn)
@@ -699,28 +699,36 @@ async def _round(response: httpx.Response, parser: ResponseParser) -> AsyncItera
         async for chunk in response.aiter_raw():
             chunks.append(chunk)
             yield chunk
-        _guarded(parser.feed_body, _decoded(b"".join(chunks), response.headers.get("content-encoding")))
+        _guarded(parser.feed_body, decode_body(b"".join(chunks), response.headers.get("content-encoding")))
         return
-    encoding = response.headers.get("content-encoding", "identity").lower()
-    if encoding not in ("identity", *_INFLATABLE):
-        async for chunk in response.aiter_raw():  # the upstream ignored `identity`: relay as is, unparsed
+    decode = stream_decoder(response.headers.get("content-encoding"))
+    if decode is None:
+        async for chunk in response.aiter_raw():  # an encoding the bridge cannot read: relay as is, unparsed
             yield chunk
         return
     sse = SSEParser()
-    chunks = response.aiter_raw() if encoding == "identity" else _inflated(response, encoding)
-    ended = False
-    async for chunk in chunks:
-        events = sse.feed(chunk)
-        ended = ended or any(map(_ends_stream, events))
+    last: SSEEvent | None = None
+    async for raw in response.aiter_raw():
+        if not (events := sse.feed(decode(raw))):
+            continue
+        last = _last_meaningful(events, last)
         out = [data for event in events if (data := _relayed(parser.feed_event, event)) is not None]
         if out:
             yield out[0] if len(out) == 1 else b"".join(out)
     if (tail := sse.close()) is not None:
-        ended = ended or _ends_stream(tail)
+        last = _last_meaningful([tail], last)
         if (data := _relayed(parser.feed_event, tail)) is not None:
             yield data
-    if not ended:  # a clean close before the API's final event is a cut-off stream, not a finished one
+    if last is None or not _ends_stream(last):  # a clean close before the final event is a cut-off stream
         raise httpx.RemoteProtocolError("the stream ended before its final event (message_stop / [DONE])")
+
+
+def _last_meaningful(events: list[SSEEvent], last: SSEEvent | None) -> SSEEvent | None:
+    """The last event carrying an event name or data (comments and stray blank lines do not count)."""
+    for event in reversed(events):
+        if event.event or event.data:
+            return event
+    return last
 
 
 def _ends_stream(event: SSEEvent) -> bool:
@@ -734,19 +742,6 @@ def _ends_stream(event: SSEEvent) -> bool:
         or '"type": "message_stop"' in data[:40]
         or '"type":"message_stop"' in data[:40]
     )
-
-
-_INFLATABLE = ("gzip", "deflate")
-"""Encodings the bridge decodes itself when an upstream ignores `accept-encoding: identity`."""
-
-
-async def _inflated(response: httpx.Response, encoding: str) -> AsyncIterator[bytes]:
-    inflater = zlib.decompressobj(47)  # 32 + 15: gzip or zlib header, detected
-    async for chunk in response.aiter_raw():
-        if data := inflater.decompress(chunk):
-            yield data
-    if data := inflater.flush():
-        yield data
 
 
 def _relayed(feed: Callable[[SSEEvent], bytes | None], event: SSEEvent) -> bytes | None:
@@ -766,10 +761,7 @@ def _guarded[T](fn: Callable[..., T], *args: object) -> T | None:
         return None
 
 
-def _decoded(raw: bytes, encoding: str | None) -> bytes:
-    if encoding and encoding.lower() in ("gzip", "deflate"):
-        try:
-            return zlib.decompress(raw, 47)  # 32 + 15: gzip or zlib header, detected
-        except zlib.error:
-            return b""
-    return raw
+def _decodes(response: httpx.Response) -> bool:
+    """Whether the relay decodes this response's content-encoding (and so must drop the header)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    return encoding not in ("", "identity") and stream_decoder(encoding) is not None

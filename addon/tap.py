@@ -9,15 +9,11 @@ unreachable or broken).
 """
 
 import logging
-import zlib
-from collections.abc import Callable, Mapping
-
-import brotli
-import zstandard
-from mitmproxy.net import encoding as mitm_encoding
+from collections.abc import Mapping
 
 from .engine import Engine, Job
 from .wire import Turn
+from .wire.encoding import Decoder, decode_body, stream_decoder
 from .wire.openai_responses import ResponsesParser
 from .wire.sse import SSEEvent, SSEParser
 
@@ -25,19 +21,6 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY = 32 * 1024 * 1024
 """Bytes of a whole (non-SSE) response kept for the audit; beyond this it is relayed but not parsed."""
-
-
-def _decoder(encoding: str) -> Callable[[bytes], bytes] | None:
-    """An incremental decoder for a content-encoding; None for one the tap cannot read."""
-    if encoding in ("", "identity"):
-        return lambda data: data
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        return zlib.decompressobj(47).decompress  # 32 + 15: gzip or zlib header, detected
-    if encoding == "br":
-        return brotli.Decompressor().process
-    if encoding == "zstd":
-        return zstandard.ZstdDecompressor().decompressobj().decompress
-    return None
 
 
 class ResponseTap:
@@ -50,7 +33,7 @@ class ResponseTap:
         self.status: int | None = None
         self._encoding = ""
         self._sse: SSEParser | None = None
-        self._decode: Callable[[bytes], bytes] | None = None
+        self._decode: Decoder | None = None
         self._body: list[bytes] | None = []
         self._size = 0
         self._broken = False
@@ -60,7 +43,7 @@ class ResponseTap:
         self.status = status
         self._encoding = headers.get("content-encoding", "").strip().lower()
         if 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream"):
-            self._sse, self._decode = SSEParser(), _decoder(self._encoding)
+            self._sse, self._decode = SSEParser(), stream_decoder(self._encoding)
             self._body = None
             if self._decode is None:
                 logger.warning("aibridge: a Responses stream in %r encoding is relayed unread", self._encoding)
@@ -114,7 +97,7 @@ class ResponseTap:
                     if (tail := self._sse.close()) is not None:
                         self._event(tail)
                 elif self._body is not None:
-                    self.parser.feed_body(mitm_encoding.decode(b"".join(self._body), self._encoding or "identity"))
+                    self.parser.feed_body(decode_body(b"".join(self._body), self._encoding))
             return self.parser.turn()
         except Exception:  # boundary: as above; the interception still ends
             logger.exception("aibridge: could not read a passthrough response for the audit")

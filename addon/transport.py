@@ -231,11 +231,7 @@ class _Connection(asyncio.Protocol):
             elif self.complete:
                 return
             elif self._exc is not None:
-                raise (
-                    self._exc
-                    if not isinstance(self._exc, _StaleConnection)
-                    else httpx.RemoteProtocolError("upstream closed the connection")
-                )
+                raise self._exc  # never _StaleConnection: a body comes after a head, so bytes were seen
             else:
                 try:
                     await self._wait(read_timeout)

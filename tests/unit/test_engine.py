@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import brotli
 import httpx
 import pytest
+import zstandard
 
 from addon.audit import (
     AuditEvent,
@@ -687,6 +689,43 @@ async def test_gzipped_blocking_response_is_relayed_as_is_and_still_recorded(
     assert b"".join(await read(reply)) == compressed
     assert recorder.of(TokensUsed)[0].output_tokens == 4
     assert recorder.ended(job).status == "completed"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("br", brotli.compress),
+        ("zstd", lambda data: zstandard.ZstdCompressor().compress(data)),
+    ],
+)
+async def test_an_encoded_stream_is_relayed_decoded_and_recorded(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream, encoding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    """An upstream that ignores `accept-encoding: identity`: the stream is decoded once, for the audit and for
+    the client, who gets it without the encoding header."""
+    encoded = encode(b"".join(ANTHROPIC_EVENTS))
+    upstream.respond = lambda request: httpx.Response(
+        200, headers={**SSE_HEADERS, "content-encoding": encoding}, stream=Chunks([encoded[:7], encoded[7:]])
+    )
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    assert header(reply, "content-encoding") == []
+    assert b"".join(await read(reply)) == b"".join(ANTHROPIC_EVENTS)
+    assert recorder.of(TokensUsed)[0].output_tokens > 0
+    assert recorder.ended(job).status == "completed"
+
+
+async def test_a_stream_in_an_unreadable_encoding_is_relayed_as_is(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    upstream.respond = lambda request: httpx.Response(
+        200, headers={**SSE_HEADERS, "content-encoding": "x-unknown"}, stream=Chunks([b"\x00opaque"])
+    )
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    assert header(reply, "content-encoding") == ["x-unknown"]
+    assert b"".join(await read(reply)) == b"\x00opaque"
 
 
 # --- threads ---------------------------------------------------------------------------------------------

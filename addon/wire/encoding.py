@@ -1,0 +1,40 @@
+"""Content-encodings the bridge reads itself, when an upstream ignores `accept-encoding: identity` or (for
+passthrough) was never asked: one place for the bridged relay and the Responses tap alike."""
+
+import zlib
+from collections.abc import Callable
+
+import brotli
+import zstandard
+from mitmproxy.net import encoding as mitmproxy_encoding
+
+Decoder = Callable[[bytes], bytes]
+
+
+def stream_decoder(encoding: str | None) -> Decoder | None:
+    """An incremental decoder for a streamed body's content-encoding; None for one the bridge cannot read."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return _same
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(47).decompress  # 32 + 15: gzip or zlib header, detected
+    if encoding == "br":
+        return brotli.Decompressor().process
+    if encoding == "zstd":
+        return zstandard.ZstdDecompressor().decompressobj().decompress
+    return None
+
+
+def decode_body(raw: bytes, encoding: str | None) -> bytes:
+    """A whole body decoded for parsing: as it is when its encoding is unknown, empty when it does not decode."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding in ("", "identity") or stream_decoder(encoding) is None:
+        return raw
+    try:
+        return mitmproxy_encoding.decode(raw, "gzip" if encoding == "x-gzip" else encoding)
+    except ValueError:
+        return b""
+
+
+def _same(data: bytes) -> bytes:
+    return data
