@@ -287,7 +287,7 @@ class Engine:
         headers = upstream.request_headers(job.headers, provider.extra_headers)
         call = self.observer.upstream(job, url, headers, body)
         try:
-            response = await upstream.send(self.transport, "POST", url, headers, body)
+            response = await upstream.send(self.transport, "POST", provider.upstream, job.path, headers, body)
         except httpx.TimeoutException as e:
             call.failed(504, e)
             raise UpstreamUnavailable(504, f"upstream {provider.name} timed out: {type(e).__name__}") from e

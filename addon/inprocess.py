@@ -209,9 +209,8 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
         )
 
     async def _send(self, provider: Provider, path: str, method: str, access: Access, body: bytes) -> httpx.Response:
-        url = provider.upstream.url(path)
         headers = upstream.request_headers(access.headers, provider.extra_headers)  # as the proxy forwards
-        return await upstream.send(self.bridge.upstream, method, url, headers, body)
+        return await upstream.send(self.bridge.upstream, method, provider.upstream, path, headers, body)
 
 
 class _HttpxStream(httpx2.AsyncByteStream):

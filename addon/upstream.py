@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import certifi
 import httpx
 
+from .config import Upstream
 from .transport import Http1Transport
 
 HOP_BY_HOP = frozenset(
@@ -48,11 +49,19 @@ def make_transport(verify: ssl.SSLContext | bool, read_timeout: float = READ_TIM
 
 
 async def send(
-    transport: httpx.AsyncBaseTransport, method: str, url: str, headers: list[tuple[str, str]], body: bytes
+    transport: httpx.AsyncBaseTransport,
+    method: str,
+    target: Upstream,
+    path: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
 ) -> httpx.Response:
-    """One request, its response streamed. Straight to the transport: an httpx client would add a cookie jar
-    (shared by every user's requests) and redirect and auth handling the bridge must not do."""
-    request = httpx.Request(method, url, headers=headers, content=body)
+    """One request to `target` (`path` after its prefix), its response streamed. Straight to the transport: an
+    httpx client would add a cookie jar (shared by every user's requests) and redirect and auth handling the
+    bridge must not do."""
+    if isinstance(transport, Http1Transport):
+        return await transport.send(method, target.scheme, target.host, target.port, target.path + path, headers, body)
+    request = httpx.Request(method, target.url(path), headers=headers, content=body)  # any other httpx transport
     response = await transport.handle_async_request(request)
     response.request = request
     return response

@@ -8,6 +8,7 @@ import httpx
 import pytest
 import trustme
 
+from addon.config import Upstream
 from addon.transport import Http1Transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -41,10 +42,13 @@ class RawServer:
         self._server.close()
 
     @property
-    def url(self) -> str:
+    def port(self) -> int:
         assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{port}"
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     async def read_request(self, reader: asyncio.StreamReader) -> bytes:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -287,10 +291,54 @@ async def test_one_users_cookies_never_ride_on_anothers_request() -> None:
 
     transport = Http1Transport(False)
     async with RawServer(handler) as server:
+        target = Upstream(scheme="http", host="127.0.0.1", port=server.port, path="")
         for key in ("key-a", "key-b"):
-            response = await send(transport, "POST", server.url + "/v1/messages", [("x-api-key", key)], b"{}")
+            response = await send(transport, "POST", target, "/v1/messages", [("x-api-key", key)], b"{}")
             await response.aread()
             await response.aclose()
     await transport.aclose()
     assert b"cookie:" not in server.requests[1].lower()
     assert b"x-api-key: key-b" in server.requests[1]
+
+
+async def test_the_bridges_own_requests_carry_host_length_and_header_bytes_as_they_came() -> None:
+    """`upstream.send` writes the request itself (no httpx models): the head must still be a complete one."""
+    from addon.upstream import send
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(ok(b"{}"))
+
+    transport = Http1Transport(False)
+    async with RawServer(handler) as server:
+        port = server.port
+        target = Upstream(scheme="http", host="127.0.0.1", port=port, path="/base")
+        headers = [("x-api-key", "k"), ("x-note", "caf\udcc3\udca9")]  # b"caf\xc3\xa9" as mitmproxy decodes it
+        response = await send(transport, "POST", target, "/v1/messages?beta=true", headers, b'{"a":1}')
+        assert (response.status_code, await response.aread()) == (200, b"{}")
+        await response.aclose()
+    await transport.aclose()
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /base/v1/messages?beta=true HTTP/1.1"
+    assert lines[1] == b"Host: 127.0.0.1:%d" % port
+    assert b"x-note: caf\xc3\xa9" in lines
+    assert b"Content-Length: 7" in lines
+    assert body == b'{"a":1}'
+
+
+async def test_many_chunks_that_arrived_together_are_read_as_one() -> None:
+    """What one socket read brought is relayed as one chunk (one hop write, one client send), in order."""
+    events = [b"data: %d\n\n" % i for i in range(50)]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"".join(chunked(*events)) + b"0\r\n\r\n")  # one write: the client reads it at once
+
+    transport = Http1Transport(False)
+    async with RawServer(handler) as server:
+        async with httpx.AsyncClient(transport=transport) as client:
+            async with client.stream("POST", server.url + "/v1/messages", content=b"{}") as response:
+                received = [chunk async for chunk in response.aiter_raw()]
+    assert b"".join(received) == b"".join(events)
+    assert len(received) < 5
