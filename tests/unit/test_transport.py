@@ -337,8 +337,9 @@ async def test_many_chunks_that_arrived_together_are_read_as_one() -> None:
 
     transport = Http1Transport(False)
     async with RawServer(handler) as server:
-        async with httpx.AsyncClient(transport=transport) as client:
-            async with client.stream("POST", server.url + "/v1/messages", content=b"{}") as response:
-                received = [chunk async for chunk in response.aiter_raw()]
+        client = httpx.AsyncClient(transport=transport)
+        async with client.stream("POST", server.url + "/v1/messages", content=b"{}") as response:
+            received = [chunk async for chunk in response.aiter_raw()]
+        await client.aclose()
     assert b"".join(received) == b"".join(events)
     assert len(received) < 5
