@@ -13,6 +13,7 @@ from .base import (
     RequestInfo,
     Thought,
     ToolCall,
+    ToolDefinitions,
     ToolOutput,
     ToolSpec,
     Turn,
@@ -94,6 +95,9 @@ def to_usage(raw: JSON) -> Usage:
     return usage
 
 
+_TOOL_DEFINITIONS = ToolDefinitions(
+    lambda t: {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+)
 _DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 """Which field of a content_block_delta extends the block."""
 
@@ -385,8 +389,7 @@ class AnthropicMessages:
 
     def inject_tools(self, raw: bytes, tools: Sequence[ToolSpec]) -> bytes:
         """Prepend, so a client `cache_control` breakpoint on its last tool still closes the cached prefix."""
-        specs = [dumps({"name": t.name, "description": t.description, "input_schema": t.input_schema}) for t in tools]
-        return extend_array(raw, "tools", specs, at_start=True)
+        return extend_array(raw, "tools", _TOOL_DEFINITIONS(tools), at_start=True)
 
     def next_request(self, raw: bytes, turn: Turn, results: Sequence[tuple[ToolCall, ToolOutput]]) -> bytes:
         assert turn.assistant is not None

@@ -2,7 +2,7 @@
 
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -243,6 +243,24 @@ def int_or_zero(value: Any) -> int:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class ToolDefinitions:
+    """Injected tools as one API declares them, each serialized once: the same tools go into every request."""
+
+    def __init__(self, render: Callable[[ToolSpec], Any]) -> None:
+        self._render = render
+        self._cache: dict[str, tuple[ToolSpec, str]] = {}
+        """By name: the tool object last rendered (held, so its identity stays its own) and its JSON."""
+
+    def __call__(self, tools: Sequence[ToolSpec]) -> list[str]:
+        specs = []
+        for tool in tools:
+            cached = self._cache.get(tool.name)
+            if cached is None or cached[0] is not tool:  # a new or changed tool (the manager makes new objects)
+                cached = self._cache[tool.name] = (tool, dumps(self._render(tool)))
+            specs.append(cached[1])
+        return specs
 
 
 WRAPPER_PREFIXES = ("<system-reminder>", "<environment_context>", "<user_instructions>")

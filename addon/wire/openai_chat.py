@@ -14,6 +14,7 @@ from .base import (
     RequestInfo,
     Thought,
     ToolCall,
+    ToolDefinitions,
     ToolOutput,
     ToolSpec,
     Turn,
@@ -38,6 +39,12 @@ _ERROR_TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_exceeded",
 }
+_TOOL_DEFINITIONS = ToolDefinitions(
+    lambda t: {
+        "type": "function",
+        "function": {"name": t.name, "description": t.description, "parameters": t.input_schema},
+    }
+)
 _SKIPPED_ROLES = ("system", "developer")
 _REASONING_KEYS = ("reasoning_content", "reasoning")  # vLLM, DeepSeek, OpenRouter and others
 _NOTEWORTHY = re.compile(r'"(?:tool_calls|error|reasoning|(?:usage|finish_reason)"\s*:\s*[^n\s])')
@@ -411,16 +418,7 @@ class OpenAIChat:
         return ChatLoopParser(state)
 
     def inject_tools(self, raw: bytes, tools: Sequence[ToolSpec]) -> bytes:
-        specs = [
-            dumps(
-                {
-                    "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.input_schema},
-                }
-            )
-            for t in tools
-        ]
-        return extend_array(raw, "tools", specs)
+        return extend_array(raw, "tools", _TOOL_DEFINITIONS(tools))
 
     def next_request(self, raw: bytes, turn: Turn, results: Sequence[tuple[ToolCall, ToolOutput]]) -> bytes:
         assert turn.assistant is not None

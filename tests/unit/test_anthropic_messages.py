@@ -502,6 +502,15 @@ def test_inject_tools_creates_the_tools_array() -> None:
     assert out == raw[:-1] + b',"tools":[' + spec_json(Spec("bmcp_fs_read")) + b"]}"
 
 
+def test_a_tool_that_changed_under_the_same_name_is_injected_as_it_now_is() -> None:
+    """Definitions are serialized once per tool object; a server's new listing makes new objects."""
+    raw = b'{"model": "m", "messages": []}'
+    before, after = Spec("bmcp_fs_read", "old text"), Spec("bmcp_fs_read", "new text")
+    assert json.loads(WIRE.inject_tools(raw, [before]))["tools"][0]["description"] == "old text"
+    assert json.loads(WIRE.inject_tools(raw, [after]))["tools"][0]["description"] == "new text"
+    assert json.loads(WIRE.inject_tools(raw, [before]))["tools"][0]["description"] == "old text"
+
+
 def test_inject_no_tools_leaves_the_body_alone() -> None:
     assert WIRE.inject_tools(CLIENT_BODY, []) == CLIENT_BODY
 
