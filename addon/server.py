@@ -25,6 +25,9 @@ PATH_PREFIX = "/_aibridge/"
 
 
 class LocalServer:
+    connection: type["_HopConnection"]
+    """What serves each connection (set below, once the class exists)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.port: int | None = None
@@ -50,7 +53,7 @@ class LocalServer:
         sock.bind(("127.0.0.1", 0))
         sock.listen(1024)
         self.port = sock.getsockname()[1]
-        self._server = await asyncio.get_running_loop().create_server(lambda: _HopConnection(self), sock=sock)
+        self._server = await asyncio.get_running_loop().create_server(lambda: self.connection(self), sock=sock)
 
     async def stop(self) -> None:
         if self._server is None:
@@ -188,6 +191,9 @@ class _HopConnection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self._lost:
             self.transport.write(data)
+
+
+LocalServer.connection = _HopConnection
 
 
 def _reason(status: int) -> bytes:

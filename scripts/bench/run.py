@@ -81,6 +81,7 @@ HOSTS = {"anthropic": "api.anthropic.com", "openai": "api.openai.com"}
 MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1"}
 FRAME_EVENTS = {"anthropic": 5, "openai": 4}
 AUDIT_OFF = "bridge, audit off"
+WORKER = "bridge, worker"
 """Events a mock stream has besides its text deltas (OpenAI: with the usage chunk, which the client asks for)."""
 _EXPORT = re.compile(r"^export (\w+)=(.*)$", re.MULTILINE)
 
@@ -258,12 +259,18 @@ class Target:
     strict: bool = True
     """The event count must be the mock's (false for gateways that re-encode streams)."""
     knobs_in_body_only: bool = False
+    helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    """Processes of this scenario besides the proxy (the worker prototype's worker): counted with it."""
 
     def cpu(self) -> float | None:
-        return proc_cpu(self.process.pid) if self.process else None
+        if self.process is None:
+            return None
+        return sum(proc_cpu(p.pid) for p in (self.process, *self.helpers))
 
     def rss(self) -> float | None:
-        return proc_rss_mb(self.process.pid) if self.process else None
+        if self.process is None:
+            return None
+        return sum(proc_rss_mb(p.pid) for p in (self.process, *self.helpers))
 
 
 @dataclass
@@ -315,8 +322,18 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         "--set", "flow_detail=0",
         "--set", f"ssl_verify_upstream_trusted_ca={mock.ca}",
     ]  # fmt: skip
+    helpers = []
     if name == "floor":
         cmd += ["-s", str(HERE / "floor_addon.py"), "--set", f"floor_upstream={mock.url}"]
+    elif name == WORKER:
+        config = f'[providers.anthropic]\nupstream = "{mock.url}"\n\n[providers.openai]\nupstream = "{mock.url}"\n'
+        (work / "aibridge.toml").write_text(config)
+        worker_cmd = [sys.executable, str(HERE / "worker_prototype.py"), "--config", str(work / "aibridge.toml")]
+        worker_cmd += ["--db", str(work / "audit.duckdb"), "--ca", str(mock.ca)]
+        worker_log = work / "worker.log"
+        helpers.append(procs.start(worker_cmd, worker_log, env=clean_env(), cwd=work))
+        hop = (await wait_for_line(helpers[0], worker_log, r"^READY (\S+)$", 60)).group(1)
+        cmd += ["-s", str(HERE / "worker_prototype.py"), "--set", f"worker_hop={hop}"]
     else:
         config = f'[providers.anthropic]\nupstream = "{mock.url}"\n\n[providers.openai]\nupstream = "{mock.url}"\n\n'
         if name == "bridge+MCP":
@@ -340,6 +357,7 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         proxy=exports["HTTPS_PROXY"],
         process=process,
         bridged=name != "floor",
+        helpers=helpers,
     )
 
 
@@ -1118,6 +1136,7 @@ async def run(args: argparse.Namespace, procs: Procs) -> str:
         bench = Bench(plan, mock)
         direct = Target("direct", {fmt: mock.url + PATHS[fmt] for fmt in FORMATS}, mock.ssl)
         proxy_names = ["floor", "bridge", "bridge+MCP"] + ([AUDIT_OFF] if args.audit_cost else [])
+        proxy_names += [WORKER] if args.worker else []
         names = ["direct", *proxy_names] + (["litellm"] if with_litellm else [])
         injected: Counter[str] = Counter()
         upstream_requests: Counter[str] = Counter()
@@ -1151,6 +1170,8 @@ async def run(args: argparse.Namespace, procs: Procs) -> str:
                 for target in targets:
                     if target.process is not None:
                         procs.stop(target.process)
+                    for helper in target.helpers:
+                        procs.stop(helper)
             audit.append(await asyncio.to_thread(audit_rows_per_second, plan.audit_rows, tmp))
         bench.metrics["bridge"]["audit_rows_s"] = audit
         seconds = args.profile_seconds or (5 if args.quick else 10)
@@ -1213,6 +1234,11 @@ def main() -> None:
     parser.add_argument("--litellm", action="store_true", help="include LiteLLM's proxy when installed")
     parser.add_argument(
         "--audit-cost", action="store_true", help="add the bridge with recording off, to show what recording costs"
+    )
+    parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="add the bridge with its work after the hop in a second process (scripts/bench/worker_prototype.py)",
     )
     parser.add_argument("--out", type=Path, help="also write the markdown report to this file")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default: 3, quick: 1)")
