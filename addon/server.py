@@ -14,10 +14,11 @@ import http
 import logging
 import secrets
 import socket
+from collections.abc import Awaitable
 
 import httptools
 
-from .engine import Engine, Job, error_body
+from .engine import Engine, Job, Reply, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -31,19 +32,36 @@ class LocalServer:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.port: int | None = None
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, tuple[Job, asyncio.Future[Reply]]] = {}
+        """Parked jobs by token, each with its upstream call under way."""
+        self._closing: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._connections: set[_HopConnection] = set()
 
     def submit(self, job: Job) -> str:
-        """Park a job; the returned token is the path the flow must request."""
+        """Park a job and call its upstream now: mitmproxy's hop to this server then overlaps the provider's
+        time to answer instead of adding to it. The returned token is the path the flow must request."""
         token = secrets.token_urlsafe(24)
-        self._jobs[token] = job
+        self._jobs[token] = (job, asyncio.ensure_future(self.engine.open(job)))
         return PATH_PREFIX + token
 
     def withdraw(self, path: str) -> Job | None:
-        """Take back a job whose flow never reached the server (the client left, the hop failed)."""
-        return self._jobs.pop(path.removeprefix(PATH_PREFIX), None)
+        """Take back a job whose flow never reached the server (the client left, the hop failed); its upstream
+        call is cancelled, or its answer closed unread."""
+        parked = self._jobs.pop(path.removeprefix(PATH_PREFIX), None)
+        if parked is None:
+            return None
+        job, opening = parked
+        self._abandon(opening)
+        return job
+
+    def _abandon(self, opening: "asyncio.Future[Reply]") -> None:
+        if not opening.done():
+            opening.cancel()
+        elif not opening.cancelled() and opening.exception() is None:
+            closing = asyncio.ensure_future(opening.result().aclose())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     async def start(self) -> None:
         # IPPROTO_TCP, not 0: asyncio turns Nagle off only on TCP sockets it recognises as such, and with Nagle
@@ -59,6 +77,9 @@ class LocalServer:
         if self._server is None:
             return
         self._server.close()
+        for _, opening in self._jobs.values():
+            self._abandon(opening)
+        self._jobs.clear()
         for connection in list(self._connections):
             connection.abort()
         self._server = None
@@ -134,25 +155,25 @@ class _HopConnection(asyncio.Protocol):
             self.transport.abort()
 
     async def _answer(self, url: bytes) -> None:
-        job = self.server.withdraw(url.decode("latin-1"))
-        if job is None:
+        parked = self.server._jobs.pop(url.decode("latin-1").removeprefix(PATH_PREFIX), None)
+        if parked is None:
             body = b"unknown or used token"
             self._write_head(403, [("content-length", str(len(body)))])
             self._write(body)
             return
         try:
-            await self._serve(job)
+            await self._serve(*parked)
         except asyncio.CancelledError:
             if not self._lost:
                 raise  # not the client leaving: the proxy is stopping
 
-    async def _serve(self, job: Job) -> None:
-        """Run one job; a client that goes away cancels it (and with it the upstream call)."""
+    async def _serve(self, job: Job, opening: Awaitable[Reply]) -> None:
+        """Answer one job from its upstream call; a client that goes away cancels it (and with it the call)."""
         engine = self.server.engine
         reply = None
         started = False
         try:
-            reply = await engine.open(job)
+            reply = await opening
             framed = not any(name.lower() == "content-length" for name, _ in reply.headers)
             headers = [*reply.headers, ("transfer-encoding", "chunked")] if framed else reply.headers
             self._write_head(reply.status, headers)

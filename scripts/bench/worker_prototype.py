@@ -139,7 +139,7 @@ class _WorkerConnection(_HopConnection):
         if reply is not None:
             self._reply(reply.status, b"".join([chunk async for chunk in reply.body]))
             return
-        await self._serve(job)
+        await self._serve(job, self.server.engine.open(job))
 
     def _reply(self, status: int, body: bytes) -> None:
         self._write_head(status, [("content-type", "application/json"), ("content-length", str(len(body)))])

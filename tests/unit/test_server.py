@@ -23,8 +23,19 @@ class ScriptedEngine:
         self.replies: dict[object, Reply | Exception] = {}
         self.ended: list[tuple[Any, str, str | None]] = []
         self.closed: list[Any] = []
+        self.opened: list[Any] = []
+        self.held: dict[object, asyncio.Event] = {}
+        """Jobs whose upstream call waits for the event (as for a slow provider)."""
+        self.cancelled: list[Any] = []
 
     async def open(self, job: Job) -> Reply:
+        self.opened.append(job.id)
+        if (hold := self.held.get(job.id)) is not None:
+            try:
+                await hold.wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(job.id)
+                raise
         reply = self.replies[job.id]
         if isinstance(reply, Exception):
             raise reply
@@ -144,3 +155,32 @@ async def test_an_engine_failure_before_the_answer_is_a_provider_shaped_500(hop)
     assert json.loads(body)["type"] == "error"
     assert engine.ended[0][1] == "failed" and "bug" in (engine.ended[0][2] or "")
     writer.close()
+
+
+async def test_the_upstream_call_starts_when_the_job_is_parked(hop) -> None:  # type: ignore[no-untyped-def]
+    """mitmproxy's hop to the server overlaps the provider's time to answer."""
+    server, engine = hop
+    job = make_job()
+    engine.replies[job.id] = Reply(200, [("content-length", "2")], body_of(b"{}"))
+    path = server.submit(job)
+    await asyncio.sleep(0)
+    assert engine.opened == [job.id]  # before any request reached the server
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await request(writer, path)
+    assert (await read_response(reader))[2] == b"{}"
+    assert engine.opened == [job.id]  # called once
+    writer.close()
+
+
+async def test_a_withdrawn_job_has_its_upstream_call_cancelled_or_its_answer_closed(hop) -> None:  # type: ignore[no-untyped-def]
+    server, engine = hop
+    waiting, answered = make_job(), make_job()
+    engine.held[waiting.id] = asyncio.Event()
+    engine.replies[answered.id] = Reply(200, [("content-length", "2")], body_of(b"{}"))
+    paths = [server.submit(waiting), server.submit(answered)]
+    await asyncio.sleep(0.01)
+    assert [server.withdraw(path) for path in paths] == [waiting, answered]
+    await asyncio.sleep(0.01)
+    assert engine.cancelled == [waiting.id]
+    assert engine.closed == [answered.id]
+    assert server.withdraw(paths[0]) is None
