@@ -109,6 +109,10 @@ class Plan:
     cost_pace_ms: int = 5
     cost_events: tuple[int, int] = (10, 110)
     concurrencies: tuple[int, ...] = (1, 16, 64)
+    dense: tuple[int, ...] = (100, 150)
+    """Stream counts for the issue's dense pattern (`dense_events` events `dense_pace_ms` apart): near one core."""
+    dense_events: int = 50
+    dense_pace_ms: int = 20
 
 
 FULL = Plan(
@@ -137,6 +141,8 @@ QUICK = Plan(
     audit_rows=20_000,
     cost_streams=8,
     warmup=3,
+    dense=(40,),
+    dense_events=20,
 )
 
 
@@ -702,13 +708,15 @@ class Bench:
                 self.checks[target.name]["harness_cores_cmax"], (harness1 - harness0 + mock1 - mock0) / elapsed
             )
 
-    async def paced(self, target: Target, n: int, tag: str) -> None:
-        """n concurrent paced streams over n pooled connections: inter-event gaps and the proxy's RSS."""
+    async def paced(self, target: Target, n: int, tag: str, dense: bool = False) -> None:
+        """n concurrent paced streams over n pooled connections: inter-event gaps and the proxy's RSS and CPU."""
         p = self.plan
+        events, pace_ms = (p.dense_events, p.dense_pace_ms) if dense else (p.paced_events, p.pace_ms)
+        key = f"dense_{n}" if dense else str(n)
         trace: Counter[str] = Counter()
         async with aiohttp.ClientSession() as control, client_session(target, n, trace=trace) as s:
             rss0 = target.rss()
-            gate = f"{target.name}-{tag}-{n}"
+            gate = f"{target.name}-{tag}-{key}"
             warm = [
                 asyncio.ensure_future(call(s, target, FORMATS[i % 2], False, Knobs(1, 100, gate=gate)))
                 for i in range(n)
@@ -731,7 +739,7 @@ class Bench:
                         target,
                         FORMATS[i % 2],
                         True,
-                        Knobs(p.paced_events, p.event_bytes, p.pace_ms, ttfe_ms=p.pace_ms * i // n),
+                        Knobs(events, p.event_bytes, pace_ms, ttfe_ms=pace_ms * i // n),
                         gaps=True,
                     )
                 )
@@ -752,14 +760,16 @@ class Bench:
         self.checks[target.name]["paced_new_connections"] += trace["connections"] - opened
         self.checks[target.name]["paced_pooled_connections"] += opened
         ok = self.record(target, results)
-        delays = [g * 1000 - p.pace_ms for r in ok for g in (r.gaps or [])]
-        self.put(target, f"gap_{n}_p50", pct(delays, 50))
-        self.put(target, f"gap_{n}_p99", pct(delays, 99))
-        if rss0 is not None and target.process is not None:
+        delays = [g * 1000 - pace_ms for r in ok for g in (r.gaps or [])]
+        self.put(target, f"gap_{key}_p50", pct(delays, 50))
+        self.put(target, f"gap_{key}_p99", pct(delays, 99))
+        if rss0 is not None and target.process is not None and not dense:
             base = self.rss_base.setdefault(target.process.pid, rss0)
-            self.put(target, f"rss_{n}_mb", (peak - base) / n)
+            self.put(target, f"rss_{key}_mb", (peak - base) / n)
         if cpu0 is not None and cpu1 is not None:
-            self.put(target, f"cores_paced_{n}", (cpu1 - cpu0) / elapsed)
+            self.put(target, f"cores_paced_{key}", (cpu1 - cpu0) / elapsed)
+            relayed = sum(r.events for r in ok)
+            self.put(target, f"cpu_per_event_{key}_us", (cpu1 - cpu0) / relayed * 1e6 if relayed else None)
 
     async def warm_up(self, target: Target) -> None:
         """First requests: the bridge waits for MCP servers, imports and allocates what it needs once."""
@@ -886,6 +896,14 @@ def rows(plan: Plan) -> list[Row]:
             Row(f"inter-event delay p99, {n} paced streams (ms, added)", f"gap_{n}_p99", "added"),
             Row(f"RSS per stream, {n} paced streams (MB)", f"rss_{n}_mb", "proxy", 3),
             Row(f"proxy CPU, {n} paced streams (cores)", f"cores_paced_{n}", "proxy"),
+        ]
+    for n in plan.dense:
+        pattern = f"{n} streams × {plan.dense_events} events {plan.dense_pace_ms} ms apart"
+        out += [
+            Row(f"inter-event delay p50, {pattern} (ms, added)", f"gap_dense_{n}_p50", "added"),
+            Row(f"inter-event delay p99, {pattern} (ms, added)", f"gap_dense_{n}_p99", "added"),
+            Row(f"proxy CPU per relayed event, {pattern} (µs)", f"cpu_per_event_dense_{n}_us", "proxy", 0),
+            Row(f"proxy CPU, {pattern} (cores)", f"cores_paced_dense_{n}", "proxy"),
         ]
     out.append(Row("audit writer, sustained committed rows/s", "audit_rows_s", "bridge", 0))
     return out
@@ -1155,6 +1173,8 @@ async def run(args: argparse.Namespace, procs: Procs) -> str:
                 order = targets[shift:] + targets[:shift]
                 for n in plan.paced:
                     await phase(bench, f"paced x{n}", order, lambda t, n=n, tag=tag: bench.paced(t, n, tag))
+                for n in plan.dense:
+                    await phase(bench, f"dense x{n}", order, lambda t, n=n, tag=tag: bench.paced(t, n, tag, True))
                 await phase(bench, "sequential warm", order, bench.latency)
                 await phase(bench, "sequential new conn", order, bench.new_connections)
                 await phase(bench, "per-event cost", order, bench.event_cost)
