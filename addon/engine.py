@@ -25,6 +25,7 @@ from uuid import UUID
 import httpx
 
 from . import upstream
+from .access import Access
 from .audit import (
     AuditEvent,
     InterceptionEnded,
@@ -38,6 +39,7 @@ from .audit.lineage import Lineage
 from .budgets import Ledger, Refusal, Reservation
 from .clients import client_session_id, detect_client
 from .config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS, McpServer
+from .ids import uuid7
 from .observe import NO_OBSERVER, Observer
 from .pricing import PriceBook
 from .routing import Api, Route
@@ -119,6 +121,23 @@ class Job:
     reservation: Reservation | None = None
     cost_micros: int = 0
     ended: bool = False
+
+    @classmethod
+    def of(
+        cls, route: Route, path: str, body: bytes, access: Access, *, initiator: str | None = None, **metadata: Any
+    ) -> "Job":
+        """A request as access control let it through: its upstream headers and who it is for."""
+        return cls(
+            id=uuid7(),
+            route=route,
+            path=path,
+            headers=access.headers,
+            body=body,
+            initiator=initiator or access.initiator,
+            credential_kind=access.credential_kind,
+            credential_hint=access.credential_hint,
+            metadata=metadata,
+        )
 
     @property
     def api(self) -> Api:

@@ -33,7 +33,6 @@ from .breaker import Breakers
 from .budgets import Ledger, month_start
 from .config import Config, Provider, load_config
 from .engine import Engine, Job, Reply, error_body
-from .ids import uuid7
 from .observe import ObservedRecorder, Observers
 from .pricing import PriceBook
 from .routing import classify
@@ -142,17 +141,8 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
         access = resolve(bridge.config, bridge.users, route.provider, headers, self.initiator)
         if route.api is None:
             return await self._pass_through(route.provider, path, request.method, access, body)
-        job = Job(
-            id=uuid7(),
-            route=route,
-            path=path,
-            headers=access.headers,
-            body=body,
-            initiator=self.initiator,
-            credential_kind=access.credential_kind,
-            credential_hint=access.credential_hint,
-            metadata={"source": self.source, **({"api_key_id": self.api_key_id} if self.api_key_id else {})},
-        )
+        extra = {"api_key_id": self.api_key_id} if self.api_key_id else {}
+        job = Job.of(route, path, body, access, initiator=self.initiator, source=self.source, **extra)
         engine = bridge.engine
         if route.api.tapped:
             return await self._tap(job, request.method, access)

@@ -21,7 +21,6 @@ from .budgets import Ledger, month_start
 from .certs import protect_private_key, shell_lines, write_ca_bundle
 from .config import Config, Provider, load_config
 from .engine import Engine, Job, Reply, error_body
-from .ids import uuid7
 from .pricing import PriceBook, load_book
 from .routing import Route, classify
 from .server import LocalServer
@@ -376,16 +375,7 @@ class Bridge:
 
 
 def _job(flow: http.HTTPFlow, route: Route, access: Access) -> Job:
-    return Job(
-        id=uuid7(),
-        route=route,
-        path=flow.request.path,
-        headers=access.headers,
-        body=flow.request.get_content(strict=False) or b"",
-        initiator=access.initiator,
-        credential_kind=access.credential_kind,
-        credential_hint=access.credential_hint,
-    )
+    return Job.of(route, flow.request.path, flow.request.get_content(strict=False) or b"", access)
 
 
 async def _answer(reply: Reply) -> http.Response:

@@ -34,7 +34,6 @@ from addon.access import Users, resolve  # noqa: E402
 from addon.audit import AuditWriter  # noqa: E402
 from addon.config import Config, load_config  # noqa: E402
 from addon.engine import Engine, Job  # noqa: E402
-from addon.ids import uuid7  # noqa: E402
 from addon.pricing import PriceBook, load_book  # noqa: E402
 from addon.routing import classify  # noqa: E402
 from addon.server import LocalServer, _HopConnection  # noqa: E402
@@ -125,16 +124,7 @@ class _WorkerConnection(_HopConnection):
             self._reply(404, b"not a bridged route")
             return
         access = resolve(config, self.worker.users, route.provider, headers, None)
-        job = Job(
-            id=uuid7(),
-            route=route,
-            path=path,
-            headers=access.headers,
-            body=body,
-            initiator=access.initiator,
-            credential_kind=access.credential_kind,
-            credential_hint=access.credential_hint,
-        )
+        job = Job.of(route, path, body, access)
         reply = await self.server.engine.admit(job, access.refusal)
         if reply is not None:
             self._reply(reply.status, b"".join([chunk async for chunk in reply.body]))
