@@ -105,12 +105,14 @@ class Upstream:
     path: str
     """Prefix put before the request path; '' or '/something' without a trailing slash."""
 
+    @property
+    def authority(self) -> str:
+        """`host[:port]` as a URL and a Host header spell it: the port only when not the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
+        return host if self.port == (443 if self.scheme == "https" else 80) else f"{host}:{self.port}"
+
     def url(self, path_and_query: str) -> str:
-        default_port = 443 if self.scheme == "https" else 80
-        netloc = self.host if self.port == default_port else f"{self.host}:{self.port}"
-        if ":" in self.host:  # IPv6 literal
-            netloc = f"[{self.host}]" if self.port == default_port else f"[{self.host}]:{self.port}"
-        return f"{self.scheme}://{netloc}{self.path}{path_and_query}"
+        return f"{self.scheme}://{self.authority}{self.path}{path_and_query}"
 
 
 @dataclass(frozen=True, kw_only=True)

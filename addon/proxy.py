@@ -5,10 +5,9 @@ import gc
 import logging
 import os
 import weakref
-from collections.abc import Coroutine, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 from mitmproxy import connection, ctx, exceptions, http, tls
@@ -40,7 +39,7 @@ TOOLS_STARTUP_GRACE = 10.0
 _TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 _TRANSPORT_OPTIONS = _TLS_OPTIONS | {"aibridge_read_timeout"}
 FULL_COLLECTION_EVERY = 100
-"""Second-generation garbage collections between full ones (CPython's default is 10)."""
+"""Middle-generation garbage collections between full ones (CPython's default is 10)."""
 MAX_REQUEST_BODY = 32 * 1024 * 1024
 """Bytes a recorded request's body may have (the providers' own limit is 32 MB); larger ones get a
 provider-shaped 413 and go nowhere."""
@@ -144,7 +143,9 @@ class Bridge:
             if self.engine is not None:
                 self.engine.tools = self.tools
         elif config.mcp_servers != self.config.mcp_servers:
-            self._spawn(self.tools.reconfigure(config.mcp_servers))
+            task = asyncio.ensure_future(self.tools.reconfigure(config.mcp_servers))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _open_audit(self, path: str) -> None:
         if self.writer is not None and self.writer.path == path:
@@ -181,23 +182,11 @@ class Bridge:
         load_book()
         gc.collect()
         gc.freeze()
-        # A full collection still passes over every live flow and stream (~0.1 s under load). CPython runs one
-        # once ten young-generation passes found a quarter as many survivors as the last full pass kept, which
-        # under sustained streaming is every few seconds; a hundred passes makes it minutes.
+        # A full collection still passes over every live flow and stream (~0.1 s under load, a stall for all of
+        # them). CPython runs one after ten middle-generation passes once survivors reach a quarter of what the
+        # last full pass kept; with the rest frozen that is little, so under sustained streaming they came seconds
+        # apart. A hundred passes makes it minutes.
         gc.set_threshold(*gc.get_threshold()[:2], FULL_COLLECTION_EVERY)
-        self._spawn(self._freeze_when_tools_settle())
-
-    async def _freeze_when_tools_settle(self) -> None:
-        """MCP sessions connect in the background; what they keep for the process's life is frozen too (else a
-        full collection over it, every tenth young one under load, stalls every stream for ~0.1 s)."""
-        assert self.tools is not None
-        await self.tools.wait_until_settled(TOOLS_STARTUP_GRACE)
-        gc.freeze()
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _announce(self) -> None:
         confdir = Path(ctx.options.confdir).expanduser()

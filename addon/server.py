@@ -45,10 +45,14 @@ class LocalServer:
         self._jobs[token] = (job, asyncio.ensure_future(self.engine.open(job)))
         return PATH_PREFIX + token
 
+    def take(self, path: str) -> tuple[Job, "asyncio.Future[Reply]"] | None:
+        """A parked job and its upstream call, once: the token is single-use."""
+        return self._jobs.pop(path.removeprefix(PATH_PREFIX), None)
+
     def withdraw(self, path: str) -> Job | None:
         """Take back a job whose flow never reached the server (the client left, the hop failed); its upstream
         call is cancelled, or its answer closed unread."""
-        parked = self._jobs.pop(path.removeprefix(PATH_PREFIX), None)
+        parked = self.take(path)
         if parked is None:
             return None
         job, opening = parked
@@ -155,7 +159,7 @@ class _HopConnection(asyncio.Protocol):
             self.transport.abort()
 
     async def _answer(self, url: bytes) -> None:
-        parked = self.server._jobs.pop(url.decode("latin-1").removeprefix(PATH_PREFIX), None)
+        parked = self.server.take(url.decode("latin-1"))
         if parked is None:
             body = b"unknown or used token"
             self._write_head(403, [("content-length", str(len(body)))])

@@ -227,7 +227,7 @@ class _Connection(asyncio.Protocol):
                 chunk = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
                 self._chunks.clear()
                 self._queued = 0
-                if self._paused and self._queued <= _HIGH_WATER // 4 and self.transport is not None:
+                if self._paused and self.transport is not None:  # the queue is empty again
                     self._paused = False
                     self.transport.resume_reading()
                 yield chunk
@@ -312,20 +312,25 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return await self._exchange(origin, data, head_only=request.method == "HEAD")
 
     async def send(
-        self, method: str, scheme: str, host: str, port: int, target: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        origin: tuple[str, str, int],
+        authority: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
     ) -> httpx.Response:
-        """`method` `target` (path and query) on `scheme://host:port`, with `headers` as given plus Host and
-        Content-Length; the response's body streams."""
-        origin = (scheme.encode("ascii"), host.encode("idna"), port)
-        netloc = f"[{host}]" if ":" in host else host
-        if port != (443 if scheme == "https" else 80):
-            netloc = f"{netloc}:{port}"
-        raw = [(b"Host", netloc.encode("idna"))]
+        """`method` `target` (path and query) on `origin` (scheme, host, port), with `headers` as given plus
+        Host (`authority`) and Content-Length; the response's body streams."""
+        scheme, host, port = origin
+        raw = [(b"Host", authority.encode("idna"))]
         # Header values as they arrived (mitmproxy decodes them as UTF-8 with surrogate escapes).
         raw += [(name.encode("ascii"), value.encode("utf-8", "surrogateescape")) for name, value in headers]
         raw.append((b"Content-Length", b"%d" % len(body)))
         data = _serialize(method.encode("ascii"), target.encode("utf-8", "surrogateescape"), raw, body)
-        return await self._exchange(origin, data, head_only=method == "HEAD")
+        return await self._exchange(
+            (scheme.encode("ascii"), host.encode("idna"), port), data, head_only=method == "HEAD"
+        )
 
     async def _exchange(self, origin: tuple[bytes, bytes, int], data: bytes, *, head_only: bool) -> httpx.Response:
         for _ in range(2):

@@ -60,7 +60,8 @@ async def send(
     httpx client would add a cookie jar (shared by every user's requests) and redirect and auth handling the
     bridge must not do."""
     if isinstance(transport, Http1Transport):
-        return await transport.send(method, target.scheme, target.host, target.port, target.path + path, headers, body)
+        origin = (target.scheme, target.host, target.port)
+        return await transport.send(method, origin, target.authority, target.path + path, headers, body)
     request = httpx.Request(method, target.url(path), headers=headers, content=body)  # any other httpx transport
     response = await transport.handle_async_request(request)
     response.request = request
