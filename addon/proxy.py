@@ -1,7 +1,6 @@
 """The mitmproxy addon: which flows the bridge takes, which it passes through, and which it never sees."""
 
 import asyncio
-import gc
 import logging
 import os
 import weakref
@@ -12,7 +11,7 @@ from pathlib import Path
 import duckdb
 from mitmproxy import connection, ctx, exceptions, http, tls
 
-from . import upstream
+from . import gc_policy, upstream
 from .access import Access, Users, resolve
 from .audit import AuditFileLocked, AuditWriter
 from .audit.endpoint import QueryEndpoint
@@ -38,8 +37,6 @@ TOOLS_STARTUP_GRACE = 10.0
 """Seconds the first bridged requests wait for MCP servers still connecting at start-up."""
 _TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 _TRANSPORT_OPTIONS = _TLS_OPTIONS | {"aibridge_read_timeout"}
-FULL_COLLECTION_EVERY = 100
-"""Middle-generation garbage collections between full ones (CPython's default is 10)."""
 MAX_REQUEST_BODY = 32 * 1024 * 1024
 """Bytes a recorded request's body may have (the providers' own limit is 32 MB); larger ones get a
 provider-shaped 413 and go nowhere."""
@@ -176,17 +173,8 @@ class Bridge:
         await self.tools.start()  # connects in the background: start-up does not wait for MCP servers
         self._ready.set()
         self._announce()
-        # What is loaded by now (mitmproxy, the SDKs' and MCP's modules, the price book) lives as long as the
-        # process: freeze it out of the garbage collector, whose full passes over it would stall the event loop
-        # for tens of milliseconds (the p99 of every stream in flight).
-        load_book()
-        gc.collect()
-        gc.freeze()
-        # A full collection still passes over every live flow and stream (~0.1 s under load, a stall for all of
-        # them). CPython runs one after ten middle-generation passes once survivors reach a quarter of what the
-        # last full pass kept; with the rest frozen that is little, so under sustained streaming they came seconds
-        # apart. A hundred passes makes it minutes.
-        gc.set_threshold(*gc.get_threshold()[:2], FULL_COLLECTION_EVERY)
+        load_book()  # the price book, loaded before it is frozen with the rest
+        gc_policy.settle()
 
     def _announce(self) -> None:
         confdir = Path(ctx.options.confdir).expanduser()

@@ -6,12 +6,19 @@ It sends requests for the provider hosts to `floor_upstream` (as the bridge's `u
 `text/event-stream` responses (`flow.response.stream = True`; without it mitmproxy buffers a whole stream). Sync
 hooks only: no parsing, no recording, no local server. Once listening it prints the lines a client needs, in the
 bridge's `export NAME=value` form (HTTPS_PROXY, SSL_CERT_FILE = this proxy's CA, CURL_CA_BUNDLE last).
+
+`--set floor_gc_policy=true` gives it the bridge's garbage-collection policy (`addon.gc_policy`), so a run can
+tell what the bridge's data path costs apart from what that policy saves.
 """
 
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from mitmproxy import ctx, exceptions, http
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from addon import gc_policy  # a light import (gc only); the package is not installed
 
 PROVIDER_HOSTS = frozenset({"api.anthropic.com", "api.openai.com"})
 
@@ -24,6 +31,7 @@ class Floor:
         loader.add_option(
             "floor_upstream", str, "", "Where requests for the provider hosts go, e.g. https://127.0.0.1:8443."
         )
+        loader.add_option("floor_gc_policy", bool, False, "Apply the bridge's garbage-collection policy once running.")
 
     def configure(self, updated: set[str]) -> None:
         if "floor_upstream" not in updated:
@@ -38,6 +46,8 @@ class Floor:
         self.target = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
     def running(self) -> None:
+        if ctx.options.floor_gc_policy:
+            gc_policy.settle()
         proxyserver = ctx.master.addons.get("proxyserver")
         addrs = [a for a in proxyserver.listen_addrs() if len(a) >= 2] if proxyserver else []
         if not addrs:

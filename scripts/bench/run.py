@@ -1,6 +1,7 @@
 """The proxy benchmark: direct, the mitmdump floor, the bridge, and the bridge with injected MCP tools, interleaved.
 
-    .venv/bin/python scripts/bench/run.py [--quick] [--litellm] [--audit-cost] [--out FILE] [--rounds N] [--profile DIR]
+    .venv/bin/python scripts/bench/run.py [--quick] [--litellm] [--audit-cost] [--floor-gc] [--worker] [--out FILE]
+        [--rounds N] [--profile DIR]
 
 Everything runs on 127.0.0.1 with public tools: `mock_provider.py` (an aiohttp provider over TLS, Anthropic and
 OpenAI wire formats, knobs for events, size, pacing and time to first event) in a subprocess; per round, fresh
@@ -18,6 +19,9 @@ per-round differences from the direct scenario of that round. Phases:
   connections opened and pooled beforehand (held at a mock gate until all N are in flight); measures the client's
   inter-event gaps (minus the pacing) and the proxy's peak RSS (VmRSS from /proc) over its RSS before the first
   paced phase. Run first in a round, on fresh processes, so the baseline is not inflated by earlier phases.
+  Then the issue's dense pattern (50 events 20 ms apart, 100 and 150 streams). Each phase runs its batch of
+  streams several times back to back (3, dense 5) and pools the gaps: a p99 over one second of load says only
+  whether a pause the process takes every few seconds (a full garbage collection) happened to fall in it.
 - sequential, keep-alive ("warm"): short streams (20 events) per format, blocking JSON per format, long streams
   (200 events, formats alternating): time to first event, total time; proxy CPU (utime+stime from /proc) per
   request; CPU per relayed event as the marginal cost (long minus short streams, per extra event).
@@ -32,6 +36,8 @@ per-round differences from the direct scenario of that round. Phases:
 `--quick` shrinks every phase (one round, fewer requests, 20/60 paced streams): a smoke run of under a minute.
 `--audit-cost` adds the bridge with its recorder swapped for one that drops events (`null_audit_addon.py`), so
 the two bridge columns show what recording costs the request path.
+`--floor-gc` adds the floor with the bridge's garbage-collection policy (`addon/gc_policy.py`) and a second ratio
+column, so what the bridge's data path costs shows apart from what that policy saves.
 `--litellm` adds LiteLLM's proxy when `litellm` is installed (else it says so and skips): a base-URL gateway, so
 plain HTTP without CONNECT, knobs in the body tag, and event counts unchecked (it re-encodes streams).
 `--profile DIR` then samples the floor and the bridge with py-spy (`pip install py-spy`) under two loads, c=16 short
@@ -82,6 +88,7 @@ MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1"}
 FRAME_EVENTS = {"anthropic": 5, "openai": 4}
 AUDIT_OFF = "bridge, audit off"
 WORKER = "bridge, worker"
+FLOOR_GC = "floor, bridge's GC"
 """Events a mock stream has besides its text deltas (OpenAI: with the usage chunk, which the client asks for)."""
 _EXPORT = re.compile(r"^export (\w+)=(.*)$", re.MULTILINE)
 
@@ -113,6 +120,11 @@ class Plan:
     """Stream counts for the issue's dense pattern (`dense_events` events `dense_pace_ms` apart): near one core."""
     dense_events: int = 50
     dense_pace_ms: int = 20
+    paced_repeats: int = 3
+    dense_repeats: int = 5
+    """Batches of streams back to back per paced phase, their gaps pooled: a window of several seconds, so that
+    pauses a process takes every few seconds (a full garbage collection) land in it as often as they do in
+    steady use, not by the luck of one short batch."""
 
 
 FULL = Plan(
@@ -143,6 +155,8 @@ QUICK = Plan(
     warmup=3,
     dense=(40,),
     dense_events=20,
+    paced_repeats=1,
+    dense_repeats=1,
 )
 
 
@@ -329,8 +343,9 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         "--set", f"ssl_verify_upstream_trusted_ca={mock.ca}",
     ]  # fmt: skip
     helpers = []
-    if name == "floor":
+    if name in ("floor", FLOOR_GC):
         cmd += ["-s", str(HERE / "floor_addon.py"), "--set", f"floor_upstream={mock.url}"]
+        cmd += ["--set", "floor_gc_policy=true"] if name == FLOOR_GC else []
     elif name == WORKER:
         config = f'[providers.anthropic]\nupstream = "{mock.url}"\n\n[providers.openai]\nupstream = "{mock.url}"\n'
         (work / "aibridge.toml").write_text(config)
@@ -362,7 +377,7 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         ssl=ssl.create_default_context(cafile=exports["SSL_CERT_FILE"]),
         proxy=exports["HTTPS_PROXY"],
         process=process,
-        bridged=name != "floor",
+        bridged=name not in ("floor", FLOOR_GC),
         helpers=helpers,
     )
 
@@ -712,6 +727,7 @@ class Bench:
         """n concurrent paced streams over n pooled connections: inter-event gaps and the proxy's RSS and CPU."""
         p = self.plan
         events, pace_ms = (p.dense_events, p.dense_pace_ms) if dense else (p.paced_events, p.pace_ms)
+        repeats = p.dense_repeats if dense else p.paced_repeats
         key = f"dense_{n}" if dense else str(n)
         trace: Counter[str] = Counter()
         async with aiohttp.ClientSession() as control, client_session(target, n, trace=trace) as s:
@@ -732,29 +748,31 @@ class Bench:
             opened = trace["connections"]
             cpu0 = target.cpu()
             start = time.perf_counter()
-            streams = [
-                asyncio.ensure_future(
-                    call(
-                        s,
-                        target,
-                        FORMATS[i % 2],
-                        True,
-                        Knobs(events, p.event_bytes, pace_ms, ttfe_ms=pace_ms * i // n),
-                        gaps=True,
-                    )
-                )
-                for i in range(n)
-            ]
             peak = rss0 or 0.0
-            hold_deadline = time.monotonic() + 120
-            pending: set[asyncio.Future[Result]] = set(streams)
-            while pending and time.monotonic() < hold_deadline:
-                _, pending = await asyncio.wait(pending, timeout=0.1)
-                if rss0 is not None and pending:
-                    peak = max(peak, target.rss() or 0.0)
-            for future in pending:
-                future.cancel()
-            results = [f.result() if not f.cancelled() else Result(False, error="timed out") for f in streams]
+            results: list[Result] = []
+            for _ in range(repeats):
+                streams = [
+                    asyncio.ensure_future(
+                        call(
+                            s,
+                            target,
+                            FORMATS[i % 2],
+                            True,
+                            Knobs(events, p.event_bytes, pace_ms, ttfe_ms=pace_ms * i // n),
+                            gaps=True,
+                        )
+                    )
+                    for i in range(n)
+                ]
+                hold_deadline = time.monotonic() + 120
+                pending: set[asyncio.Future[Result]] = set(streams)
+                while pending and time.monotonic() < hold_deadline:
+                    _, pending = await asyncio.wait(pending, timeout=0.1)
+                    if rss0 is not None and pending:
+                        peak = max(peak, target.rss() or 0.0)
+                for future in pending:
+                    future.cancel()
+                results += [f.result() if not f.cancelled() else Result(False, error="timed out") for f in streams]
             elapsed = time.perf_counter() - start
             cpu1 = target.cpu()
         self.checks[target.name]["paced_new_connections"] += trace["connections"] - opened
@@ -917,9 +935,10 @@ def fmt_number(value: float | None, digits: int) -> str:
 
 def table(bench: Bench, names: list[str], plan: Plan) -> list[str]:
     median = statistics.median
+    bases = ["floor"] + ([FLOOR_GC] if FLOOR_GC in names else [])
     lines = [
-        "| figure | " + " | ".join(names) + " | bridge/floor |",
-        "|---|" + "---:|" * (len(names) + 1),
+        "| figure | " + " | ".join(names) + " | " + " | ".join(f"bridge/{b}" for b in bases) + " |",
+        "|---|" + "---:|" * (len(names) + len(bases)),
     ]
     for row in rows(plan):
         cells: dict[str, float | None] = {}
@@ -936,13 +955,17 @@ def table(bench: Bench, names: list[str], plan: Plan) -> list[str]:
             cells[name] = median(values) if values else None
             text = fmt_number(cells[name], row.digits)
             shown[name] = f"({text})" if row.kind == "added" and name == "direct" and values else text
-        bridge, floor = cells.get("bridge"), cells.get("floor")
-        meaningful = bridge is not None and floor is not None and bridge > 0 and floor >= 0.05
-        ratio = f"{bridge / floor:.2f}" if meaningful else "–"  # type: ignore[operator]
-        lines.append(f"| {row.label} | " + " | ".join(shown[n] for n in names) + f" | {ratio} |")
+        ratios = [_ratio(cells.get("bridge"), cells.get(base)) for base in bases]
+        lines.append(f"| {row.label} | " + " | ".join(shown[n] for n in names) + " | " + " | ".join(ratios) + " |")
     errors = " | ".join(str(bench.errors.get(n, 0)) + f" of {bench.sent.get(n, 0)}" for n in names)
-    lines.append(f"| failed requests (all phases, all rounds) | {errors} | |")
+    lines.append(f"| failed requests (all phases, all rounds) | {errors} |" + " |" * len(bases))
     return lines
+
+
+def _ratio(bridge: float | None, base: float | None) -> str:
+    if bridge is None or base is None or bridge <= 0 or base < 0.05:
+        return "–"
+    return f"{bridge / base:.2f}"
 
 
 def machine() -> str:
@@ -1153,7 +1176,8 @@ async def run(args: argparse.Namespace, procs: Procs) -> str:
         mock = await start_mock(procs, tmp)
         bench = Bench(plan, mock)
         direct = Target("direct", {fmt: mock.url + PATHS[fmt] for fmt in FORMATS}, mock.ssl)
-        proxy_names = ["floor", "bridge", "bridge+MCP"] + ([AUDIT_OFF] if args.audit_cost else [])
+        proxy_names = ["floor"] + ([FLOOR_GC] if args.floor_gc else []) + ["bridge", "bridge+MCP"]
+        proxy_names += [AUDIT_OFF] if args.audit_cost else []
         proxy_names += [WORKER] if args.worker else []
         names = ["direct", *proxy_names] + (["litellm"] if with_litellm else [])
         injected: Counter[str] = Counter()
@@ -1210,7 +1234,8 @@ async def run(args: argparse.Namespace, procs: Procs) -> str:
         f"- {plan.rounds} interleaved round(s), medians over rounds; request bodies ~{BODY_KB} KB; text events "
         f"{plan.event_bytes} B; sequential phases {plan.seq} requests per format ({plan.seq_long} long, "
         f"{plan.seq_new} new-connection); throughput {plan.tput_seconds:g} s per level; paced streams "
-        f"{plan.paced_events} text events {plan.pace_ms} ms apart",
+        f"{plan.paced_events} text events {plan.pace_ms} ms apart, {plan.paced_repeats} batches back to back "
+        f"({plan.dense_repeats} of the dense pattern)",
         "",
         *table(bench, names, plan),
         "",
@@ -1259,6 +1284,11 @@ def main() -> None:
         "--worker",
         action="store_true",
         help="add the bridge with its work after the hop in a second process (scripts/bench/worker_prototype.py)",
+    )
+    parser.add_argument(
+        "--floor-gc",
+        action="store_true",
+        help="add the floor with the bridge's garbage-collection policy, and the bridge's ratio to it",
     )
     parser.add_argument("--out", type=Path, help="also write the markdown report to this file")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default: 3, quick: 1)")
