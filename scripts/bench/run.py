@@ -86,10 +86,12 @@ PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
 HOSTS = {"anthropic": "api.anthropic.com", "openai": "api.openai.com"}
 MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1"}
 FRAME_EVENTS = {"anthropic": 5, "openai": 4}
+"""Events a mock stream has besides its text deltas (OpenAI: with the usage chunk, which the client asks for)."""
 AUDIT_OFF = "bridge, audit off"
 WORKER = "bridge, worker"
 FLOOR_GC = "floor, bridge's GC"
-"""Events a mock stream has besides its text deltas (OpenAI: with the usage chunk, which the client asks for)."""
+FLOORS = ("floor", FLOOR_GC)
+"""The scenarios that run `floor_addon.py` (not bridged: no interception header)."""
 _EXPORT = re.compile(r"^export (\w+)=(.*)$", re.MULTILINE)
 
 
@@ -343,7 +345,7 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         "--set", f"ssl_verify_upstream_trusted_ca={mock.ca}",
     ]  # fmt: skip
     helpers = []
-    if name in ("floor", FLOOR_GC):
+    if name in FLOORS:
         cmd += ["-s", str(HERE / "floor_addon.py"), "--set", f"floor_upstream={mock.url}"]
         cmd += ["--set", "floor_gc_policy=true"] if name == FLOOR_GC else []
     elif name == WORKER:
@@ -377,7 +379,7 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         ssl=ssl.create_default_context(cafile=exports["SSL_CERT_FILE"]),
         proxy=exports["HTTPS_PROXY"],
         process=process,
-        bridged=name not in ("floor", FLOOR_GC),
+        bridged=name not in FLOORS,
         helpers=helpers,
     )
 
