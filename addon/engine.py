@@ -167,6 +167,12 @@ class UpstreamUnavailable(Exception):
         self.status = status
 
 
+class CutShort(Exception):
+    """A reply body broke off after its status went out, where the body itself cannot say so (no error event
+    fits it): whoever serves the reply must end the client's connection, so the client sees a broken answer
+    at once instead of waiting for bytes that will never come."""
+
+
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
@@ -337,9 +343,9 @@ class Engine:
             self.finish(job, "cancelled", "client disconnected before the upstream answered")
             raise
         try:
-            if not _is_success(response):
-                return await self._relay_error(job, wire, response)
-            if state is not None and not _is_sse(response):
+            if not _is_success(response) or (state is None and not _is_sse(response)):
+                return await self._relay_whole(job, wire, response)
+            if not _is_sse(response):
                 return await self._loop_blocking(job, wire, state, body, response)
         except BaseException:
             await response.aclose()
@@ -349,8 +355,8 @@ class Engine:
             relay = self._relay(job, wire, wire.parser(hide_usage_chunk=hide_usage), response)
         else:
             relay = self._loop_stream(job, wire, state, body, response)
-        headers = upstream.response_headers(response.headers, keep_length=state is None and not _is_sse(response))
-        if _is_sse(response) and _decodes(response):
+        headers = upstream.response_headers(response.headers, keep_length=False)
+        if _decodes(response):
             headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]  # relayed decoded
         headers.append((INTERCEPTION_HEADER, str(job.id)))
 
@@ -360,16 +366,24 @@ class Engine:
 
         return Reply(response.status_code, headers, relay, abandon)
 
-    async def _relay_error(self, job: Job, wire: WireFormat, response: httpx.Response) -> Reply:
+    async def _relay_whole(self, job: Job, wire: WireFormat, response: httpx.Response) -> Reply:
+        """A blocking answer or an error, read whole before its status goes out: one that breaks off after its
+        headers then gets a provider-shaped 502 (504 when it stalls) instead of a promise of bytes that never
+        come. The upstream's own bytes are relayed, encoding and all."""
         try:
-            raw = await _read(response)
-        except httpx.HTTPError as e:
-            return self._fail(job, wire, 502, f"upstream failed mid-response: {e or type(e).__name__}")
+            raw = await _read(job, response)
+        except UpstreamUnavailable as e:
+            return self._fail(job, wire, e.status, str(e))
         parser = wire.parser()
         _guarded(parser.feed_body, decode_body(raw, response.headers.get("content-encoding")))
         turn = _guarded(parser.turn) or Turn()
-        error = turn.error or f"HTTP {response.status_code}: {raw[:300].decode('utf-8', 'replace')}"
-        self.finish(job, "failed", error, response.status_code, turn.model)
+        if _is_success(response):
+            self._record_turn(job, turn)
+            status, error = ("failed", turn.error) if turn.error else ("completed", None)
+        else:
+            status = "failed"
+            error = turn.error or f"HTTP {response.status_code}: {raw[:300].decode('utf-8', 'replace')}"
+        self.finish(job, status, error, response.status_code, turn.model)
         headers = upstream.response_headers(response.headers, keep_length=True)
         headers.append((INTERCEPTION_HEADER, str(job.id)))
         return Reply(response.status_code, headers, _once(raw))
@@ -379,19 +393,26 @@ class Engine:
     async def _relay(
         self, job: Job, wire: WireFormat, parser: ResponseParser, response: httpx.Response
     ) -> AsyncIterator[bytes]:
-        """A response relayed as it is, parsed on the way."""
-        status, error = "cancelled", "client disconnected"
+        """A stream relayed as it is, parsed on the way. Once the client has its final event, the outcome is
+        the stream's own, even if the client leaves before the upstream's last bytes (the OpenAI SDK closes
+        right after `[DONE]`)."""
+        relayed = _Relayed()
+        status: str | None = "cancelled"
+        error: str | None = "client disconnected"
         try:
-            async for data in _round(response, parser):
+            async for data in _round(response, parser, relayed):
                 yield data
-            error = (_guarded(parser.turn) or Turn()).error
-            status = "failed" if error else "completed"
+            status = None
         except httpx.HTTPError as e:
             status, error = "failed", f"upstream connection failed mid-response: {e or type(e).__name__}"
-            if _is_sse(response):
-                yield wire.error_event(error)
+            if stream_decoder(response.headers.get("content-encoding")) is None:
+                raise CutShort(error) from e  # relayed in an encoding the bridge cannot write an event in
+            yield wire.error_event(error)
         finally:
             turn = _guarded(parser.turn) or Turn()
+            if status is None or (status == "cancelled" and relayed.final):
+                error = turn.error
+                status = "failed" if error else "completed"
             self._record_turn(job, turn)
             self.finish(job, status, error, response.status_code, turn.model)
             await response.aclose()
@@ -402,11 +423,12 @@ class Engine:
         """The tool loop, streamed: every round's visible events go out as they arrive."""
         status, error, model = "cancelled", "client disconnected", None
         http_status = response.status_code
+        relayed, turn = _Relayed(), Turn()
         try:
             while True:
                 parser = wire.loop_parser(state)
                 try:
-                    async for data in _round(response, parser):
+                    async for data in _round(response, parser, relayed):
                         yield data
                 finally:
                     turn = _guarded(parser.turn) or Turn()
@@ -437,7 +459,10 @@ class Engine:
                     break
                 if not _is_success(response):
                     http_status = response.status_code
-                    detail = (await _read(response))[:300].decode("utf-8", "replace")
+                    try:
+                        detail = (await _read(job, response))[:300].decode("utf-8", "replace")
+                    except UpstreamUnavailable as e:
+                        detail = str(e)
                     status, error = "failed", f"upstream answered round {state.round} with {http_status}: {detail}"
                     yield wire.error_event(error)
                     break
@@ -446,6 +471,8 @@ class Engine:
             yield wire.error_event(error)
         finally:
             await response.aclose()
+            if status == "cancelled" and relayed.final:  # the client had the last round's final event
+                status, error = _outcome(turn, state)
             self.finish(job, status, error, http_status, model)
 
     async def _loop_blocking(
@@ -458,9 +485,9 @@ class Engine:
         model = None
         while True:
             try:
-                raw = await _read(response)
-            except httpx.HTTPError as e:
-                return self._fail(job, wire, 502, f"upstream failed mid-response: {e or type(e).__name__}")
+                raw = await _read(job, response)
+            except UpstreamUnavailable as e:
+                return self._fail(job, wire, e.status, str(e))
             if not _is_success(response):
                 self.finish(
                     job,
@@ -704,14 +731,28 @@ def _is_sse(response: httpx.Response) -> bool:
     return response.headers.get("content-type", "").startswith("text/event-stream")
 
 
-async def _read(response: httpx.Response) -> bytes:
+async def _read(job: Job, response: httpx.Response) -> bytes:
+    """A whole upstream body; one that breaks off or stalls is the upstream's failure (502 / 504)."""
     try:
         return b"".join([chunk async for chunk in response.aiter_raw()])
+    except httpx.TimeoutException as e:
+        name = job.route.provider.name
+        raise UpstreamUnavailable(504, f"upstream {name} timed out mid-response: {type(e).__name__}") from e
+    except httpx.HTTPError as e:
+        raise UpstreamUnavailable(502, f"upstream failed mid-response: {e or type(e).__name__}") from e
     finally:
         await response.aclose()
 
 
-async def _round(response: httpx.Response, parser: ResponseParser) -> AsyncIterator[bytes]:
+@dataclass(slots=True)
+class _Relayed:
+    """How far a stream's relay got."""
+
+    final: bool = False
+    """The client has been handed the stream's final event (`message_stop`, `[DONE]`, an error)."""
+
+
+async def _round(response: httpx.Response, parser: ResponseParser, relayed: _Relayed) -> AsyncIterator[bytes]:
     """One upstream response relayed through a parser: SSE event by event, or a body as it arrives."""
     if not _is_sse(response):
         chunks: list[bytes] = []
@@ -731,12 +772,18 @@ async def _round(response: httpx.Response, parser: ResponseParser) -> AsyncItera
         if not (events := sse.feed(decode(raw))):
             continue
         last = _last_meaningful(events, last)
-        out = [data for event in events if (data := _relayed(parser.feed_event, event)) is not None]
+        out = []
+        for event in events:
+            if (data := _relayed(parser.feed_event, event)) is not None:
+                out.append(data)
+                if event is last and _ends_stream(event):  # relayed, not hidden (a loop's inner rounds)
+                    relayed.final = True
         if out:
             yield out[0] if len(out) == 1 else b"".join(out)
     if (tail := sse.close()) is not None:
         last = _last_meaningful([tail], last)
         if (data := _relayed(parser.feed_event, tail)) is not None:
+            relayed.final = relayed.final or _ends_stream(tail)
             yield data
     if last is None or not _ends_stream(last):  # a clean close before the final event is a cut-off stream
         raise httpx.RemoteProtocolError("the stream ended before its final event (message_stop / [DONE])")

@@ -32,7 +32,7 @@ from .audit import AuditWriter
 from .breaker import Breakers
 from .budgets import Ledger, month_start
 from .config import Config, Provider, load_config
-from .engine import Engine, Job, Reply, error_body
+from .engine import CutShort, Engine, Job, Reply, error_body
 from .observe import ObservedRecorder, Observers
 from .pricing import PriceBook
 from .routing import classify
@@ -108,8 +108,11 @@ class _ReplyStream(httpx2.AsyncByteStream):
         self._reply = reply
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._reply.body:
-            yield chunk
+        try:
+            async for chunk in self._reply.body:
+                yield chunk
+        except CutShort as e:  # what a broken connection would raise: the SDK reports it as one
+            raise httpx2.RemoteProtocolError(str(e)) from e
 
     async def aclose(self) -> None:
         await self._reply.aclose()

@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 
 import httptools
 
-from .engine import Engine, Job, Reply, error_body
+from .engine import CutShort, Engine, Job, Reply, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,8 @@ class _HopConnection(asyncio.Protocol):
                 self._write(b"0\r\n\r\n")
         except asyncio.CancelledError:
             raise
+        except CutShort:
+            self.abort()  # the job has ended; the client must see the answer break off, not wait for more
         except Exception as e:  # boundary: a bridge bug must end the interception and answer the client
             logger.exception("aibridge: interception %s failed", job.id)
             engine.finish(job, "failed", f"bridge error: {e!r}", 500)

@@ -87,7 +87,11 @@ class ResponseTap:
             self.engine.conclude(self.job, turn, "completed", None, http_status)
 
     def fail(self, status: str, message: str) -> None:
-        """The flow failed before the response ended (mitmproxy's `error` hook): record what arrived."""
+        """The flow failed before the response ended (mitmproxy's `error` hook): record what arrived. A stream
+        whose final event went by has ended as it says, even if the client left before the last bytes."""
+        if self.parser.finished and not self._broken:
+            self.end()
+            return
         self.engine.conclude(self.job, self._turn(final=False), status, message, self.status)
 
     def _turn(self, *, final: bool) -> Turn:

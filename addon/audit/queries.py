@@ -31,6 +31,17 @@ USAGE_GROUPS: Final = {
 JSON = dict[str, Any]
 _SESSION_OF_START = "coalesce(i.client_session_id, i.thread_root_id::VARCHAR, i.id::VARCHAR)"
 """The `interceptions` view's session_id, over `interception_starts` (cheaper where ends are not needed)."""
+
+
+def _cost_sql(sums: str) -> str:
+    """The cost of what `sums` (a per-key aggregate of token usages with `cost_micros` and `unpriced_rows`, or no
+    row at all) adds up: NULL only when there was usage and none of it could be priced. Nothing used costs 0."""
+    return (
+        f"CASE WHEN coalesce({sums}.unpriced_rows, 0) = 0 THEN coalesce({sums}.cost_micros, 0) "
+        f"ELSE {sums}.cost_micros END"
+    )
+
+
 _USAGE_KEYS: Final = {
     **USAGE_GROUPS,
     "day": "make_timestamp(epoch_us(i.started_at))::DATE",  # the UTC day, without a time zone conversion per row
@@ -312,7 +323,8 @@ def _session_page(db: duckdb.DuckDBPyConnection, filters: Filters, keys: tuple[s
                coalesce(t.output_tokens, 0) AS output_tokens,
                coalesce(t.cache_read_tokens, 0) AS cache_read_tokens,
                coalesce(t.cache_write_tokens, 0) AS cache_write_tokens,
-               coalesce(t.unpriced_rows, 0) AS unpriced_rows, t.cost_micros, p.prompt AS last_prompt
+               coalesce(t.unpriced_rows, 0) AS unpriced_rows, {_cost_sql("t")} AS cost_micros,
+               p.prompt AS last_prompt
         FROM keys JOIN s ON s.session_id = keys.session_id AND s.user = keys.user
         LEFT JOIN tokens t ON t.session_id = keys.session_id
         LEFT JOIN prompts p ON p.session_id = keys.session_id
@@ -400,7 +412,7 @@ def _totals(usage: list[JSON]) -> JSON:
         "output_tokens": sum(u["output_tokens"] for u in usage),
         "cache_read_tokens": sum(u["cache_read_tokens"] for u in usage),
         "cache_write_tokens": sum(u["cache_write_tokens"] for u in usage),
-        "cost_micros": sum(costs) if costs else None,
+        "cost_micros": sum(costs) if costs or not usage else None,  # nothing used costs 0; NULL: none priced
         "unpriced_rows": len(usage) - len(costs),
     }
 
@@ -425,13 +437,15 @@ def interceptions(
             SELECT interception_id, sum(input_tokens)::BIGINT AS input_tokens,
                    sum(output_tokens)::BIGINT AS output_tokens,
                    sum(cache_read_input_tokens)::BIGINT AS cache_read_tokens,
-                   sum(cache_write_input_tokens)::BIGINT AS cache_write_tokens, sum(cost_micros)::BIGINT AS cost_micros
+                   sum(cache_write_input_tokens)::BIGINT AS cache_write_tokens, sum(cost_micros)::BIGINT AS cost_micros,
+                   count(*) FILTER (WHERE cost_micros IS NULL) AS unpriced_rows
             FROM token_usages WHERE interception_id IN (SELECT id FROM i) GROUP BY interception_id)
         SELECT i.id, i.session_id, i.initiator AS user, i.client, i.provider_name, i.model, i.streaming, e.status,
                e.error, e.http_status, i.started_at, e.ended_at,
                coalesce(t.input_tokens, 0) AS input_tokens, coalesce(t.output_tokens, 0) AS output_tokens,
                coalesce(t.cache_read_tokens, 0) AS cache_read_tokens,
-               coalesce(t.cache_write_tokens, 0) AS cache_write_tokens, t.cost_micros
+               coalesce(t.cache_write_tokens, 0) AS cache_write_tokens, {_cost_sql("t")} AS cost_micros,
+               coalesce(t.unpriced_rows, 0) AS unpriced_rows
         FROM i LEFT JOIN interception_ends e ON e.interception_id = i.id
         LEFT JOIN t ON t.interception_id = i.id
         ORDER BY i.started_at DESC, i.id DESC LIMIT {limit + 1}""",
@@ -508,10 +522,13 @@ def tail(db: duckdb.DuckDBPyConnection, after: str | None = None, limit: int | N
         t AS (
             SELECT interception_id,
                    sum(input_tokens + cache_read_input_tokens + cache_write_input_tokens)::BIGINT AS input_tokens,
-                   sum(output_tokens)::BIGINT AS output_tokens, sum(cost_micros)::BIGINT AS cost_micros
+                   sum(output_tokens)::BIGINT AS output_tokens, sum(cost_micros)::BIGINT AS cost_micros,
+                   count(*) FILTER (WHERE cost_micros IS NULL) AS unpriced_rows
             FROM token_usages WHERE interception_id IN (SELECT id FROM i) GROUP BY interception_id)
         SELECT i.id, i.initiator AS user, i.client, i.provider_name, i.model, i.streaming, i.status, i.http_status,
-               i.error, i.started_at, i.ended_at, t.input_tokens, t.output_tokens, t.cost_micros
+               i.error, i.started_at, i.ended_at, coalesce(t.input_tokens, 0) AS input_tokens,
+               coalesce(t.output_tokens, 0) AS output_tokens, {_cost_sql("t")} AS cost_micros,
+               coalesce(t.unpriced_rows, 0) AS unpriced_rows
         FROM i LEFT JOIN t ON t.interception_id = i.id ORDER BY i.ended_at, i.id""",
         params,
     )

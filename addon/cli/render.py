@@ -11,8 +11,11 @@ from rich.tree import Tree
 JSON = dict[str, Any]
 
 
-def money(micros: int | None) -> str:
-    return "unpriced" if micros is None else f"${micros / 1_000_000:,.4f}"
+def money(micros: int | None, unpriced_rows: int = 0) -> str:
+    """A cost, saying how many token usages it leaves out because the price book could not price them."""
+    if micros is None:
+        return "unpriced"
+    return f"${micros / 1_000_000:,.4f}" + (f" (+{unpriced_rows} unpriced)" if unpriced_rows else "")
 
 
 def count(n: int | None) -> str:
@@ -69,7 +72,7 @@ def sessions(console: Console, result: JSON) -> None:
             count(s["output_tokens"]),
             count(s["cache_read_tokens"]),
             count(s["cache_write_tokens"]),
-            money(s["cost_micros"]),
+            money(s["cost_micros"], s["unpriced_rows"]),
             short(s["last_prompt"], 40),
             when(s["started_at"]),
             when(s["last_active"]),
@@ -108,7 +111,7 @@ def interceptions(console: Console, result: JSON) -> None:
             Text(status, style=style),
             count(i["input_tokens"]),
             count(i["output_tokens"]),
-            money(i["cost_micros"]),
+            money(i["cost_micros"], i["unpriced_rows"]),
         )
     console.print(table)
     _next(console, result["next"])
@@ -132,9 +135,6 @@ def usage(console: Console, result: JSON) -> None:
         table.add_column(column, justify="right")
     for row in result["rows"]:
         ratio = "-" if row["cache_hit_ratio"] is None else f"{row['cache_hit_ratio']:.1%}"
-        cost = money(row["cost_micros"])
-        if row["unpriced_rows"]:
-            cost += f" (+{row['unpriced_rows']} unpriced)"
         table.add_row(
             str(row["key"]),
             count(row["interceptions"]),
@@ -143,7 +143,7 @@ def usage(console: Console, result: JSON) -> None:
             count(row["cache_read_tokens"]),
             count(row["cache_write_tokens"]),
             ratio,
-            cost,
+            money(row["cost_micros"], row["unpriced_rows"]),
         )
     console.print(table)
 
@@ -158,7 +158,7 @@ def session(console: Console, result: JSON) -> None:
             f"{when(result['started_at'])} → {when(result['ended_at'])} · "
             f"in {count(totals['input_tokens'])} out {count(totals['output_tokens'])} "
             f"cache {count(totals['cache_read_tokens'])}/{count(totals['cache_write_tokens'])} · "
-            f"{money(totals['cost_micros'])}",
+            f"{money(totals['cost_micros'], totals['unpriced_rows'])}",
         )
     )
     for n, thread in enumerate(result["threads"], 1):
@@ -200,7 +200,7 @@ def tail_line(console: Console, i: JSON) -> None:
     console.print(
         f"{when(i['ended_at'])}  {i['user']:<12} {i['client']:<14} {i['provider_name']}/{i['model']}  "
         f"{status} {i['http_status'] or ''}  in {count(i['input_tokens'])} out {count(i['output_tokens'])}"
-        f"  {money(i['cost_micros'])}" + (f"  {short(i['error'], 60)}" if i["error"] else ""),
+        f"  {money(i['cost_micros'], i['unpriced_rows'])}" + (f"  {short(i['error'], 60)}" if i["error"] else ""),
         highlight=False,
     )
 

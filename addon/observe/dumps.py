@@ -10,7 +10,9 @@ parameter whose name says token, secret, password or key. JSON bodies are pretty
 `content-length` rewritten); event streams are written raw as they stream. A model or path never escapes the
 directory: names are reduced to `[A-Za-z0-9._-]`.
 
-All file work happens in one writer thread fed by a queue: the event loop only enqueues.
+All file work happens in one writer thread fed by a queue: the event loop only enqueues. Whatever the thread
+has written is flushed to the file as soon as the queue is empty, so a stream still open can be read as far as
+it got (the stream being debugged is often the one that hangs).
 """
 
 import contextlib
@@ -150,6 +152,11 @@ class DumpWriter:
     def file(self, path: Path, content: bytes | Callable[[], bytes]) -> None:
         self.close(self.open(path, content))
 
+    def _failed(self, error: OSError) -> None:
+        self.errors += 1
+        if self.errors == 1 or self.errors % 100 == 0:
+            logger.warning("aibridge: cannot write an API dump: %s", error)
+
     def stop(self, timeout: float = 10.0) -> None:
         self._queue.put(_STOP)
         self._thread.join(timeout)
@@ -162,6 +169,7 @@ class DumpWriter:
 
     def _run(self) -> None:
         files: dict[int, IO[bytes] | None] = {}
+        unflushed: set[int] = set()
         while (item := self._queue.get()) is not _STOP:
             op, *args = item  # type: ignore[misc]
             try:
@@ -171,9 +179,11 @@ class DumpWriter:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # they hold prompts
                     files[handle] = f = os.fdopen(fd, "wb")
                     f.write(head() if callable(head) else head)
+                    unflushed.add(handle)
                 elif op == "write":
                     if (f := files.get(args[0])) is not None:
                         f.write(args[1])
+                        unflushed.add(args[0])
                 elif op == "close":
                     if (f := files.pop(args[0], None)) is not None:
                         f.write(args[1])
@@ -184,11 +194,17 @@ class DumpWriter:
                             f.flush()
                     args[0]()
             except OSError as e:
-                self.errors += 1
-                if self.errors == 1 or self.errors % 100 == 0:
-                    logger.warning("aibridge: cannot write an API dump: %s", e)
+                self._failed(e)
                 if op == "open":
                     files[args[0]] = None  # later writes to it are dropped
+            if unflushed and self._queue.empty():  # caught up: what arrived so far goes to the files
+                for handle in unflushed:
+                    if (f := files.get(handle)) is not None:
+                        try:
+                            f.flush()
+                        except OSError as e:
+                            self._failed(e)
+                unflushed.clear()
         for f in files.values():
             if f is not None:
                 with contextlib.suppress(OSError):

@@ -104,6 +104,8 @@ class ResponsesParser:
 
     def __init__(self) -> None:
         self._turn = Turn()
+        self.finished = False
+        """The stream's final event arrived (`response.completed` / `.incomplete` / `.failed`, or `error`)."""
         self._final: JSON | None = None
         self._items: dict[int, JSON] = {}
         """Output items by index as the stream goes: added, grown by argument deltas, replaced when done."""
@@ -127,12 +129,13 @@ class ResponsesParser:
                 key = "input" if item.get("type") == "custom_tool_call" else "arguments"
                 item[key] = f"{item.get(key) or ''}{delta}"
         elif kind in _FINAL_EVENTS and isinstance(response, dict):
-            self._final = response
+            self._final, self.finished = response, True
             if kind == "response.failed":
                 self._turn.error = _error_text(response.get("error") or "the response failed")
         elif kind == "error":
             nested = data.get("error")  # `{"type": "error", "code", "message"}`, or an `error` object inside
             self._turn.error = _error_text(nested if isinstance(nested, dict) else {**data, "type": None})
+            self.finished = True
 
     def _take_ids(self, response: JSON) -> None:
         if isinstance(response.get("id"), str) and not self._turn.response_id:

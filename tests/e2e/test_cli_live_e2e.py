@@ -274,7 +274,7 @@ def test_tail_prints_new_interceptions_as_they_end(mock: MockUpstream, proxy: Pr
         ("failed", 529, "Claude Code"),
         ("completed", 200, "Codex"),
     ]
-    assert [r["input_tokens"] for r in rows] == [280, 135, None, 120]  # tail counts cached input in
+    assert [r["input_tokens"] for r in rows] == [280, 135, 0, 120]  # cached input counted in; a 529 used none
     lines = for_people.splitlines()
     assert len(lines) == 4
     assert "anonymous    Claude Code    anthropic/claude-sonnet-4-5  completed 200  in 280 out 5" in lines[0]

@@ -133,6 +133,36 @@ async def test_cancelling_the_caller_cancels_the_bridge_work(mock: MockUpstream,
     assert rows(tmp_path, "SELECT status FROM interceptions") == [("cancelled",)]
 
 
+async def test_answers_that_break_off_fail_at_once(mock: MockUpstream, open_bridge, tmp_path: Path) -> None:
+    """A blocking answer cut off after its headers is a provider-shaped 502; a stream relayed in an encoding the
+    bridge cannot add an error event to breaks off as a broken connection would. Neither leaves the caller
+    waiting."""
+    bridge = await open_bridge()
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 303\r\n\r\n"
+    events = anthropic_events(["a", "b"])
+    mock.enqueue(
+        Answer(raw_response=head),
+        Answer(
+            headers={"content-type": "text/event-stream", "content-encoding": "x-opaque"}, events=events, cut_after=2
+        ),
+    )
+    transport = bridge.transport(source="t", initiator="u")
+    with pytest.raises(anthropic.APIStatusError) as err:
+        await sdk(transport).messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=MESSAGES)
+    assert err.value.status_code == 502 and err.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    async with httpx2.AsyncClient(transport=transport, timeout=30) as client:
+        body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True, "messages": MESSAGES}
+        async with client.stream("POST", "https://api.anthropic.com/v1/messages", json=body) as response:
+            with pytest.raises(httpx2.RemoteProtocolError, match="mid-response"):
+                async for _ in response.aiter_raw():
+                    pass
+    await bridge.aclose()
+    assert rows(tmp_path, "SELECT status, http_status FROM interceptions ORDER BY started_at") == [
+        ("failed", 502),
+        ("failed", 200),
+    ]
+
+
 async def test_concurrent_requests_are_independent(mock: MockUpstream, open_bridge, tmp_path: Path) -> None:
     bridge = await open_bridge()
     for n in range(6):

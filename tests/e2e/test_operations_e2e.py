@@ -4,6 +4,8 @@ breaker, with the official SDK as the client and the scripted provider behind.""
 import json
 import re
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -201,3 +203,48 @@ def test_traces_are_exported_over_otlp_as_the_otel_variables_say(
     assert passthrough["http.response.status_code"].int_value == 200
     assert by_name["aibridge.passthrough"].trace_id != root.trace_id  # a request of its own
     assert b"What is 2+2?" not in export.body and KEY.encode() not in export.body
+
+
+def _grows_to(folder: Path, pattern: str, wanted: bytes, within: float = 10.0) -> bytes:
+    """A dump file's content once it holds `wanted` (written by the dump thread as the stream goes)."""
+    deadline = time.monotonic() + within
+    content = b""
+    while time.monotonic() < deadline:
+        files = sorted(folder.glob(pattern)) if folder.is_dir() else []
+        if files and wanted in (content := files[-1].read_bytes()):
+            return content
+        time.sleep(0.05)
+    raise AssertionError(f"{pattern} never held {wanted!r}; it had {content!r}")
+
+
+def test_stream_dumps_can_be_read_while_the_stream_is_open(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """Whoever debugs a hung stream needs what arrived so far: the file holds each event as it is relayed."""
+    dumps = tmp_path / "dumps"
+    start_proxy(provider_config(mock.url), args=("--set", f"aibridge_dump_dir={dumps}"))
+    gates = threading.Event(), threading.Event()
+    mock.enqueue(
+        Answer.sse(anthropic_events(["So far, ", "so good."]), gate=gates[0]),
+        Answer.sse(responses_events("So far so good."), gate=gates[1]),
+    )
+    with httpx.Client(timeout=30) as http:
+        body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True, "messages": MESSAGES}
+        with http.stream("POST", "https://api.anthropic.com/v1/messages", json=body, headers={"x-api-key": KEY}) as r:
+            lines = r.iter_lines()
+            while "so good." not in next(lines):  # the last event waits for the gate: the stream is open
+                pass
+            so_far = _grows_to(dumps / "anthropic" / "claude-sonnet-4-5", "*.resp.txt", b"so good.")
+            assert so_far.startswith(b"HTTP/1.1 200 OK\r\n") and b"message_stop" not in so_far
+            gates[0].set()
+        body = {"model": "gpt-5", "input": "hi", "stream": True}
+        headers = {"authorization": f"Bearer {OPENAI_KEY}"}
+        with http.stream("POST", "https://api.openai.com/v1/responses", json=body, headers=headers) as r:
+            lines = r.iter_lines()
+            while "response.output_item.done" not in next(lines):
+                pass
+            so_far = _grows_to(dumps / "openai" / "passthrough", "*.resp.txt", b"response.output_item.done")
+            assert b"response.completed" not in so_far
+            gates[1].set()
+            assert any("response.completed" in line for line in lines)
+    assert not mock.gate_timed_out

@@ -6,7 +6,9 @@ written one by one with a flush each. Every request is kept (headers and exact b
 
 import asyncio
 import json
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +33,14 @@ class Answer:
     cut_after: int | None = None
     """Drop the connection after this many events."""
     raw_response: bytes | None = None
-    """A whole raw HTTP response, written to the socket as is."""
+    """A whole raw HTTP response, written to the socket as is; then the connection is closed."""
+    raw_hold: float = 0.0
+    """Seconds the connection stays open after `raw_response` before it is closed (a provider that stalls)."""
+    raw_reset: bool = False
+    """End the connection after `raw_response` with a reset instead of a clean close."""
+    linger: float = 0.0
+    """Seconds between the last SSE event and the end of the body (a provider slow to send its last bytes);
+    cut short by `MockUpstream.release`."""
 
     @classmethod
     def json(cls, obj: Any, status: int = 200, headers: dict[str, str] | None = None, **kw: Any) -> "Answer":
@@ -82,6 +91,8 @@ class MockUpstream:
         self.websocket_status: int | None = None
         """How WebSocket upgrades are answered: None accepts them and echoes text messages (prefixed `echo: `);
         a status refuses them with it (OpenAI answers 426 when it will not speak WebSocket)."""
+        self.release = threading.Event()
+        """Ends every `linger` and `raw_hold` at once (set on stop, so no handler outlives the test)."""
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -100,6 +111,7 @@ class MockUpstream:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -135,7 +147,13 @@ class MockUpstream:
         if answer.raw_response is not None:
             assert request.transport is not None
             request.transport.write(answer.raw_response)
-            request.transport.close()
+            await self._hold(answer.raw_hold)
+            if answer.raw_reset:  # SO_LINGER 0: the close sends RST, not FIN
+                sock = request.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                request.transport.abort()
+            else:
+                request.transport.close()
             return web.Response()  # never sent: the transport is closed
         if answer.events is None:
             return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
@@ -152,6 +170,7 @@ class MockUpstream:
                 elif i and answer.delay:
                     await asyncio.sleep(answer.delay)
                 await response.write(event)
+            await self._hold(answer.linger)
             await response.write_eof()
         except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
             self.stream_aborted_at = time.monotonic()
@@ -171,6 +190,10 @@ class MockUpstream:
             if message.type == web.WSMsgType.TEXT:
                 await ws.send_str(f"echo: {message.data}")
         return ws
+
+    async def _hold(self, seconds: float) -> None:
+        if seconds:
+            await asyncio.to_thread(self.release.wait, seconds)
 
     async def _wait_gate(self, gate: threading.Event) -> None:
         deadline = time.monotonic() + 10

@@ -439,7 +439,7 @@ def totals(calls: list[Call]) -> dict[str, Any]:
         "output_tokens": sum(u[1] for u in usages),
         "cache_read_tokens": sum(u[2] for u in usages),
         "cache_write_tokens": sum(u[3] for u in usages),
-        "cost_micros": sum(costs) if costs else None,
+        "cost_micros": sum(costs) if costs or not usages else None,  # nothing used costs 0
         "unpriced_rows": len(usages) - len(costs),
     }
 
@@ -464,6 +464,7 @@ def expected_interception(c: Call) -> dict[str, Any]:
         "cache_read_tokens": sums["cache_read_tokens"],
         "cache_write_tokens": sums["cache_write_tokens"],
         "cost_micros": sums["cost_micros"],
+        "unpriced_rows": sums["unpriced_rows"],
     }
 
 
@@ -507,7 +508,7 @@ SESSIONS = [
         "cache_read_tokens": 0,
         "cache_write_tokens": 0,
         "unpriced_rows": 0,
-        "cost_micros": None,
+        "cost_micros": 0,  # refused before anything was used
         "last_prompt": None,
     },
     {
@@ -593,8 +594,8 @@ def test_sessions_table_shows_the_key_values(db: str) -> None:
         "2026-03-01 10:00:00",
         "2026-03-02 00:00:30",
     ]
-    assert rows[str(ID["i9"])][9] == "unpriced"  # no usage at all: no cost
-    assert rows["cc-2"][9] == "$0.0000"  # 7 micro-dollars (the unpriced row adds nothing)
+    assert rows[str(ID["i9"])][9] == "$0.0000"  # refused: nothing used, so nothing is unpriced
+    assert rows["cc-2"][9] == "$0.0000 (+1 unpriced)"  # 7 micro-dollars, and a usage the book could not price
     assert rows[str(ID["i10"])][1:5] == ["anonymous", "Unknown", SONNET, "1"]
     assert "more: --after" not in out
 
@@ -710,7 +711,7 @@ def test_session_json_counts_unpriced_usage_and_finds_sessions_by_their_root(db:
     in_progress = as_json("session", "cc-3", "--db", db)
     [[step]] = [t["interceptions"] for t in in_progress["threads"]]
     assert (step["status"], step["ended_at"], in_progress["ended_at"]) == (None, None, None)
-    assert in_progress["totals"]["cost_micros"] is None
+    assert in_progress["totals"]["cost_micros"] == 0  # nothing used yet
 
 
 def test_session_tree_shows_prompts_tools_thinking_and_tokens(db: str) -> None:
@@ -781,9 +782,10 @@ def test_interceptions_table_shows_the_key_values(db: str) -> None:
         "$0.0055",
     ]
     assert cells["i7"][6:] == ["no", "completed", "20", "9", "$0.0003"]
-    assert cells["i11"][7:] == ["in progress", "0", "0", "unpriced"]
-    assert cells["i9"][7:] == ["refused", "0", "0", "unpriced"]
+    assert cells["i11"][7:] == ["in progress", "0", "0", "$0.0000"]
+    assert cells["i9"][7:] == ["refused", "0", "0", "$0.0000"]  # no tokens: nothing to price
     assert cells["i6"][7] == "cancelled" and cells["i3"][7] == "failed"
+    assert cells["i3"][7:] == ["failed", "0", "0", "$0.0000"]  # a 529 with no tokens used: no cost, not unpriced
     assert cells["i5"][10] == "unpriced"
 
 
@@ -1329,6 +1331,7 @@ def test_tail_count_stops_after_that_many(recent: tuple[str, list[Call]]) -> Non
         "input_tokens": 10 + 30 + 40,  # tail counts cached input in
         "output_tokens": 20,
         "cost_micros": 1500,
+        "unpriced_rows": 0,
     }
 
 
@@ -1340,7 +1343,7 @@ def test_tail_timeout_prints_the_last_ten_minutes_once_and_stops(recent: tuple[s
         ("dave", "failed"),
         ("bob", "completed"),
     ]
-    assert rows[2]["input_tokens"] is None and rows[2]["cost_micros"] is None  # no usage recorded
+    assert (rows[2]["input_tokens"], rows[2]["cost_micros"]) == (0, 0)  # no usage recorded: nothing to price
     # More wanted than there are: the timeout ends it (after a few polls of nothing new).
     rows = tail_rows(ok("tail", "--count", "10", "--timeout", "0.3", "--interval", "0.1", "--json", "--db", path))
     assert len(rows) == 3
@@ -1354,7 +1357,7 @@ def test_tail_lines_for_people(recent: tuple[str, list[Call]]) -> None:
     assert lines[0].startswith(f"{iso(calls[0].ended)[:19].replace('T', ' ')}  alice ")
     assert "anthropic/claude-sonnet-4-5  completed" in lines[0] and "in 80 out 20  $0.0015" in lines[0]
     assert "failed 500" in lines[1] and lines[1].endswith("upstream said 500")
-    assert "openai/gpt-4.1  completed" in lines[2] and "in 0 out 0  unpriced" in lines[2]
+    assert "openai/gpt-4.1  completed" in lines[2] and "in 0 out 0  $0.0000" in lines[2]
 
 
 def test_tail_of_the_seeded_history_shows_nothing_old(db: str) -> None:

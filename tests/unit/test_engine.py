@@ -29,7 +29,7 @@ from addon.audit import (
 )
 from addon.budgets import Ledger, Reservation
 from addon.config import Budgets, McpServer, Provider, parse_config
-from addon.engine import INTERCEPTION_HEADER, Engine, Job, Reply
+from addon.engine import INTERCEPTION_HEADER, CutShort, Engine, Job, Reply
 from addon.identity import client_credential, mask_secret
 from addon.ids import uuid7
 from addon.pricing import PriceBook
@@ -604,7 +604,80 @@ async def test_stream_that_breaks_off_gets_an_error_event(
     assert recorder.of(TokensUsed)[0].input_tokens == 10  # what arrived is still recorded
 
 
+@pytest.mark.parametrize(
+    ("failure", "status"), [(httpx.RemoteProtocolError("peer closed"), 502), (httpx.ReadTimeout("stalled"), 504)]
+)
+async def test_a_blocking_answer_that_breaks_off_after_its_headers_gets_a_provider_shaped_error(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream, failure: Exception, status: int
+) -> None:
+    """Its status has not gone out yet: the body is read whole first, so the client gets an error it can read
+    (and retry) instead of `200` and a content-length that never arrives."""
+    stream = Chunks([BLOCKING_BODY[:20]], failure)
+    headers = {"content-type": "application/json", "content-length": str(len(BLOCKING_BODY))}
+    upstream.respond = lambda request: httpx.Response(200, headers=headers, stream=stream)
+    job = await admitted(engine, make_job(ANTHROPIC_BODY.replace(b'"stream": true', b'"stream": false')))
+    reply = await engine.open(job)
+    assert reply.status == status
+    body = json.loads(b"".join(await read(reply)))
+    assert body["type"] == "error" and body["error"]["type"] == "api_error"
+    assert "mid-response" in body["error"]["message"]
+    assert stream.closed
+    end = recorder.ended(job)
+    assert (end.status, end.http_status) == ("failed", status)
+
+
+async def test_an_unreadable_stream_that_breaks_off_is_cut_short(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    """No error event can be written into an encoding the bridge cannot read: the reply breaks off instead,
+    so whoever serves it ends the client's connection."""
+    upstream.respond = lambda request: httpx.Response(
+        200,
+        headers={**SSE_HEADERS, "content-encoding": "x-unknown"},
+        stream=Chunks([b"\x00opaque"], httpx.ReadError("reset")),
+    )
+    job = await admitted(engine, make_job())
+    body = (await engine.open(job)).body
+    assert await anext(body) == b"\x00opaque"
+    with pytest.raises(CutShort, match="mid-response"):
+        await anext(body)
+    assert recorder.ended(job).status == "failed"
+
+
 # --- the client goes away --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", [Api.ANTHROPIC_MESSAGES, Api.OPENAI_CHAT])
+async def test_a_client_that_leaves_after_the_final_event_completed_the_stream(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream, api: Api
+) -> None:
+    """The final event reached the client; only the upstream's last bytes (its chunked terminator) were still
+    due when it closed, as the OpenAI SDK does right after `[DONE]`."""
+    if api is Api.ANTHROPIC_MESSAGES:
+        job = make_job()
+        _, upstream.respond = sse_reply([b"".join(ANTHROPIC_EVENTS)])
+    else:
+        job = make_job(b'{"model":"gpt-4o","stream":true,"messages":[]}', api=api, headers=CHAT_HEADERS)
+        _, upstream.respond = sse_reply([b"".join(CHAT_EVENTS)])
+    job = await admitted(engine, job)
+    body = (await engine.open(job)).body
+    relayed = await anext(body)
+    assert relayed.endswith(b'message_stop"}\n\n' if api is Api.ANTHROPIC_MESSAGES else b"data: [DONE]\n\n")
+    await body.aclose()  # type: ignore[attr-defined]
+    end = recorder.ended(job)
+    assert (end.status, end.error) == ("completed", None)
+    assert recorder.of(TokensUsed, job)[0].output_tokens > 0
+
+
+async def test_a_client_that_leaves_before_the_final_event_cancelled_the_stream(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    _, upstream.respond = sse_reply([b"".join(ANTHROPIC_EVENTS[:-1]), ANTHROPIC_EVENTS[-1]])
+    job = await admitted(engine, make_job())
+    body = (await engine.open(job)).body
+    await anext(body)  # everything up to message_delta
+    await body.aclose()  # type: ignore[attr-defined]
+    assert recorder.ended(job).status == "cancelled"
 
 
 async def test_closing_the_body_early_records_cancelled(

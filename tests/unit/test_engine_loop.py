@@ -702,6 +702,30 @@ async def test_closing_the_body_while_a_tool_runs_cancels_the_call(
     assert engine.active == {}
 
 
+@pytest.mark.parametrize("api", [Api.ANTHROPIC_MESSAGES, Api.OPENAI_CHAT])
+async def test_a_client_that_leaves_after_the_last_rounds_final_event_completed_the_loop(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream, api: Api
+) -> None:
+    """Only the last round's final event reaches the client (the inner rounds' are hidden); once it has, the
+    answer is whole, and a client that closes before the upstream's last bytes does not cancel it."""
+    if api is Api.ANTHROPIC_MESSAGES:
+        script(upstream, streamed(CALLS_ECHO), streamed(ANSWERS))
+        job, final = make_job(anthropic_request()), b"message_stop"
+    else:
+        first = chat_round("chatcmpl-1", None, ECHO_CALL, finish="tool_calls")
+        script(upstream, streamed(first), streamed(chat_round("chatcmpl-2", "It says hi.", finish="stop")))
+        job, final = chat_job(chat_request()), b"[DONE]"
+    await admitted(engine, job)
+    body = (await engine.open(job)).body
+    seen = b""
+    while final not in seen:
+        seen += await anext(body)
+    await body.aclose()  # type: ignore[attr-defined]
+    end = recorder.ended(job)
+    assert (end.status, end.error) == ("completed", None)
+    assert len(recorder.of(TokensUsed, job)) == 2
+
+
 async def test_cancelling_the_reader_while_a_tool_runs_cancels_the_call(
     engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream, tools: FakeTools
 ) -> None:

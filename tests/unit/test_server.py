@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from addon.config import parse_config
-from addon.engine import Job, Reply
+from addon.engine import CutShort, Job, Reply
 from addon.ids import uuid7
 from addon.routing import Api, Route
 from addon.server import LocalServer
@@ -142,6 +142,27 @@ async def test_a_client_leaving_mid_stream_cancels_the_job(hop) -> None:  # type
         await asyncio.sleep(0.01)
     assert engine.ended == [(job.id, "cancelled", "client disconnected")]
     assert engine.closed == [job.id]
+
+
+async def cut_short(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+    raise CutShort("upstream failed mid-response")
+
+
+@pytest.mark.parametrize("framing", [[("content-length", "303")], [("content-type", "text/event-stream")]])
+async def test_a_reply_cut_short_ends_the_connection_at_once(hop, framing: list[tuple[str, str]]) -> None:  # type: ignore[no-untyped-def]
+    """Whatever its framing promised, mitmproxy (and so the client) must see the answer break off now."""
+    server, engine = hop
+    job = make_job()
+    engine.replies[job.id] = Reply(200, framing, cut_short(b"data: 1\n\n"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await request(writer, server.submit(job))
+    received = await asyncio.wait_for(reader.read(), 5)  # to the end of the connection
+    assert received.startswith(b"HTTP/1.1 200 OK") and b"data: 1" in received
+    assert not received.endswith(b"0\r\n\r\n")  # no chunked terminator: it must not look complete
+    assert engine.closed == [job.id]
+    writer.close()
 
 
 async def test_an_engine_failure_before_the_answer_is_a_provider_shaped_500(hop) -> None:  # type: ignore[no-untyped-def]
