@@ -62,6 +62,8 @@ from .wire.sse import SSEEvent, SSEParser
 logger = logging.getLogger(__name__)
 
 INTERCEPTION_HEADER = "x-aibridge-interception-id"
+DEFAULT_MAX_OUTPUT = 4096
+"""Output tokens a budget reservation assumes for a request that sets no limit."""
 WIRES: dict[Api, WireFormat] = {Api.ANTHROPIC_MESSAGES: AnthropicMessages(), Api.OPENAI_CHAT: OpenAIChat()}
 READERS: dict[Api, WireReader] = {**WIRES, Api.OPENAI_RESPONSES: OpenAIResponses()}
 """Every recorded API: the bridged ones, and the tapped ones the proxy passes through and reads."""
@@ -251,7 +253,8 @@ class Engine:
         if (stop := self.observer.refuse(job)) is not None:  # an open circuit breaker
             return self._fail(job, wire, stop.status, stop.message, status_name="refused", headers=stop.headers)
         if self.ledger is not None:
-            estimate = self.prices.estimate(job.route.provider.type, info.model, len(job.body) // 4, _max_output(body))
+            max_output = info.max_output or DEFAULT_MAX_OUTPUT
+            estimate = self.prices.estimate(job.route.provider.type, info.model, len(job.body) // 4, max_output)
             decision = self.ledger.admit(job.initiator, estimate)
             if isinstance(decision, Refusal):
                 return self._fail(job, wire, 403, decision.message, status_name="refused")
@@ -295,16 +298,10 @@ class Engine:
     # --- the upstream call ---------------------------------------------------------------------------------
 
     def _injectable(self, job: Job) -> Sequence[Tool]:
-        """The tools to inject: none for Claude Code's small/fast model on the Anthropic API (titles,
-        summaries), none for chat requests asking for several choices (one loop cannot serve them)."""
-        if self.tools is None or job.json is None or job.info is None:
+        """The tools to inject, where the request's API lets them in; a client tool keeps its own name."""
+        if self.tools is None or job.info is None or not job.info.takes_tools:
             return ()
-        if job.api is Api.ANTHROPIC_MESSAGES and "haiku" in (job.info.model or "").lower():
-            return ()
-        if job.api is Api.OPENAI_CHAT and job.json.get("n") not in (None, 1):
-            return ()
-        taken = _client_tool_names(job.json)  # a client tool of the same name keeps its name
-        return [t for t in self.tools.tools() if t.name not in taken]
+        return [t for t in self.tools.tools() if t.name not in job.info.client_tools]
 
     async def _send(self, job: Job, body: bytes) -> httpx.Response:
         provider = job.route.provider
@@ -400,7 +397,7 @@ class Engine:
         status: str | None = "cancelled"
         error: str | None = "client disconnected"
         try:
-            async for data in _round(response, parser, relayed):
+            async for data in _round(wire, response, parser, relayed):
                 yield data
             status = None
         except httpx.HTTPError as e:
@@ -428,7 +425,7 @@ class Engine:
             while True:
                 parser = wire.loop_parser(state)
                 try:
-                    async for data in _round(response, parser, relayed):
+                    async for data in _round(wire, response, parser, relayed):
                         yield data
                 finally:
                     turn = _guarded(parser.turn) or Turn()
@@ -699,26 +696,6 @@ def _unrun_call(job: Job, turn: Turn, call: ToolCall, tool: Tool) -> ToolCalled:
     return _injected_call(job, turn, call, tool, reason)
 
 
-def _max_output(body: dict[str, Any]) -> int:
-    """The most output tokens a request allows (what a budget reservation assumes)."""
-    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        if isinstance(value := body.get(key), int) and not isinstance(value, bool) and value > 0:
-            return value
-    return 4096
-
-
-def _client_tool_names(body: dict[str, Any]) -> set[str]:
-    tools = body.get("tools")
-    names = set()
-    for tool in tools if isinstance(tools, list) else []:
-        if isinstance(tool, dict):
-            function = tool.get("function")
-            name = function.get("name") if isinstance(function, dict) else tool.get("name")
-            if isinstance(name, str):
-                names.add(name)
-    return names
-
-
 def _outcome(turn: Turn, state: LoopState) -> tuple[str, str | None]:
     if turn.error:
         return "failed", turn.error
@@ -752,7 +729,9 @@ class _Relayed:
     """The client has been handed the stream's final event (`message_stop`, `[DONE]`, an error)."""
 
 
-async def _round(response: httpx.Response, parser: ResponseParser, relayed: _Relayed) -> AsyncIterator[bytes]:
+async def _round(
+    wire: WireFormat, response: httpx.Response, parser: ResponseParser, relayed: _Relayed
+) -> AsyncIterator[bytes]:
     """One upstream response relayed through a parser: SSE event by event, or a body as it arrives."""
     if not _is_sse(response):
         chunks: list[bytes] = []
@@ -776,16 +755,16 @@ async def _round(response: httpx.Response, parser: ResponseParser, relayed: _Rel
         for event in events:
             if (data := _relayed(parser.feed_event, event)) is not None:
                 out.append(data)
-                if event is last and _ends_stream(event):  # relayed, not hidden (a loop's inner rounds)
+                if event is last and wire.ends_stream(event):  # relayed, not hidden (a loop's inner rounds)
                     relayed.final = True
         if out:
             yield out[0] if len(out) == 1 else b"".join(out)
     if (tail := sse.close()) is not None:
         last = _last_meaningful([tail], last)
         if (data := _relayed(parser.feed_event, tail)) is not None:
-            relayed.final = relayed.final or _ends_stream(tail)
+            relayed.final = relayed.final or wire.ends_stream(tail)
             yield data
-    if last is None or not _ends_stream(last):  # a clean close before the final event is a cut-off stream
+    if last is None or not wire.ends_stream(last):  # a clean close before the final event is a cut-off stream
         raise httpx.RemoteProtocolError("the stream ended before its final event (message_stop / [DONE])")
 
 
@@ -795,19 +774,6 @@ def _last_meaningful(events: list[SSEEvent], last: SSEEvent | None) -> SSEEvent 
         if event.event or event.data:
             return event
     return last
-
-
-def _ends_stream(event: SSEEvent) -> bool:
-    """Whether an event may be a stream's last: Anthropic's `message_stop` or `error`, chat's `[DONE]` or an
-    error chunk."""
-    data = event.data.lstrip()
-    return (
-        event.event in ("message_stop", "error")
-        or data == "[DONE]"
-        or data.startswith('{"error"')
-        or '"type": "message_stop"' in data[:40]
-        or '"type":"message_stop"' in data[:40]
-    )
 
 
 def _relayed(feed: Callable[[SSEEvent], bytes | None], event: SSEEvent) -> bytes | None:

@@ -20,11 +20,13 @@ from .base import (
     Usage,
     decide,
     dumps,
+    first_positive,
     human_text,
     int_or_zero,
     json_object,
     parse_arguments,
     sum_usage,
+    tool_names,
 )
 from .json_splice import extend_array, set_member
 from .sse import SSEEvent
@@ -376,7 +378,16 @@ class AnthropicMessages:
             stream=body.get("stream") is True,
             prompt=extract_prompt(body),
             correlating_tool_call_id=correlating_tool_call_id(body),
+            max_output=first_positive(body, "max_tokens"),
+            client_tools=tool_names(body),
+            takes_tools="haiku" not in (model if isinstance(model, str) else "").lower(),  # Claude Code's titles
         )
+
+    def ends_stream(self, event: SSEEvent) -> bool:
+        if event.event in ("message_stop", "error"):
+            return True
+        head = event.data.lstrip()[:40]
+        return '"type": "message_stop"' in head or '"type":"message_stop"' in head
 
     def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, bool]:
         return raw, False

@@ -164,6 +164,12 @@ class RequestInfo:
     prompt: str | None
     correlating_tool_call_id: str | None
     """The tool call whose result this request carries: links it to the interception that made the call."""
+    max_output: int | None = None
+    """The most output tokens the request allows, where it says (a budget reservation assumes them all)."""
+    client_tools: frozenset[str] = frozenset()
+    """The client's own tools' names: an injected tool never takes one of them."""
+    takes_tools: bool = True
+    """Whether injected tools may go into this request at all (each API's own rules)."""
 
 
 class ResponseParser(Protocol):
@@ -194,6 +200,10 @@ class WireReader(Protocol):
 
 class WireFormat(WireReader, Protocol):
     """One provider API the bridge intercepts. The engine runs the same loop for every API; these are its steps."""
+
+    def ends_stream(self, event: SSEEvent) -> bool:
+        """Whether an upstream event may be its stream's last (a stream that closes after any other was cut off)."""
+        ...
 
     def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, bool]:
         """The bytes to send upstream (changed only where the bridge must), and whether the usage chunk the
@@ -235,6 +245,27 @@ def json_object(data: str | bytes) -> JSON | None:
     except ValueError:  # UnicodeDecodeError and JSONDecodeError included
         return None
     return value if isinstance(value, dict) else None
+
+
+def first_positive(body: JSON, *keys: str) -> int | None:
+    """The first of `keys` whose value is a positive integer."""
+    for key in keys:
+        if isinstance(value := body.get(key), int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def tool_names(body: JSON) -> frozenset[str]:
+    """The names a request's `tools` declare, in either shape: `{"name"}` or `{"function": {"name"}}`."""
+    tools = body.get("tools")
+    names = set()
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict):
+            function = tool.get("function")
+            name = function.get("name") if isinstance(function, dict) else tool.get("name")
+            if isinstance(name, str):
+                names.add(name)
+    return frozenset(names)
 
 
 def int_or_zero(value: Any) -> int:

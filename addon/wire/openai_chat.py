@@ -21,12 +21,14 @@ from .base import (
     Usage,
     decide,
     dumps,
+    first_positive,
     human_text,
     int_or_zero,
     json_object,
     parse_arguments,
     result_text,
     sum_usage,
+    tool_names,
 )
 from .json_splice import extend_array, set_member
 from .sse import SSEEvent
@@ -396,7 +398,14 @@ class OpenAIChat:
             stream=body.get("stream") is True,
             prompt=extract_prompt(body),
             correlating_tool_call_id=correlating_tool_call_id(body),
+            max_output=first_positive(body, "max_tokens", "max_completion_tokens"),
+            client_tools=tool_names(body),
+            takes_tools=body.get("n") in (None, 1),  # one loop cannot serve several choices
         )
+
+    def ends_stream(self, event: SSEEvent) -> bool:
+        data = event.data.lstrip()
+        return data == "[DONE]" or data.startswith('{"error"') or event.event == "error"
 
     def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, bool]:
         """Streams report usage only when asked: ask. The flag says the client did not ask, so the usage

@@ -9,7 +9,20 @@ stream that breaks off still records what it got.
 
 from typing import Any
 
-from .base import JSON, RequestInfo, Thought, ToolCall, Turn, Usage, dumps, human_text, int_or_zero, json_object
+from .base import (
+    JSON,
+    RequestInfo,
+    Thought,
+    ToolCall,
+    Turn,
+    Usage,
+    dumps,
+    first_positive,
+    human_text,
+    int_or_zero,
+    json_object,
+    tool_names,
+)
 from .openai_chat import OpenAIChat
 from .sse import SSEEvent
 
@@ -184,6 +197,8 @@ class OpenAIResponses:
             stream=body.get("stream") is True,
             prompt=prompt,
             correlating_tool_call_id=correlating,
+            max_output=first_positive(body, "max_output_tokens"),
+            client_tools=tool_names(body),
         )
 
     def parser(self) -> ResponsesParser:

@@ -243,6 +243,28 @@ def test_parse_request_stream_must_be_true(stream: object) -> None:
     assert info.prompt == "x"
 
 
+def test_parse_request_reads_what_the_loop_and_budgets_need() -> None:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 2048, "tools": [{"name": "Read"}, {"type": "bash_20250124"}]}
+    info = WIRE.parse_request(body)
+    assert (info.max_output, info.client_tools, info.takes_tools) == (2048, frozenset({"Read"}), True)
+    small = WIRE.parse_request({"model": "claude-Haiku-4-5", "max_tokens": True})  # Claude Code's titles
+    assert (small.max_output, small.takes_tools) == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "ends"),
+    [
+        ("message_stop", '{"type":"message_stop"}', True),
+        (None, '{"type": "message_stop"}', True),
+        ("error", '{"type":"error","error":{"type":"overloaded_error"}}', True),
+        ("message_delta", '{"type":"message_delta"}', False),
+        (None, "[DONE]", False),
+    ],
+)
+def test_ends_stream(event: str | None, data: str, ends: bool) -> None:
+    assert WIRE.ends_stream(SSEEvent(b"", event or "", data)) is ends
+
+
 def test_prepare_request_leaves_the_body_alone() -> None:
     raw = b'{"model": "m",  "stream": true, "messages": []}'
     out, hide_usage = WIRE.prepare_request(raw, json.loads(raw))

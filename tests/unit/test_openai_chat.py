@@ -167,6 +167,22 @@ def test_parse_request() -> None:
     assert WIRE.parse_request({"stream": "true"}).stream is False
 
 
+def test_parse_request_reads_what_the_loop_and_budgets_need() -> None:
+    tools = [{"type": "function", "function": {"name": "ls"}}, {"type": "function", "function": {}}]
+    info = WIRE.parse_request({"model": "gpt-4o", "max_completion_tokens": 300, "tools": tools})
+    assert (info.max_output, info.client_tools, info.takes_tools) == (300, frozenset({"ls"}), True)
+    assert WIRE.parse_request({"max_tokens": 5, "max_completion_tokens": 300}).max_output == 5
+    assert WIRE.parse_request({"n": 1}).takes_tools and not WIRE.parse_request({"n": 3}).takes_tools
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "ends"),
+    [(None, "[DONE]", True), (None, ' {"error": {"message": "x"}}', True), ("error", "{}", True), (None, "{}", False)],
+)
+def test_ends_stream(event: str | None, data: str, ends: bool) -> None:
+    assert WIRE.ends_stream(SSEEvent(b"", event or "", data)) is ends
+
+
 # --- usage -----------------------------------------------------------------------------------------------
 
 
