@@ -27,7 +27,6 @@ import httpx
 from . import upstream
 from .access import Access
 from .audit import (
-    AuditEvent,
     InterceptionEnded,
     InterceptionStarted,
     PromptSubmitted,
@@ -40,7 +39,7 @@ from .budgets import Ledger, Refusal, Reservation
 from .clients import client_session_id, detect_client
 from .config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS, McpServer
 from .ids import uuid7
-from .observe import NO_OBSERVER, Observer
+from .observe import NO_OBSERVER, Observer, Recorder
 from .pricing import PriceBook
 from .routing import Api, Route
 from .tools import TextPart, ToolResult
@@ -73,12 +72,6 @@ def error_body(provider_type: str, status: int, message: str) -> bytes:
     """A provider-shaped error body for any route of that provider's type."""
     wire = WIRES[Api.ANTHROPIC_MESSAGES] if provider_type == "anthropic" else WIRES[Api.OPENAI_CHAT]
     return wire.error_body(status, message)
-
-
-class Recorder(Protocol):
-    def emit(self, event: AuditEvent) -> None: ...
-
-    def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None: ...
 
 
 class Tool(ToolSpec, Protocol):

@@ -194,6 +194,9 @@ class ObservedRecorder:
 
 
 class Recorder(Protocol):
+    """Where the engine's audit events go (the audit writer, or an `ObservedRecorder` around it), and the one
+    question it asks back: which interception made a tool call."""
+
     def emit(self, event: AuditEvent) -> None: ...
 
     def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None: ...

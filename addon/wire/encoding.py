@@ -1,12 +1,12 @@
 """Content-encodings the bridge reads itself, when an upstream ignores `accept-encoding: identity` or (for
 passthrough) was never asked: one place for the bridged relay and the Responses tap alike."""
 
+import io
 import zlib
 from collections.abc import Callable
 
 import brotli
 import zstandard
-from mitmproxy.net import encoding as mitmproxy_encoding
 
 Decoder = Callable[[bytes], bytes]
 
@@ -28,12 +28,24 @@ def stream_decoder(encoding: str | None) -> Decoder | None:
 def decode_body(raw: bytes, encoding: str | None) -> bytes:
     """A whole body decoded for parsing: as it is when its encoding is unknown, empty when it does not decode."""
     encoding = (encoding or "identity").strip().lower()
-    if encoding in ("", "identity") or stream_decoder(encoding) is None:
+    if not raw:
         return raw
     try:
-        return mitmproxy_encoding.decode(raw, "gzip" if encoding == "x-gzip" else encoding)
-    except ValueError:
+        if encoding in ("gzip", "x-gzip"):
+            inflate = zlib.decompressobj(47)  # 32 + 15: gzip or zlib header, detected
+            return inflate.decompress(raw) + inflate.flush()
+        if encoding == "deflate":
+            try:
+                return zlib.decompress(raw)
+            except zlib.error:
+                return zlib.decompress(raw, -15)  # some servers send raw DEFLATE, without the zlib wrapper
+        if encoding == "br":
+            return brotli.decompress(raw)
+        if encoding == "zstd":
+            return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw), read_across_frames=True).read()
+    except (zlib.error, brotli.error, zstandard.ZstdError):
         return b""
+    return raw
 
 
 def _same(data: bytes) -> bytes:
