@@ -54,7 +54,7 @@ from .wire import (
     WireFormat,
     WireReader,
 )
-from .wire.base import LIMIT_NOTICE, LoopState, Next, ToolSpec, parse_arguments
+from .wire.base import LIMIT_NOTICE, LoopState, Next, ToolSpec, parse_arguments, tool_names
 from .wire.encoding import decode_body, stream_decoder
 from .wire.sse import SSEEvent, SSEParser
 
@@ -294,7 +294,8 @@ class Engine:
         """The tools to inject, where the request's API lets them in; a client tool keeps its own name."""
         if self.tools is None or job.info is None or not job.info.takes_tools:
             return ()
-        return [t for t in self.tools.tools() if t.name not in job.info.client_tools]
+        taken = tool_names(job.json or {})  # read only when there are tools to inject
+        return [t for t in self.tools.tools() if t.name not in taken]
 
     async def _send(self, job: Job, body: bytes) -> httpx.Response:
         provider = job.route.provider

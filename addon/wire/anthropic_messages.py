@@ -26,7 +26,6 @@ from .base import (
     json_object,
     parse_arguments,
     sum_usage,
-    tool_names,
 )
 from .json_splice import extend_array, set_member
 from .sse import SSEEvent
@@ -379,7 +378,6 @@ class AnthropicMessages:
             prompt=extract_prompt(body),
             correlating_tool_call_id=correlating_tool_call_id(body),
             max_output=first_positive(body, "max_tokens"),
-            client_tools=tool_names(body),
             takes_tools="haiku" not in (model if isinstance(model, str) else "").lower(),  # Claude Code's titles
         )
 

@@ -166,8 +166,6 @@ class RequestInfo:
     """The tool call whose result this request carries: links it to the interception that made the call."""
     max_output: int | None = None
     """The most output tokens the request allows, where it says (a budget reservation assumes them all)."""
-    client_tools: frozenset[str] = frozenset()
-    """The client's own tools' names: an injected tool never takes one of them."""
     takes_tools: bool = True
     """Whether injected tools may go into this request at all (each API's own rules)."""
 

@@ -28,7 +28,6 @@ from .base import (
     parse_arguments,
     result_text,
     sum_usage,
-    tool_names,
 )
 from .json_splice import extend_array, set_member
 from .sse import SSEEvent
@@ -399,7 +398,6 @@ class OpenAIChat:
             prompt=extract_prompt(body),
             correlating_tool_call_id=correlating_tool_call_id(body),
             max_output=first_positive(body, "max_tokens", "max_completion_tokens"),
-            client_tools=tool_names(body),
             takes_tools=body.get("n") in (None, 1),  # one loop cannot serve several choices
         )
 

@@ -21,7 +21,6 @@ from .base import (
     human_text,
     int_or_zero,
     json_object,
-    tool_names,
 )
 from .openai_chat import OpenAIChat
 from .sse import SSEEvent
@@ -198,7 +197,6 @@ class OpenAIResponses:
             prompt=prompt,
             correlating_tool_call_id=correlating,
             max_output=first_positive(body, "max_output_tokens"),
-            client_tools=tool_names(body),
         )
 
     def parser(self) -> ResponsesParser:

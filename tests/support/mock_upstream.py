@@ -93,6 +93,8 @@ class MockUpstream:
         a status refuses them with it (OpenAI answers 426 when it will not speak WebSocket)."""
         self.release = threading.Event()
         """Ends every `linger` and `raw_hold` at once (set on stop, so no handler outlives the test)."""
+        self.holding = 0
+        """Answers in a `linger` or `raw_hold` now: their connections still open, their last bytes unsent."""
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -192,8 +194,13 @@ class MockUpstream:
         return ws
 
     async def _hold(self, seconds: float) -> None:
-        if seconds:
+        if not seconds:
+            return
+        self.holding += 1
+        try:
             await asyncio.to_thread(self.release.wait, seconds)
+        finally:
+            self.holding -= 1
 
     async def _wait_gate(self, gate: threading.Event) -> None:
         deadline = time.monotonic() + 10

@@ -46,8 +46,9 @@ def test_what_does_not_decode_is_empty_and_unknown_encodings_are_left_alone() ->
     [
         ("gzip", gzip.compress(TEXT, mtime=0)),
         ("deflate", zlib.compress(TEXT)),
+        ("deflate", raw_deflate(TEXT)),
         ("br", brotli.compress(TEXT)),
-        ("zstd", zstandard.ZstdCompressor().compress(TEXT)),
+        ("zstd", zstandard.ZstdCompressor().compress(TEXT[:100]) + zstandard.ZstdCompressor().compress(TEXT[100:])),
         ("", TEXT),
     ],
 )
@@ -55,6 +56,9 @@ def test_streams_decode_split_anywhere(encoding: str, encoded: bytes) -> None:
     decode = stream_decoder(encoding)
     assert decode is not None
     assert b"".join(decode(encoded[i : i + 7]) for i in range(0, len(encoded), 7)) == TEXT
+    byte_by_byte = stream_decoder(encoding)
+    assert byte_by_byte is not None
+    assert b"".join(byte_by_byte(encoded[i : i + 1]) for i in range(len(encoded))) == TEXT
 
 
 def test_an_unknown_stream_encoding_has_no_decoder() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from addon.wire.base import LIMIT_NOTICE, LoopState, Next, Thought, ToolCall, Turn, Usage, dumps
+from addon.wire.base import LIMIT_NOTICE, LoopState, Next, Thought, ToolCall, Turn, Usage, dumps, tool_names
 from addon.wire.openai_chat import ChatParser, OpenAIChat, correlating_tool_call_id, extract_prompt, to_usage
 from addon.wire.sse import SSEEvent, SSEParser
 
@@ -169,8 +169,9 @@ def test_parse_request() -> None:
 
 def test_parse_request_reads_what_the_loop_and_budgets_need() -> None:
     tools = [{"type": "function", "function": {"name": "ls"}}, {"type": "function", "function": {}}]
-    info = WIRE.parse_request({"model": "gpt-4o", "max_completion_tokens": 300, "tools": tools})
-    assert (info.max_output, info.client_tools, info.takes_tools) == (300, frozenset({"ls"}), True)
+    body = {"model": "gpt-4o", "max_completion_tokens": 300, "tools": tools}
+    info = WIRE.parse_request(body)
+    assert (info.max_output, tool_names(body), info.takes_tools) == (300, frozenset({"ls"}), True)
     assert WIRE.parse_request({"max_tokens": 5, "max_completion_tokens": 300}).max_output == 5
     assert WIRE.parse_request({"n": 1}).takes_tools and not WIRE.parse_request({"n": 3}).takes_tools
 
