@@ -1,7 +1,7 @@
 """Entry point: `mitmdump -s addon/aibridge.py`. The addons themselves live in the `addon` package."""
 
-from addon.observe.addon import Operations
-from addon.proxy import Bridge
+from addon.mitm.bridge import Bridge
+from addon.mitm.operations import Operations
 
 bridge = Bridge()
 addons = [bridge, Operations(bridge)]  # in this order: Operations observes what the Bridge routed

@@ -26,18 +26,18 @@ from typing import Any, Self
 import httpx
 import httpx2
 
-from . import upstream
-from .access import Access, Users, resolve
-from .audit import AuditWriter
-from .breaker import Breakers
-from .budgets import Ledger, month_start
-from .config import Config, Provider, load_config
-from .engine import CutShort, Engine, Job, Reply, error_body
-from .observe import ObservedRecorder, Observers
-from .pricing import PriceBook
-from .routing import classify
-from .tap import ResponseTap
-from .tools import ToolManager
+from addon import upstream
+from addon.audit import AuditWriter
+from addon.config import Config, Provider, load_config
+from addon.engine.core import CutShort, Engine, Job, Reply, error_body
+from addon.engine.tap import ResponseTap
+from addon.observe import ObservedRecorder, Observers
+from addon.policy.access import Access, Users, resolve
+from addon.policy.breaker import Breakers
+from addon.policy.budgets import Ledger, month_start
+from addon.policy.pricing import PriceBook
+from addon.providers.routing import classify
+from addon.tools import ToolManager
 
 logger = logging.getLogger(__name__)
 

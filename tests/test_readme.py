@@ -15,8 +15,8 @@ from addon.config import (
     _TOP_LEVEL_KEYS,
     _USER_KEYS,
 )
-from addon.observe.addon import Operations
-from addon.proxy import Bridge
+from addon.mitm.bridge import Bridge
+from addon.mitm.operations import Operations
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -1,6 +1,6 @@
 """The audit file: a DuckDB database the proxy appends to through one writer thread."""
 
-from .events import (
+from addon.audit.events import (
     AuditEvent,
     InterceptionEnded,
     InterceptionStarted,
@@ -9,7 +9,7 @@ from .events import (
     TokensUsed,
     ToolCalled,
 )
-from .writer import AuditFileLocked, AuditWriter
+from addon.audit.writer import AuditFileLocked, AuditWriter
 
 __all__ = [
     "AuditEvent",

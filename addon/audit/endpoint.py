@@ -19,7 +19,7 @@ from typing import Final
 
 import duckdb
 
-from . import queries
+from addon.audit import queries
 
 logger = logging.getLogger(__name__)
 

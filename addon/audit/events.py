@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from ..ids import uuid7
+from addon.ids import uuid7
 
 
 def _now() -> datetime:

@@ -21,9 +21,9 @@ from uuid import UUID
 
 import duckdb
 
-from . import retention
-from .events import AuditEvent
-from .schema import migrate
+from addon.audit import retention
+from addon.audit.events import AuditEvent
+from addon.audit.schema import migrate
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """`aibridge`: inspect the audit file, live through the proxy's query endpoint or from the file itself."""
 
-from .main import cli
+from addon.cli.main import cli
 
 __all__ = ["cli"]

@@ -15,8 +15,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from . import render
-from .source import open_source
+from addon.cli import render
+from addon.cli.source import open_source
 
 DEFAULT_DB = "aibridge.duckdb"
 

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 import click
 import duckdb
 
-from ..audit import queries
-from ..audit.endpoint import socket_path
-from ..audit.writer import lock_holder
+from addon.audit import queries
+from addon.audit.endpoint import socket_path
+from addon.audit.writer import lock_holder
 
 
 class Source(Protocol):

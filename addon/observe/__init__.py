@@ -20,10 +20,10 @@ from uuid import UUID
 
 import httpx
 
-from ..audit import AuditEvent
+from addon.audit import AuditEvent
 
 if TYPE_CHECKING:
-    from ..engine import Job
+    from addon.engine.core import Job
 
 logger = logging.getLogger(__name__)
 

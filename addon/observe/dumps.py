@@ -32,12 +32,12 @@ from uuid import UUID
 
 import httpx
 
-from ..audit import AuditEvent, InterceptionEnded
-from ..identity import mask_secret
-from . import Headers, Observer, UpstreamCall
+from addon.audit import AuditEvent, InterceptionEnded
+from addon.observe import Headers, Observer, UpstreamCall
+from addon.policy.identity import mask_secret
 
 if TYPE_CHECKING:
-    from ..engine import Job
+    from addon.engine.core import Job
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from ..audit import AuditEvent, InterceptionEnded, InterceptionStarted, TokensUsed, ToolCalled
-from . import Observer
+from addon.audit import AuditEvent, InterceptionEnded, InterceptionStarted, TokensUsed, ToolCalled
+from addon.observe import Observer
 
 logger = logging.getLogger("aibridge.interceptions")
 

@@ -27,13 +27,13 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
-from . import Headers, Observer, UpstreamCall
+from addon.audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
+from addon.observe import Headers, Observer, UpstreamCall
 
 if TYPE_CHECKING:
-    from ..audit.writer import AuditWriter
-    from ..engine import Job
-    from ..tools import ToolManager
+    from addon.audit.writer import AuditWriter
+    from addon.engine.core import Job
+    from addon.tools import ToolManager
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class Metrics(Observer):
         self.passthrough.labels(provider, route, method, status).inc()
 
     def breaker_changed(self, provider: str, model: str, state: str) -> None:
-        from ..breaker import OPEN, STATE_VALUES
+        from addon.policy.breaker import OPEN, STATE_VALUES
 
         self.breaker_state.labels(provider, model).set(STATE_VALUES[state])
         if state == OPEN:

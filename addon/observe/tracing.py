@@ -23,11 +23,11 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from ..audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
-from . import Headers, Observer, UpstreamCall
+from addon.audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
+from addon.observe import Headers, Observer, UpstreamCall
 
 if TYPE_CHECKING:
-    from ..engine import Job
+    from addon.engine.core import Job
 
 INTERCEPTION_SPAN = "aibridge.interception"
 PASSTHROUGH_SPAN = "aibridge.passthrough"

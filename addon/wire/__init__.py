@@ -1,9 +1,9 @@
 """What each provider API looks like on the wire. Pure: bytes and JSON in, typed values and bytes out."""
 
-from .anthropic_messages import AnthropicMessages
-from .base import RequestInfo, ResponseParser, Thought, ToolCall, Turn, Usage, WireFormat, WireReader
-from .openai_chat import OpenAIChat
-from .openai_responses import OpenAIResponses
+from addon.wire.anthropic_messages import AnthropicMessages
+from addon.wire.base import RequestInfo, ResponseParser, Thought, ToolCall, Turn, Usage, WireFormat, WireReader
+from addon.wire.openai_chat import OpenAIChat
+from addon.wire.openai_responses import OpenAIResponses
 
 __all__ = [
     "AnthropicMessages",

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import (
+from addon.wire.base import (
     JSON,
     LIMIT_NOTICE,
     LoopState,
@@ -27,8 +27,8 @@ from .base import (
     parse_arguments,
     sum_usage,
 )
-from .json_splice import extend_array, set_member
-from .sse import SSEEvent
+from addon.wire.json_splice import extend_array, set_member
+from addon.wire.sse import SSEEvent
 
 _ERROR_TYPES = {
     400: "invalid_request_error",

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .sse import SSEEvent
+from addon.wire.sse import SSEEvent
 
 JSON = dict[str, Any]
 

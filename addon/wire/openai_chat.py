@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import (
+from addon.wire.base import (
     JSON,
     LIMIT_NOTICE,
     LoopState,
@@ -29,8 +29,8 @@ from .base import (
     result_text,
     sum_usage,
 )
-from .json_splice import extend_array, set_member
-from .sse import SSEEvent
+from addon.wire.json_splice import extend_array, set_member
+from addon.wire.sse import SSEEvent
 
 _ERROR_TYPES = {
     400: "invalid_request_error",

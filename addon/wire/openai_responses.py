@@ -9,7 +9,7 @@ stream that breaks off still records what it got.
 
 from typing import Any
 
-from .base import (
+from addon.wire.base import (
     JSON,
     RequestInfo,
     Thought,
@@ -22,8 +22,8 @@ from .base import (
     int_or_zero,
     json_object,
 )
-from .openai_chat import OpenAIChat
-from .sse import SSEEvent
+from addon.wire.openai_chat import OpenAIChat
+from addon.wire.sse import SSEEvent
 
 _CHAT = OpenAIChat()
 _SKIPPED_ROLES = ("system", "developer")

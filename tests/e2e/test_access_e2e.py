@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
+from addon.cli.users import new_token
 from addon.config import hash_token
-from addon.users import new_token
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy
 from tests.support.scenarios import anthropic_events, anthropic_message, chat_completion

@@ -15,8 +15,8 @@ import anthropic
 import httpx
 import pytest
 
+from addon.cli.users import new_token
 from addon.config import hash_token
-from addon.users import new_token
 from tests.e2e.test_more_faults_e2e import tunnel
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy, live_interceptions, provider_config

@@ -1,4 +1,4 @@
-"""scripts/soak.py, for a few seconds: the script keeps working (the real soak runs outside the suite)."""
+"""scripts/soak/run.py, for a few seconds: the script keeps working (the real soak runs outside the suite)."""
 
 import subprocess
 import sys
@@ -9,7 +9,7 @@ from tests.support.proxy import ROOT
 def test_a_short_soak_passes_and_reports_its_figures() -> None:
     short = ["--minutes", "0.1", "--sample", "1", "--concurrency", "4"]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/soak.py"), *short, "--max-rss-slope", "1000000"],  # seconds: no slope
+        [sys.executable, str(ROOT / "scripts/soak/run.py"), *short, "--max-rss-slope", "1000000"],  # seconds: no slope
         capture_output=True,
         text=True,
         timeout=120,

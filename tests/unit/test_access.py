@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from addon.access import Access, Users, resolve
 from addon.config import Config, Provider, User, hash_token, parse_config
+from addon.policy.access import Access, Users, resolve
 
 ALICE_TOKEN = "aib_alice-0123456789abcdefghijklmnop"
 BOB_TOKEN = "aib_bob-0123456789abcdefghijklmnopqr"

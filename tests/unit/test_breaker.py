@@ -12,13 +12,13 @@ import pytest
 
 from addon import upstream as upstream_client
 from addon.audit import AuditWriter, InterceptionEnded
-from addon.breaker import CLOSED, HALF_OPEN, OPEN, Breakers
 from addon.config import CircuitBreakerConfig, parse_config
-from addon.engine import READERS, Engine, Job
+from addon.engine.core import READERS, Engine, Job
 from addon.inprocess import Bridge as InProcessBridge
 from addon.observe import ObservedRecorder, Observers
 from addon.observe.metrics import Metrics
-from addon.routing import Api
+from addon.policy.breaker import CLOSED, HALF_OPEN, OPEN, Breakers
+from addon.providers.routing import Api
 from addon.tools import ToolManager
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.unit.test_engine import FakeRecorder, make_job, read

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from addon.budgets import Ledger, Refusal, Reservation, dollars, month_of, month_start
 from addon.config import Budgets, User, hash_token, parse_config
+from addon.policy.budgets import Ledger, Refusal, Reservation, dollars, month_of, month_start
 
 DOLLAR = 1_000_000
 MAY = datetime(2025, 5, 15, 12, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from addon.clients import UNKNOWN, client_session_id, detect_client
+from addon.engine.clients import UNKNOWN, client_session_id, detect_client
 
 
 @pytest.mark.parametrize(

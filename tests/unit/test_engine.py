@@ -27,13 +27,13 @@ from addon.audit import (
     TokensUsed,
     ToolCalled,
 )
-from addon.budgets import Ledger, Reservation
 from addon.config import Budgets, McpServer, Provider, parse_config
-from addon.engine import INTERCEPTION_HEADER, CutShort, Engine, Job, Reply
-from addon.identity import client_credential, mask_secret
+from addon.engine.core import INTERCEPTION_HEADER, CutShort, Engine, Job, Reply
 from addon.ids import uuid7
-from addon.pricing import PriceBook
-from addon.routing import Api, Route
+from addon.policy.budgets import Ledger, Reservation
+from addon.policy.identity import client_credential, mask_secret
+from addon.policy.pricing import PriceBook
+from addon.providers.routing import Api, Route
 from addon.tools import TextPart, ToolResult
 from addon.wire.sse import SSEParser
 

@@ -16,8 +16,8 @@ import pytest
 
 from addon.audit import InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
 from addon.config import McpServer
-from addon.engine import INTERCEPTION_HEADER, WIRES, Engine, Job, Reply
-from addon.routing import Api
+from addon.engine.core import INTERCEPTION_HEADER, WIRES, Engine, Job, Reply
+from addon.providers.routing import Api
 from addon.tools import TextPart, ToolResult
 from addon.wire.base import LIMIT_NOTICE
 from addon.wire.sse import SSEParser

@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import gc, json
-from addon import gc_policy
+from addon.mitm import gc_policy
 before = gc.get_threshold()
 gc_policy.settle()
 print(json.dumps({"before": before, "after": gc.get_threshold(), "frozen": gc.get_freeze_count()}))
@@ -18,7 +18,7 @@ print(json.dumps({"before": before, "after": gc.get_threshold(), "frozen": gc.ge
 def test_settle_freezes_what_is_loaded_and_spaces_out_full_collections() -> None:
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
-    from addon.gc_policy import FULL_COLLECTION_EVERY
+    from addon.mitm.gc_policy import FULL_COLLECTION_EVERY
 
     assert result["after"][:2] == result["before"][:2]  # young generations as CPython sets them
     assert result["after"][2] == FULL_COLLECTION_EVERY != result["before"][2]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from addon.identity import client_credential, mask_secret
+from addon.policy.identity import client_credential, mask_secret
 
 
 @pytest.mark.parametrize(

@@ -19,14 +19,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from addon.audit import AuditWriter
-from addon.budgets import Ledger
 from addon.config import Budgets, McpServer, User
-from addon.engine import Engine
+from addon.engine.core import Engine
 from addon.observe import ObservedRecorder, Observer, Observers
 from addon.observe.dumps import Dumps, mask_header, mask_target, safe_name
 from addon.observe.jsonlog import JsonLog
 from addon.observe.metrics import Metrics, parse_address
 from addon.observe.tracing import INTERCEPTION_SPAN, Tracing, make_provider
+from addon.policy.budgets import Ledger
 from addon.tools import ToolManager
 from tests.unit.test_engine import FakeRecorder, FakeUpstream, admitted, make_job, read
 from tests.unit.test_engine_loop import (

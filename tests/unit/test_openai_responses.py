@@ -11,10 +11,10 @@ import zstandard
 
 from addon.audit import InterceptionEnded, InterceptionStarted, PromptSubmitted, ThoughtRecorded, TokensUsed, ToolCalled
 from addon.config import parse_config
-from addon.engine import Engine, Job
+from addon.engine.core import Engine, Job
+from addon.engine.tap import ResponseTap
 from addon.ids import uuid7
-from addon.routing import Api, Route
-from addon.tap import ResponseTap
+from addon.providers.routing import Api, Route
 from addon.wire.openai_responses import OpenAIResponses, ResponsesParser
 from addon.wire.sse import SSEParser
 from tests.unit.test_engine import FakeRecorder

@@ -10,8 +10,8 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
 from addon.config import CircuitBreakerConfig, Config
+from addon.mitm.operations import Operations, route_label
 from addon.observe import NO_OBSERVER, ObservedRecorder, Observers
-from addon.observe.addon import Operations, route_label
 
 
 def fake_bridge(**config: object) -> SimpleNamespace:

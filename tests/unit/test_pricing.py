@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from addon.config import PriceOverride, parse_config
-from addon.pricing import Cost, PriceBook, Prices
+from addon.policy.pricing import Cost, PriceBook, Prices
 from addon.wire.base import Usage
 
 D = Decimal
@@ -178,12 +178,12 @@ def test_override_from_the_config_json_shows_its_source() -> None:
 def test_unknown_model_is_unpriced_with_one_warning_per_model(caplog: pytest.LogCaptureFixture) -> None:
     book = PriceBook()
     assert book.prices("anthropic", "no-such-model") is None
-    with caplog.at_level(logging.WARNING, logger="addon.pricing"):
+    with caplog.at_level(logging.WARNING, logger="addon.policy.pricing"):
         assert book.cost("anthropic", "no-such-model", Usage(input=5)) is None
         assert book.cost("anthropic", "no-such-model", Usage(input=7)) is None
         assert book.cost("openai", "no-such-model", Usage(input=7)) is None
         assert book.cost("openai", "no-such-model", Usage(output=1)) is None
-    warnings = [r.getMessage() for r in caplog.records if r.name == "addon.pricing"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "addon.policy.pricing"]
     assert warnings == [
         "aibridge: no price for anthropic/no-such-model; its usage is recorded unpriced (add [prices])",
         "aibridge: no price for openai/no-such-model; its usage is recorded unpriced (add [prices])",
@@ -192,14 +192,14 @@ def test_unknown_model_is_unpriced_with_one_warning_per_model(caplog: pytest.Log
 
 
 def test_no_model_is_unpriced(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="addon.pricing"):
+    with caplog.at_level(logging.WARNING, logger="addon.policy.pricing"):
         assert PriceBook().cost("openai", None, Usage(input=5)) is None
     assert len(caplog.records) == 1
 
 
 def test_another_book_warns_again(caplog: pytest.LogCaptureFixture) -> None:
     """The warning is once per PriceBook (per configuration load), not once per process."""
-    with caplog.at_level(logging.WARNING, logger="addon.pricing"):
+    with caplog.at_level(logging.WARNING, logger="addon.policy.pricing"):
         PriceBook().cost("openai", "no-such-model", Usage())
         PriceBook().cost("openai", "no-such-model", Usage())
     assert len(caplog.records) == 2
@@ -225,7 +225,7 @@ def test_estimate_with_an_override() -> None:
 
 
 def test_estimate_unknown_is_zero(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="addon.pricing"):
+    with caplog.at_level(logging.WARNING, logger="addon.policy.pricing"):
         assert PriceBook().estimate("anthropic", "no-such-model", 1_000, 1_000) == 0
         assert PriceBook().estimate("anthropic", None, 1_000, 1_000) == 0
     assert caplog.records == []  # only recorded usage warns

@@ -3,7 +3,7 @@
 import pytest
 
 from addon.config import parse_config
-from addon.routing import Api, Route, classify
+from addon.providers.routing import Api, Route, classify
 
 CONFIG = parse_config({"providers": {"openai-eu": {"type": "openai", "host": "eu.api.openai.com"}}})
 

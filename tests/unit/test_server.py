@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from addon.config import parse_config
-from addon.engine import CutShort, Job, Reply
+from addon.engine.core import CutShort, Job, Reply
 from addon.ids import uuid7
-from addon.routing import Api, Route
-from addon.server import LocalServer
+from addon.mitm.server import LocalServer
+from addon.providers.routing import Api, Route
 
 ANTHROPIC = parse_config({}).providers[0]
 

@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from addon.config import Upstream
-from addon.transport import Http1Transport
+from addon.upstream.transport import Http1Transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

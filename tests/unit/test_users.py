@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from addon.access import Users
+from addon.cli.users import main, new_token, user_table
 from addon.config import TOKEN_PREFIX, User, hash_token, load_config
-from addon.users import main, new_token, user_table
+from addon.policy.access import Users
 
 EXISTING = '[providers.anthropic]\nkey = "sk-ant-central"\n\n[budgets]\ngroups = { eng = 20 }\n'
 

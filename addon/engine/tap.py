@@ -11,11 +11,11 @@ unreachable or broken).
 import logging
 from collections.abc import Mapping
 
-from .engine import Engine, Job
-from .wire import Turn
-from .wire.encoding import Decoder, decode_body, stream_decoder
-from .wire.openai_responses import ResponsesParser
-from .wire.sse import SSEEvent, SSEParser
+from addon.engine.core import Engine, Job
+from addon.wire import Turn
+from addon.wire.encoding import Decoder, decode_body, stream_decoder
+from addon.wire.openai_responses import ResponsesParser
+from addon.wire.sse import SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import enum
 from dataclasses import dataclass
 
-from .config import Config, Provider
+from addon.config import Config, Provider
 
 
 class Api(enum.Enum):

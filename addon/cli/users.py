@@ -14,7 +14,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from .config import TOKEN_PREFIX, USER_NAME, hash_token
+from addon.config import TOKEN_PREFIX, USER_NAME, hash_token
 
 
 def new_token() -> str:

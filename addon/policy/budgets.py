@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .config import Budgets, User
+from addon.config import Budgets, User
 
 
 def month_of(moment: datetime) -> str:

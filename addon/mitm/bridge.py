@@ -11,21 +11,22 @@ from pathlib import Path
 import duckdb
 from mitmproxy import connection, ctx, exceptions, http, tls
 
-from . import gc_policy, upstream
-from .access import Access, Users, resolve
-from .audit import AuditFileLocked, AuditWriter
-from .audit.endpoint import QueryEndpoint
-from .audit.lineage import Lineage
-from .budgets import Ledger, month_start
-from .certs import protect_private_key, shell_lines, write_ca_bundle
-from .config import Config, Provider, load_config
-from .engine import Engine, Job, Reply, error_body
-from .pricing import PriceBook, load_book
-from .routing import Route, classify
-from .server import LocalServer
-from .tap import ResponseTap
-from .tools import ToolManager
-from .transport import Http1Transport
+from addon import upstream
+from addon.audit import AuditFileLocked, AuditWriter
+from addon.audit.endpoint import QueryEndpoint
+from addon.audit.lineage import Lineage
+from addon.config import Config, Provider, load_config
+from addon.engine.core import Engine, Job, Reply, error_body
+from addon.engine.tap import ResponseTap
+from addon.mitm import gc_policy
+from addon.mitm.certs import protect_private_key, shell_lines, write_ca_bundle
+from addon.mitm.server import LocalServer
+from addon.policy.access import Access, Users, resolve
+from addon.policy.budgets import Ledger, month_start
+from addon.policy.pricing import PriceBook, load_book
+from addon.providers.routing import Route, classify
+from addon.tools import ToolManager
+from addon.upstream.transport import Http1Transport
 
 logger = logging.getLogger(__name__)
 

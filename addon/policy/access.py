@@ -14,8 +14,8 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import TOKEN_PREFIX, Config, Provider, User, hash_token
-from .identity import client_credential, mask_secret
+from addon.config import TOKEN_PREFIX, Config, Provider, User, hash_token
+from addon.policy.identity import client_credential, mask_secret
 
 ACTOR_PREFIX = "x-ai-bridge-actor"
 _AUTH_HEADERS = ("authorization", "x-api-key")

@@ -24,9 +24,8 @@ from uuid import UUID
 
 import httpx
 
-from . import upstream
-from .access import Access
-from .audit import (
+from addon import upstream
+from addon.audit import (
     InterceptionEnded,
     InterceptionStarted,
     PromptSubmitted,
@@ -34,16 +33,17 @@ from .audit import (
     TokensUsed,
     ToolCalled,
 )
-from .audit.lineage import Lineage
-from .budgets import Ledger, Refusal, Reservation
-from .clients import client_session_id, detect_client
-from .config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS, McpServer
-from .ids import uuid7
-from .observe import NO_OBSERVER, Observer, Recorder
-from .pricing import PriceBook
-from .routing import Api, Route
-from .tools import TextPart, ToolResult
-from .wire import (
+from addon.audit.lineage import Lineage
+from addon.config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS, McpServer
+from addon.engine.clients import client_session_id, detect_client
+from addon.ids import uuid7
+from addon.observe import NO_OBSERVER, Observer, Recorder
+from addon.policy.access import Access
+from addon.policy.budgets import Ledger, Refusal, Reservation
+from addon.policy.pricing import PriceBook
+from addon.providers.routing import Api, Route
+from addon.tools import TextPart, ToolResult
+from addon.wire import (
     AnthropicMessages,
     OpenAIChat,
     OpenAIResponses,
@@ -54,9 +54,9 @@ from .wire import (
     WireFormat,
     WireReader,
 )
-from .wire.base import LIMIT_NOTICE, LoopState, Next, ToolSpec, parse_arguments, tool_names
-from .wire.encoding import decode_body, stream_decoder
-from .wire.sse import SSEEvent, SSEParser
+from addon.wire.base import LIMIT_NOTICE, LoopState, Next, ToolSpec, parse_arguments, tool_names
+from addon.wire.encoding import decode_body, stream_decoder
+from addon.wire.sse import SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
 

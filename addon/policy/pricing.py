@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from .config import PriceOverride
-from .wire.base import Usage
+from addon.config import PriceOverride
+from addon.wire.base import Usage
 
 logger = logging.getLogger(__name__)
 

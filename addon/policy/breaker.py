@@ -20,12 +20,12 @@ from uuid import UUID
 
 import httpx
 
-from .audit import AuditEvent, InterceptionEnded
-from .config import CircuitBreakerConfig
-from .observe import Headers, Observer, Refusal, UpstreamCall
+from addon.audit import AuditEvent, InterceptionEnded
+from addon.config import CircuitBreakerConfig
+from addon.observe import Headers, Observer, Refusal, UpstreamCall
 
 if TYPE_CHECKING:
-    from .engine import Job
+    from addon.engine.core import Job
 
 logger = logging.getLogger(__name__)
 

@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx, exceptions, http
 
-from ..breaker import Breakers
-from ..config import CircuitBreakerConfig
-from ..proxy import META_ROUTE
-from ..routing import Route
-from . import NO_OBSERVER, ObservedRecorder, Observer, Observers
-from .dumps import Dumps
-from .jsonlog import JsonLog
-from .metrics import Metrics, parse_address
-from .tracing import Tracing, make_provider
+from addon.config import CircuitBreakerConfig
+from addon.mitm.bridge import META_ROUTE
+from addon.observe import NO_OBSERVER, ObservedRecorder, Observer, Observers
+from addon.observe.dumps import Dumps
+from addon.observe.jsonlog import JsonLog
+from addon.observe.metrics import Metrics, parse_address
+from addon.observe.tracing import Tracing, make_provider
+from addon.policy.breaker import Breakers
+from addon.providers.routing import Route
 
 if TYPE_CHECKING:
-    from ..proxy import Bridge
+    from addon.mitm.bridge import Bridge
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 
 import httptools
 
-from .engine import CutShort, Engine, Job, Reply, error_body
+from addon.engine.core import CutShort, Engine, Job, Reply, error_body
 
 logger = logging.getLogger(__name__)
 

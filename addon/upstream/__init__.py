@@ -12,8 +12,8 @@ from collections.abc import Iterable
 import certifi
 import httpx
 
-from .config import Upstream
-from .transport import Http1Transport
+from addon.config import Upstream
+from addon.upstream.transport import Http1Transport
 
 HOP_BY_HOP = frozenset(
     {
