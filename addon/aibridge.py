@@ -1,7 +1,5 @@
-"""Entry point: `mitmdump -s addon/aibridge.py`. The addons themselves live in the `addon` package."""
+"""Entry point: `mitmdump -s addon/aibridge.py`. The addons themselves live in `addon.mitm`."""
 
-from addon.mitm.bridge import Bridge
-from addon.mitm.operations import Operations
+from addon.mitm import addons as _addons
 
-bridge = Bridge()
-addons = [bridge, Operations(bridge)]  # in this order: Operations observes what the Bridge routed
+addons = _addons()

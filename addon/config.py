@@ -1,52 +1,9 @@
 """The bridge's configuration: a TOML file (option `aibridge_config`) parsed into a frozen `Config`.
 
-    [providers.anthropic]              # name: lower-case words joined by '-'
-    type = "anthropic"                 # "anthropic" | "openai"; defaults to the name when that is a type
-    host = "api.anthropic.com"         # the host clients call; only provider hosts are TLS-intercepted
-    upstream = "https://api.anthropic.com"   # where requests go; the request path is appended
-    extra_headers = { "x-team" = "platform" }
-    key = "env:ANTHROPIC_API_KEY"      # a central key, substituted for bridge tokens (literal or env:VAR)
-    allow_byok = false                 # refuse clients' own keys (default: the global allow_byok)
-    enabled = true
-
-    allow_byok = true                  # clients may use their own provider keys
-    send_actor_headers = false         # X-AI-Bridge-Actor-ID / -Metadata-Username upstream
-
-    [users.alice]                      # when any user exists, the proxy requires proxy authentication
-    token = "sha256:<hex>"             # the token's SHA-256 (scripts/add-user), or env:VAR holding the token
-    groups = ["eng"]
-
-    [budgets]                          # US$ per UTC calendar month; a user's own limit wins over groups'
-    users = { alice = 50 }
-    groups = { eng = 20 }
-
-    [prices."anthropic/claude-sonnet-4-5"]   # US$ per million tokens; overrides the genai-prices book
-    input = 3
-    output = 15
-    cache_read = 0.3
-    cache_write = 3.75                 # 5-minute cache writes
-    cache_write_1h = 6
-
-    max_tool_rounds = 16               # upstream calls one request may make while injected tools run
-    retention_days = 90                # audit rows older than this are purged (default: kept forever)
-
-    [circuit_breaker]                  # per provider and model; absent: no breaker
-    failure_threshold = 5              # consecutive 429/503/504 (529 for Anthropic) or unreachable: open
-    interval = 10                      # seconds after which failures in the closed state stop adding up
-    timeout = 30                       # seconds open (refusing with 503 and retry-after) before probing
-    max_requests = 3                   # half-open probes; that many successes close it, one failure reopens
-    keepalive_interval = 10            # seconds between pings on a stream while injected tools run
-
-    [mcp_servers.time]                 # tools injected into bridged requests, named bmcp_<server>_<tool>
-    command = "mcp-server-time"        # stdio: started without a shell; or `url` (streamable HTTP)
-    args = ["--local-timezone", "UTC"]
-    env = { "TZ" = "UTC" }
-    allow = "^get_"                    # regexes searched in the tool name; deny wins
-    deny = "convert"
-    tool_timeout = 60                  # seconds per call
-
-Providers `anthropic` (api.anthropic.com) and `openai` (api.openai.com) exist unless a table of the same name
-overrides or disables them. Parsers raise `ValueError`; the addon turns that into `OptionsError`.
+Every key, with an example and its meaning, is in README.md under "### The TOML file" (tests/test_readme.py
+checks that it documents each key here). Providers `anthropic` and `openai` exist unless a table of the same
+name overrides or disables them. Parsers raise `ValueError` naming the key; the addon turns that into
+`OptionsError`.
 """
 
 import hashlib
@@ -59,9 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-ProviderType = Literal["anthropic", "openai"]
-PROVIDER_TYPES: tuple[ProviderType, ...] = ("anthropic", "openai")
-DEFAULT_HOSTS: dict[ProviderType, str] = {"anthropic": "api.anthropic.com", "openai": "api.openai.com"}
+from addon.providers import FAMILIES
+
+ProviderType = str
+"""A provider family's type: a key of `addon.providers.FAMILIES`."""
+PROVIDER_TYPES: tuple[ProviderType, ...] = tuple(FAMILIES)
+DEFAULT_HOSTS: dict[ProviderType, str] = {name: family.host for name, family in FAMILIES.items()}
 
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
@@ -228,55 +188,54 @@ def parse_upstream(url: str) -> Upstream:
     return Upstream(scheme=parts.scheme, host=parts.hostname, port=port, path=parts.path.rstrip("/"))
 
 
+# --- value checks: `what` is the dotted path a message starts with -----------------------------------------
+
+
+def _table(value: Any, what: str, must: str = "be a table") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must {must}")
+    return value
+
+
+def _tables(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """A top-level table of named tables (`[users.alice]`, ...); absent: none."""
+    return _table(data.get(key, {}), key, "be a table of tables")
+
+
+def _known(table: dict[str, Any], keys: set[str], what: str) -> None:
+    """Unknown keys are errors, so a misspelt key cannot silently fall back to a default. '' is the top level."""
+    if unknown := set(table) - keys:
+        names = ", ".join(sorted(unknown))
+        raise ValueError(f"{what}: unknown key(s) {names}" if what else f"unknown top-level key(s) {names}")
+
+
+def _flag(value: Any, what: str) -> bool:
+    # Strict: `enabled = "false"` must not count as true.
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false")
+    return value
+
+
 def _enabled(table: dict[str, Any], where: str) -> bool:
-    enabled = table.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ValueError(f"{where}: enabled must be true or false")
-    return enabled
+    return _flag(table.get("enabled", True), f"{where}: enabled")
 
 
-def _parse_provider(name: str, table: Any) -> Provider | None:
-    if not isinstance(table, dict):
-        raise ValueError(f"providers.{name} must be a table")
-    if not _NAME.match(name):
-        raise ValueError(f"provider name {name!r} must be lower-case words joined by '-' (e.g. 'openai-eu')")
-    if unknown := set(table) - _PROVIDER_KEYS:
-        raise ValueError(f"providers.{name}: unknown key(s) {', '.join(sorted(unknown))}")
-    if not _enabled(table, f"providers.{name}"):
-        return None
-    ptype = table.get("type", name if name in PROVIDER_TYPES else None)
-    if ptype not in PROVIDER_TYPES:
-        raise ValueError(f"providers.{name}: type must be one of {', '.join(PROVIDER_TYPES)}")
-    host = table.get("host", DEFAULT_HOSTS[ptype] if name == ptype else None)
-    if not isinstance(host, str) or not _HOST.match(host.lower()):
-        raise ValueError(f"providers.{name}: host must be a host name such as {DEFAULT_HOSTS[ptype]!r}")
-    host = host.lower()
-    upstream = table.get("upstream", f"https://{host}")
-    if not isinstance(upstream, str):
-        raise ValueError(f"providers.{name}: upstream must be a URL string")
-    headers = table.get("extra_headers", {})
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) and not any(c in v for c in "\r\n\0")
-        for k, v in headers.items()
-    ):
-        raise ValueError(f"providers.{name}: extra_headers must map header names to strings")
-    try:
-        parsed_upstream = parse_upstream(upstream)
-    except ValueError as e:
-        raise ValueError(f"providers.{name}: {e}") from None
-    key = _secret(table["key"], f"providers.{name}.key") if "key" in table else None
-    allow_byok = table.get("allow_byok")
-    if allow_byok is not None and not isinstance(allow_byok, bool):
-        raise ValueError(f"providers.{name}: allow_byok must be true or false")
-    return Provider(
-        name=name,
-        type=ptype,
-        host=host,
-        upstream=parsed_upstream,
-        extra_headers=tuple(headers.items()),
-        key=key,
-        allow_byok=allow_byok,
-    )
+def _whole(value: Any, what: str, lo: int, hi: int, unit: str = "") -> int:
+    # bool is a subclass of int: `true` is no count.
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        of = f" of {unit}" if unit else ""
+        raise ValueError(f"{what} must be a whole number{of} from {lo} to {hi}")
+    return value
+
+
+def _number(
+    value: Any, what: str, lo: float, hi: float, must: str, *, lo_open: bool = False, hi_open: bool = False
+) -> float:
+    """An int or float (not a bool) within the bounds, each inclusive unless open; NaN is within none."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not (lo < value if lo_open else lo <= value) or not (value < hi if hi_open else value <= hi):
+        raise ValueError(f"{what} must be {must}")
+    return float(value)
 
 
 def _secret(value: Any, what: str) -> str:
@@ -289,71 +248,6 @@ def _secret(value: Any, what: str) -> str:
             raise ValueError(f"{what}: environment variable {var} is not set")
         return secret
     return value
-
-
-def hash_token(token: str) -> str:
-    # surrogateescape: header bytes that are not UTF-8 reach us as lone surrogates (mitmproxy decodes that way)
-    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def _parse_user(name: str, table: Any) -> User:
-    where = f"users.{name}"
-    if not USER_NAME.match(name):
-        raise ValueError(f"user name {name!r}: letters, digits, '.', '_' or '-', at most 64")
-    if not isinstance(table, dict):
-        raise ValueError(f"{where} must be a table")
-    if unknown := set(table) - _USER_KEYS:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    token = table.get("token")
-    if isinstance(token, str) and _TOKEN_HASH.match(token):
-        token_hash = token
-    elif isinstance(token, str) and token.startswith("env:"):
-        token_hash = hash_token(_secret(token, f"{where}.token"))
-    else:
-        raise ValueError(f"{where}: token must be sha256:<64 hex digits> (scripts/add-user prints one) or env:VAR")
-    groups = table.get("groups", [])
-    if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
-        raise ValueError(f"{where}: groups must be a list of names")
-    return User(name=name, token_hash=token_hash, groups=tuple(groups))
-
-
-def _dollars(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1_000_000:  # also NaN
-        raise ValueError(f"{what} must be an amount of US$ from 0 to 1000000")
-    return round(value * 1_000_000)
-
-
-def _parse_budgets(table: Any) -> Budgets:
-    if not isinstance(table, dict):
-        raise ValueError("budgets must be a table")
-    if unknown := set(table) - _BUDGET_KEYS:
-        raise ValueError(f"budgets: unknown key(s) {', '.join(sorted(unknown))}")
-    parts = {}
-    for kind in _BUDGET_KEYS:
-        limits = table.get(kind, {})
-        if not isinstance(limits, dict):
-            raise ValueError(f"budgets.{kind} must map names to US$ amounts")
-        parts[kind] = tuple(sorted((n, _dollars(v, f"budgets.{kind}.{n}")) for n, v in limits.items()))
-    return Budgets(**parts)
-
-
-def _parse_price(name: str, table: Any) -> PriceOverride:
-    where = f'prices."{name}"'
-    provider, _, model = name.partition("/")
-    if provider not in PROVIDER_TYPES or not model:
-        raise ValueError(f"{where}: the name must be <provider type>/<model>, e.g. anthropic/claude-sonnet-4-5")
-    if not isinstance(table, dict):
-        raise ValueError(f"{where} must be a table")
-    if unknown := set(table) - _PRICE_KEYS:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    if "input" not in table or "output" not in table:
-        raise ValueError(f"{where}: input and output prices are required")
-    values = {}
-    for key, value in table.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:  # also NaN
-            raise ValueError(f"{where}.{key} must be a non-negative number of US$ per million tokens")
-        values[key] = float(value)
-    return PriceOverride(**values)
 
 
 def _string_pairs(value: Any, what: str) -> tuple[tuple[str, str], ...]:
@@ -373,46 +267,142 @@ def _regex(value: Any, what: str) -> re.Pattern[str] | None:
         raise ValueError(f"{what}: invalid regular expression: {e}") from None
 
 
-def _parse_breaker(table: Any) -> CircuitBreakerConfig | None:
-    if not isinstance(table, dict):
-        raise ValueError("circuit_breaker must be a table")
-    if unknown := set(table) - _BREAKER_KEYS:
-        raise ValueError(f"circuit_breaker: unknown key(s) {', '.join(sorted(unknown))}")
+# --- the tables ------------------------------------------------------------------------------------------
+# The order of checks within each parser decides which message a config with several errors gets: keep it.
+
+
+def _parse_provider(name: str, value: Any) -> Provider | None:
+    where = f"providers.{name}"
+    table = _table(value, where)
+    if not _NAME.match(name):
+        raise ValueError(f"provider name {name!r} must be lower-case words joined by '-' (e.g. 'openai-eu')")
+    _known(table, _PROVIDER_KEYS, where)
+    if not _enabled(table, where):
+        return None  # a disabled provider's other keys are not checked
+    ptype = table.get("type", name if name in PROVIDER_TYPES else None)
+    if ptype not in PROVIDER_TYPES:
+        raise ValueError(f"{where}: type must be one of {', '.join(PROVIDER_TYPES)}")
+    host = table.get("host", DEFAULT_HOSTS[ptype] if name == ptype else None)
+    if not isinstance(host, str) or not _HOST.match(host.lower()):
+        raise ValueError(f"{where}: host must be a host name such as {DEFAULT_HOSTS[ptype]!r}")
+    host = host.lower()
+    upstream = table.get("upstream", f"https://{host}")
+    if not isinstance(upstream, str):
+        raise ValueError(f"{where}: upstream must be a URL string")
+    headers = table.get("extra_headers", {})
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) and not any(c in v for c in "\r\n\0")
+        for k, v in headers.items()
+    ):
+        raise ValueError(f"{where}: extra_headers must map header names to strings")
+    try:
+        parsed_upstream = parse_upstream(upstream)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    key = _secret(table["key"], f"{where}.key") if "key" in table else None
+    allow_byok = table.get("allow_byok")  # None: the global setting
+    if allow_byok is not None:
+        allow_byok = _flag(allow_byok, f"{where}: allow_byok")
+    return Provider(
+        name=name,
+        type=ptype,
+        host=host,
+        upstream=parsed_upstream,
+        extra_headers=tuple(headers.items()),
+        key=key,
+        allow_byok=allow_byok,
+    )
+
+
+def hash_token(token: str) -> str:
+    # surrogateescape: header bytes that are not UTF-8 reach us as lone surrogates (mitmproxy decodes that way)
+    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _parse_user(name: str, value: Any) -> User:
+    where = f"users.{name}"
+    if not USER_NAME.match(name):
+        raise ValueError(f"user name {name!r}: letters, digits, '.', '_' or '-', at most 64")
+    table = _table(value, where)
+    _known(table, _USER_KEYS, where)
+    token = table.get("token")
+    if isinstance(token, str) and _TOKEN_HASH.match(token):
+        token_hash = token
+    elif isinstance(token, str) and token.startswith("env:"):
+        token_hash = hash_token(_secret(token, f"{where}.token"))
+    else:
+        raise ValueError(f"{where}: token must be sha256:<64 hex digits> (scripts/add-user prints one) or env:VAR")
+    groups = table.get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+        raise ValueError(f"{where}: groups must be a list of names")
+    return User(name=name, token_hash=token_hash, groups=tuple(groups))
+
+
+def _micro_dollars(value: Any, what: str) -> int:
+    return round(_number(value, what, 0, 1_000_000, "an amount of US$ from 0 to 1000000") * 1_000_000)
+
+
+def _parse_budgets(value: Any) -> Budgets:
+    table = _table(value, "budgets")
+    _known(table, _BUDGET_KEYS, "budgets")
+    parts = {}
+    for kind in ("users", "groups"):  # not the set _BUDGET_KEYS: its order, so the message, varies with the hash seed
+        limits = _table(table.get(kind, {}), f"budgets.{kind}", "map names to US$ amounts")
+        parts[kind] = tuple(sorted((n, _micro_dollars(v, f"budgets.{kind}.{n}")) for n, v in limits.items()))
+    return Budgets(**parts)
+
+
+def _parse_price(name: str, value: Any) -> PriceOverride:
+    where = f'prices."{name}"'
+    provider, _, model = name.partition("/")
+    if provider not in PROVIDER_TYPES or not model:
+        raise ValueError(f"{where}: the name must be <provider type>/<model>, e.g. anthropic/claude-sonnet-4-5")
+    table = _table(value, where)
+    _known(table, _PRICE_KEYS, where)
+    if "input" not in table or "output" not in table:
+        raise ValueError(f"{where}: input and output prices are required")
+    must = "a non-negative number of US$ per million tokens"
+    return PriceOverride(**{k: _number(v, f"{where}.{k}", 0, math.inf, must, hi_open=True) for k, v in table.items()})
+
+
+def _parse_breaker(value: Any) -> CircuitBreakerConfig | None:
+    table = _table(value, "circuit_breaker")
+    _known(table, _BREAKER_KEYS, "circuit_breaker")
     if not _enabled(table, "circuit_breaker"):
         return None
-    values: dict[str, Any] = {}
-    for key in ("failure_threshold", "max_requests"):
-        value = table.get(key, getattr(CircuitBreakerConfig, key))
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
-            raise ValueError(f"circuit_breaker.{key} must be a whole number from 1 to 10000")
-        values[key] = value
-    for key in ("interval", "timeout"):
-        value = table.get(key, getattr(CircuitBreakerConfig, key))
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86_400:
-            raise ValueError(f"circuit_breaker.{key} must be a number of seconds above 0, at most 86400")
-        values[key] = float(value)
-    return CircuitBreakerConfig(**values)
+    default = CircuitBreakerConfig()
+
+    def count(key: str) -> int:
+        return _whole(table.get(key, getattr(default, key)), f"circuit_breaker.{key}", 1, 10_000)
+
+    def seconds(key: str) -> float:
+        must = "a number of seconds above 0, at most 86400"
+        return _number(table.get(key, getattr(default, key)), f"circuit_breaker.{key}", 0, 86_400, must, lo_open=True)
+
+    return CircuitBreakerConfig(
+        failure_threshold=count("failure_threshold"),
+        max_requests=count("max_requests"),
+        interval=seconds("interval"),
+        timeout=seconds("timeout"),
+    )
 
 
 def _parse_retention(value: Any, budgets: Budgets) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 36_500:
-        raise ValueError("retention_days must be a whole number of days from 1 to 36500")
-    if value < 32 and (budgets.users or budgets.groups):
+    days = _whole(value, "retention_days", 1, 36_500, "days")
+    if days < 32 and (budgets.users or budgets.groups):
         # Budgets are rebuilt from this month's rows on start: purging them would forgive spend.
         raise ValueError("retention_days must be at least 32 while budgets are configured")
-    return value
+    return days
 
 
-def _parse_mcp_server(name: str, table: Any) -> McpServer | None:
+def _parse_mcp_server(name: str, value: Any) -> McpServer | None:
     where = f"mcp_servers.{name}"
-    if not isinstance(table, dict):
-        raise ValueError(f"{where} must be a table")
+    table = _table(value, where)
     if not _MCP_NAME.match(name):
         raise ValueError(f"MCP server name {name!r} must be letters and digits, optionally joined by '-' or '_'")
-    if unknown := set(table) - _MCP_KEYS:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    _known(table, _MCP_KEYS, where)
     if not _enabled(table, where):
         return None
     url, command = table.get("url"), table.get("command")
@@ -432,8 +422,9 @@ def _parse_mcp_server(name: str, table: Any) -> McpServer | None:
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise ValueError(f"{where}: args must be a list of strings")
     timeout = table.get("tool_timeout", DEFAULT_TOOL_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ValueError(f"{where}: tool_timeout must be a positive number of seconds")
+    # NaN has always been accepted here (`nan <= 0` is false); refusing it is a behaviour change for its own commit.
+    if not (isinstance(timeout, float) and math.isnan(timeout)):
+        timeout = _number(timeout, f"{where}: tool_timeout", 0, math.inf, "a positive number of seconds", lo_open=True)
     return McpServer(
         name=name,
         url=url,
@@ -443,56 +434,43 @@ def _parse_mcp_server(name: str, table: Any) -> McpServer | None:
         env=_string_pairs(table.get("env", {}), f"{where}.env"),
         allow=_regex(table.get("allow"), f"{where}.allow"),
         deny=_regex(table.get("deny"), f"{where}.deny"),
-        tool_timeout=float(timeout),
+        tool_timeout=timeout,
     )
 
 
 def parse_config(data: dict[str, Any]) -> Config:
-    if unknown := set(data) - _TOP_LEVEL_KEYS:
-        raise ValueError(f"unknown top-level key(s) {', '.join(sorted(unknown))}")
-    tables: dict[str, Any] = {name: {} for name in PROVIDER_TYPES}
-    providers_table = data.get("providers", {})
-    if not isinstance(providers_table, dict):
-        raise ValueError("providers must be a table of tables")
-    tables.update(providers_table)
+    _known(data, _TOP_LEVEL_KEYS, "")
+    # The default providers come first; a table of the same name overrides (or disables) one in place.
+    tables: dict[str, Any] = {name: {} for name in PROVIDER_TYPES} | _tables(data, "providers")
     providers = [p for name, table in tables.items() if (p := _parse_provider(name, table))]
     hosts = [p.host for p in providers]
     if dupes := sorted({h for h in hosts if hosts.count(h) > 1}):
         raise ValueError(f"several providers claim host(s) {', '.join(dupes)}")
-    servers_table = data.get("mcp_servers", {})
-    if not isinstance(servers_table, dict):
-        raise ValueError("mcp_servers must be a table of tables")
+    servers_table = _tables(data, "mcp_servers")
     servers = [s for name, table in sorted(servers_table.items()) if (s := _parse_mcp_server(name, table))]
-    rounds = data.get("max_tool_rounds", DEFAULT_MAX_TOOL_ROUNDS)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 1000:
-        raise ValueError("max_tool_rounds must be a whole number from 1 to 1000")
+    max_tool_rounds = _whole(data.get("max_tool_rounds", DEFAULT_MAX_TOOL_ROUNDS), "max_tool_rounds", 1, 1000)
     keepalive = data.get("keepalive_interval", DEFAULT_KEEPALIVE_INTERVAL)
-    if isinstance(keepalive, bool) or not isinstance(keepalive, int | float) or not 0 < keepalive <= 600:
-        raise ValueError("keepalive_interval must be a number of seconds from 0 to 600")
-    flags = {}
-    for flag, default in (("allow_byok", True), ("send_actor_headers", False)):
-        flags[flag] = data.get(flag, default)
-        if not isinstance(flags[flag], bool):
-            raise ValueError(f"{flag} must be true or false")
-    users_table = data.get("users", {})
-    if not isinstance(users_table, dict):
-        raise ValueError("users must be a table of tables")
-    users = tuple(_parse_user(name, table) for name, table in sorted(users_table.items()))
-    prices_table = data.get("prices", {})
-    if not isinstance(prices_table, dict):
-        raise ValueError("prices must be a table of tables")
+    keepalive = _number(keepalive, "keepalive_interval", 0, 600, "a number of seconds from 0 to 600", lo_open=True)
+    allow_byok = _flag(data.get("allow_byok", True), "allow_byok")
+    send_actor_headers = _flag(data.get("send_actor_headers", False), "send_actor_headers")
+    users = tuple(_parse_user(name, table) for name, table in sorted(_tables(data, "users").items()))
+    prices_table = _tables(data, "prices")
     budgets = _parse_budgets(data.get("budgets", {}))
+    prices = tuple((name, _parse_price(name, table)) for name, table in sorted(prices_table.items()))
+    retention_days = _parse_retention(data.get("retention_days"), budgets)
+    breaker = _parse_breaker(data["circuit_breaker"]) if "circuit_breaker" in data else None
     return Config(
         providers=tuple(providers),
         mcp_servers=tuple(servers),
-        max_tool_rounds=rounds,
-        keepalive_interval=float(keepalive),
+        max_tool_rounds=max_tool_rounds,
+        keepalive_interval=keepalive,
+        allow_byok=allow_byok,
+        send_actor_headers=send_actor_headers,
         users=users,
         budgets=budgets,
-        prices=tuple((name, _parse_price(name, table)) for name, table in sorted(prices_table.items())),
-        retention_days=_parse_retention(data.get("retention_days"), budgets),
-        circuit_breaker=_parse_breaker(data["circuit_breaker"]) if "circuit_breaker" in data else None,
-        **flags,
+        prices=prices,
+        retention_days=retention_days,
+        circuit_breaker=breaker,
     )
 
 

@@ -7,11 +7,12 @@
         client = anthropic.AsyncAnthropic(api_key=..., http_client=httpx2.AsyncClient(transport=transport))
 
 The transport is an `httpx2` transport (the HTTP library the official `openai` and `anthropic` SDKs use) that
-hands each request to the same engine the proxy uses: routing, key rules, budgets, MCP tool injection and the
-tool loop, and the audit. Streams reach the caller event by event while the bridge works; a bridge failure is
-a provider-shaped 500; cancelling the caller's request cancels the bridge's work (upstream call, running tools)
-and ends the body with the cancellation. The source and the delegated identity are fixed when the transport is
-made, recorded on every interception, and cannot be set through request headers.
+hands each request to the same front door and engine the proxy uses (`addon.gateway`): routing, key rules,
+budgets, MCP tool injection and the tool loop, and the audit. Streams reach the caller event by event while the
+bridge works; a bridge failure is a provider-shaped 500; cancelling the caller's request cancels the bridge's
+work (upstream call, running tools) and ends the body with the cancellation. The source and the delegated
+identity are fixed when the transport is made, recorded on every interception, and cannot be set through
+request headers.
 
 The audit file must not be held by a running proxy (DuckDB admits one writer): give the in-process bridge its
 own file, or run it in the proxy's process.
@@ -20,7 +21,6 @@ own file, or run it in the proxy's process.
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, Self
 
 import httpx
@@ -29,15 +29,12 @@ import httpx2
 from addon import upstream
 from addon.audit import AuditWriter
 from addon.config import Config, Provider, load_config
-from addon.engine.core import CutShort, Engine, Job, Reply, error_body
+from addon.engine.core import Engine
+from addon.engine.job import CutShort, Job, Reply, Status
 from addon.engine.tap import ResponseTap
-from addon.observe import ObservedRecorder, Observers
-from addon.policy.access import Access, Users, resolve
-from addon.policy.breaker import Breakers
-from addon.policy.budgets import Ledger, month_start
-from addon.policy.pricing import PriceBook
-from addon.providers.routing import classify
+from addon.gateway import Action, Decision, Gateway
 from addon.tools import ToolManager
+from addon.upstream.transport import Http1Transport
 
 logger = logging.getLogger(__name__)
 
@@ -46,30 +43,24 @@ class Bridge:
     """The bridge without the proxy: built from the same configuration and audit file options."""
 
     def __init__(
-        self, config: Config, writer: AuditWriter, tools: ToolManager, transport: httpx.AsyncBaseTransport
+        self, config: Config, writer: AuditWriter, tools: ToolManager, transport: Http1Transport
     ) -> None:
-        self.config = config
-        self.writer = writer
+        self.gateway = Gateway(writer, transport, tools)
+        self.gateway.apply(config)
         self.tools = tools
         self.upstream = transport
-        self.users = Users(config.users)
-        ledger = None
-        if config.budgets.users or config.budgets.groups:
-            ledger = Ledger(config.budgets, config.users)
-            ledger.load(writer.spend_since(month_start(datetime.now(UTC))))
-        self.engine = Engine(
-            writer,
-            transport,
-            tools,
-            max_tool_rounds=config.max_tool_rounds,
-            keepalive_interval=config.keepalive_interval,
-            prices=PriceBook(config.prices),
-            ledger=ledger,
-        )
-        writer.set_retention(config.retention_days)
-        if config.circuit_breaker is not None:  # the configuration's breaker, as the proxy has it
-            self.engine.observer = Observers([Breakers(config.circuit_breaker)])
-            self.engine.recorder = ObservedRecorder(writer, self.engine.observer)
+
+    @property
+    def config(self) -> Config:
+        return self.gateway.config
+
+    @property
+    def writer(self) -> AuditWriter:
+        return self.gateway.writer
+
+    @property
+    def engine(self) -> Engine:
+        return self.gateway.engine
 
     @classmethod
     async def open(
@@ -130,34 +121,33 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
         self.api_key_id = api_key_id
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        bridge = self.bridge
+        gateway = self.bridge.gateway
         path = request.url.raw_path.decode("ascii")
-        route = classify(bridge.config, request.url.host, request.method, path)
-        if route is None:
-            return _response(
-                404,
-                {"content-type": "text/plain"},
-                f"aibridge: {request.url.host} is not a configured provider host".encode(),
-            )
-        body = await request.aread()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        access = resolve(bridge.config, bridge.users, route.provider, headers, self.initiator)
-        if route.api is None:
-            return await self._pass_through(route.provider, path, request.method, access, body)
+        decision = gateway.decide(request.url.host, request.method, path, headers, self.initiator)
+        if decision is None:
+            message = f"aibridge: {request.url.host} is not a configured provider host".encode()
+            return _response(404, {"content-type": "text/plain"}, message)
+        body = await request.aread()
+        if decision.action is Action.REFUSE:
+            status, error = decision.error()
+            return _response(status, {"content-type": "application/json"}, error)
+        if decision.action is Action.PASS:
+            return await self._pass_through(decision, path, request.method, body)
         extra = {"api_key_id": self.api_key_id} if self.api_key_id else {}
-        job = Job.of(route, path, body, access, initiator=self.initiator, source=self.source, **extra)
-        engine = bridge.engine
-        if route.api.tapped:
-            return await self._tap(job, request.method, access)
+        job = gateway.job(decision, path, body, initiator=self.initiator, source=self.source, **extra)
+        if decision.action is Action.TAP:
+            return await self._tap(job, request.method, decision)
+        engine = gateway.engine
         try:
-            reply = await engine.admit(job, access.refusal)
+            reply = await engine.admit(job, decision.access.refusal)
             if reply is None:
                 reply = await engine.open(job)
         except Exception as e:  # boundary: a bridge bug answers like a provider would, and the job still ends
             logger.exception("aibridge: in-process request failed")
-            engine.finish(job, "failed", f"bridge error: {e!r}", 500)
-            message = "internal bridge error"
-            return _response(500, {"content-type": "application/json"}, error_body(route.provider.type, 500, message))
+            engine.finish(job, Status.FAILED, f"bridge error: {e!r}", 500)
+            error = decision.route.family.error_body(500, "internal bridge error")
+            return _response(500, {"content-type": "application/json"}, error)
         return httpx2.Response(
             reply.status,
             headers=reply.headers,
@@ -165,34 +155,29 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
             extensions={"aibridge_interception_id": str(job.id)},
         )
 
-    async def _pass_through(
-        self, provider: Provider, path: str, method: str, access: Access, body: bytes
-    ) -> httpx2.Response:
+    async def _pass_through(self, decision: Decision, path: str, method: str, body: bytes) -> httpx2.Response:
         """Any other path on a provider host goes to its upstream unchanged, as through the proxy."""
-        if access.refusal is not None:
-            status, message = access.refusal
-            return _response(status, {"content-type": "application/json"}, error_body(provider.type, status, message))
-        response = await self._send(provider, path, method, access, body)
+        response = await self._send(decision, decision.route.provider, path, method, body)
         return httpx2.Response(
             response.status_code,
             headers=upstream.response_headers(response.headers, keep_length=True),
             stream=_HttpxStream(response),
         )
 
-    async def _tap(self, job: Job, method: str, access: Access) -> httpx2.Response:
+    async def _tap(self, job: Job, method: str, decision: Decision) -> httpx2.Response:
         """A Responses call: passed through unchanged, and recorded on the way as the proxy's tap does."""
         engine = self.bridge.engine
-        reply = await engine.admit(job, access.refusal)
+        reply = await engine.admit(job, decision.access.refusal)
         if reply is not None:  # refused: access rules or a spent budget
             return httpx2.Response(reply.status, headers=reply.headers, stream=_ReplyStream(reply))
         tap = ResponseTap(engine, job)
         try:
-            response = await self._send(job.route.provider, job.path, method, access, job.body)
+            response = await self._send(decision, job.route.provider, job.path, method, job.body)
         except asyncio.CancelledError:
-            tap.fail("cancelled", "the caller went away before the upstream answered")
+            tap.fail(Status.CANCELLED, "the caller went away before the upstream answered")
             raise
         except Exception as e:
-            tap.fail("failed", f"upstream {job.route.provider.name} unreachable: {e!r}")
+            tap.fail(Status.FAILED, f"upstream {job.route.provider.name} unreachable: {e!r}")
             raise
         tap.start(response.status_code, response.headers)
         return httpx2.Response(
@@ -201,8 +186,10 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
             stream=_TappedStream(response, tap),
         )
 
-    async def _send(self, provider: Provider, path: str, method: str, access: Access, body: bytes) -> httpx.Response:
-        headers = upstream.request_headers(access.headers, provider.extra_headers)  # as the proxy forwards
+    async def _send(
+        self, decision: Decision, provider: Provider, path: str, method: str, body: bytes
+    ) -> httpx.Response:
+        headers = upstream.request_headers(decision.access.headers, provider.extra_headers)  # as the proxy forwards
         return await upstream.send(self.bridge.upstream, method, provider.upstream, path, headers, body)
 
 
@@ -230,16 +217,16 @@ class _TappedStream(_HttpxStream):
             async for chunk in self._response.aiter_raw():
                 yield self._tap(chunk)
         except (asyncio.CancelledError, GeneratorExit):
-            self._tap.fail("cancelled", "the caller stopped reading the response")
+            self._tap.fail(Status.CANCELLED, "the caller stopped reading the response")
             raise
         except Exception as e:
-            self._tap.fail("failed", f"upstream connection failed mid-response: {e!r}")
+            self._tap.fail(Status.FAILED, f"upstream connection failed mid-response: {e!r}")
             raise
         self._tap.end()
 
     async def aclose(self) -> None:
         await super().aclose()
-        self._tap.fail("cancelled", "the caller closed the response before it ended")  # no-op once it ended
+        self._tap.fail(Status.CANCELLED, "the caller closed the response before it ended")  # no-op once it ended
 
 
 def _response(status: int, headers: dict[str, str], content: bytes) -> httpx2.Response:

@@ -43,6 +43,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from addon.config import McpServer
+from addon.engine.ports import ImagePart, ResultPart, TextPart, ToolResult
 
 logger = logging.getLogger(__name__)
 
@@ -58,33 +59,6 @@ CLIENT_INFO: Final = mcp_types.Implementation(name="aibridge", version="0.1.0")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Results
-
-
-@dataclass(frozen=True, slots=True)
-class TextPart:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ImagePart:
-    media_type: str
-    """e.g. "image/png"."""
-    data: str
-    """Base64."""
-
-
-ResultPart = TextPart | ImagePart
-
-
-@dataclass(frozen=True, slots=True)
-class ToolResult:
-    parts: tuple[ResultPart, ...]
-    is_error: bool
-    error: str | None = None
-    """Set when the call itself failed (timeout, server down or died, exception), for the audit."""
-    duration_ms: float = 0.0
-    size: int = 0
-    """Bytes of the result content: UTF-8 text plus decoded image bytes."""
 
 
 def _part_size(part: ResultPart) -> int:

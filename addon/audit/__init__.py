@@ -9,10 +9,11 @@ from addon.audit.events import (
     TokensUsed,
     ToolCalled,
 )
-from addon.audit.writer import AuditFileLocked, AuditWriter
+from addon.audit.writer import AuditFileError, AuditFileLocked, AuditWriter
 
 __all__ = [
     "AuditEvent",
+    "AuditFileError",
     "AuditFileLocked",
     "AuditWriter",
     "InterceptionEnded",

@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import duckdb
 
+from addon.audit.writer import AuditFileError, AuditFileLocked, lock_holder
+
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 50
 USAGE_GROUPS: Final = {
@@ -656,3 +658,18 @@ def _required(params: JSON, key: str) -> str:
     if not isinstance(value, str) or not value:
         raise QueryError(f"{key} is required")
     return value
+
+
+def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """The audit file attached read-only, as the CLI reads it with no proxy running. `AuditFileLocked` names the
+    process holding it; `AuditFileError` says why else it cannot be opened."""
+    db = duckdb.connect(config={"threads": "2", "memory_limit": "1GB"})
+    try:
+        db.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS audit (READ_ONLY)")
+    except duckdb.IOException as e:
+        db.close()
+        if (holder := lock_holder(e)) is not None:
+            raise AuditFileLocked(str(e), holder) from None
+        raise AuditFileError(str(e)) from None
+    db.execute("USE audit")
+    return db

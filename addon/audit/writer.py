@@ -43,8 +43,16 @@ _STOP = object()
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
-class AuditFileLocked(Exception):
-    """Another process has the audit file open."""
+class AuditFileError(Exception):
+    """The audit file cannot be opened; the message says why."""
+
+
+class AuditFileLocked(AuditFileError):
+    """Another process has the audit file open: `holder` names it."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 def lock_holder(error: Exception) -> str | None:
@@ -71,7 +79,8 @@ def open_database(path: str) -> duckdb.DuckDBPyConnection:
         if (holder := lock_holder(e)) is not None:
             raise AuditFileLocked(
                 f"audit file {path} is held by another process: {holder}. Close it (a duckdb shell left open "
-                f"counts) or point aibridge_db elsewhere."
+                f"counts) or point aibridge_db elsewhere.",
+                holder,
             ) from None
         raise
     if created:  # prompts and tool calls: the file is its user's alone (the proxy's umask covers the WAL too)
@@ -83,7 +92,10 @@ def open_database(path: str) -> duckdb.DuckDBPyConnection:
 class AuditWriter:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._db: duckdb.DuckDBPyConnection | None = open_database(path)
+        try:
+            self._db: duckdb.DuckDBPyConnection | None = open_database(path)
+        except duckdb.Error as e:
+            raise AuditFileError(str(e)) from e
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="aibridge-audit-writer", daemon=True)
         self._stopping = threading.Event()

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from addon.cli import render
 from addon.cli.source import open_source
+from addon.cli.users import add_user
 
 DEFAULT_DB = "aibridge.duckdb"
 
@@ -85,7 +86,11 @@ def cli() -> None:
     """Inspect the aibridge audit file: sessions, threads, usage and spend.
 
     While the proxy runs, answers come live through its query endpoint; otherwise from the file, read-only.
+    `add-user` adds a user to the proxy's configuration.
     """
+
+
+cli.add_command(add_user)
 
 
 @cli.command()

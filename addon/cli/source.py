@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import click
-import duckdb
 
 from addon.audit import queries
 from addon.audit.endpoint import socket_path
-from addon.audit.writer import lock_holder
+from addon.audit.writer import AuditFileError, AuditFileLocked
 
 
 class Source(Protocol):
@@ -52,9 +51,7 @@ class Offline:
     def __init__(self, db_path: Path) -> None:
         self.description = f"from the file ({db_path}; no proxy running)"
         self._instance = f"{os.uname().nodename}-{db_path.stem}"  # as the proxy's endpoint names its exports
-        self._db = duckdb.connect(config={"threads": "2", "memory_limit": "1GB"})
-        self._db.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS audit (READ_ONLY)")
-        self._db.execute("USE audit")
+        self._db = queries.open_read_only(db_path)
 
     def run(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -78,10 +75,10 @@ def open_source(db: str) -> Source:
         raise click.ClickException(f"no audit file at {db_path} (and no proxy answering at {sock}); use --db")
     try:
         return Offline(db_path)
-    except duckdb.IOException as e:
-        if (holder := lock_holder(e)) is not None:
-            raise click.ClickException(
-                f"{db_path} is held by {holder}, and no proxy query endpoint answers at {sock}. "
-                "If that is the proxy, it predates live queries: restart it; otherwise close that process."
-            ) from None
+    except AuditFileLocked as e:
+        raise click.ClickException(
+            f"{db_path} is held by {e.holder}, and no proxy query endpoint answers at {sock}. "
+            "If that is the proxy, it predates live queries: restart it; otherwise close that process."
+        ) from None
+    except AuditFileError as e:
         raise click.ClickException(f"cannot open {db_path}: {e}") from None

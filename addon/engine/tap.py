@@ -11,9 +11,10 @@ unreachable or broken).
 import logging
 from collections.abc import Mapping
 
-from addon.engine.core import Engine, Job
+from addon.engine.core import Engine
+from addon.engine.job import Job, Status
+from addon.upstream.encoding import Decoder, decode_body, stream_decoder
 from addon.wire import Turn
-from addon.wire.encoding import Decoder, decode_body, stream_decoder
 from addon.wire.openai_responses import ResponsesParser
 from addon.wire.sse import SSEEvent, SSEParser
 
@@ -80,13 +81,13 @@ class ResponseTap:
         http_status = self.status
         if http_status is not None and not 200 <= http_status < 300:
             error = turn.error or f"HTTP {http_status}"
-            self.engine.conclude(self.job, turn, "failed", error, http_status)
+            self.engine.conclude(self.job, turn, Status.FAILED, error, http_status)
         elif turn.error:
-            self.engine.conclude(self.job, turn, "failed", turn.error, http_status)
+            self.engine.conclude(self.job, turn, Status.FAILED, turn.error, http_status)
         else:
-            self.engine.conclude(self.job, turn, "completed", None, http_status)
+            self.engine.conclude(self.job, turn, Status.COMPLETED, None, http_status)
 
-    def fail(self, status: str, message: str) -> None:
+    def fail(self, status: Status, message: str) -> None:
         """The flow failed before the response ended (mitmproxy's `error` hook): record what arrived. A stream
         whose final event went by has ended as it says, even if the client left before the last bytes."""
         if self.parser.finished and not self._broken:

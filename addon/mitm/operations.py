@@ -1,7 +1,6 @@
-"""The mitmproxy addon that operates the bridge: metrics, traces, API dumps, JSON logs, the circuit breaker and
-audit retention. It runs after `proxy.Bridge` (see `aibridge.py`) and hooks into its engine through one
-observer (`engine.observer`, and the recorder teed by `ObservedRecorder`); passthrough flows it sees through
-its own hooks, after the Bridge's have routed them.
+"""The mitmproxy addon that operates the bridge: metrics, traces, API dumps and JSON logs. It runs after the
+Bridge (see `addons()`) and hands its observers to the Bridge's gateway, which puts them after the circuit
+breaker on the engine; passthrough flows it sees through its own hooks, after the Bridge's have routed them.
 """
 
 import asyncio
@@ -12,14 +11,11 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx, exceptions, http
 
-from addon.config import CircuitBreakerConfig
 from addon.mitm.bridge import META_ROUTE
-from addon.observe import NO_OBSERVER, ObservedRecorder, Observer, Observers
 from addon.observe.dumps import Dumps
 from addon.observe.jsonlog import JsonLog
 from addon.observe.metrics import Metrics, parse_address
 from addon.observe.tracing import Tracing, make_provider
-from addon.policy.breaker import Breakers
 from addon.providers.routing import Route
 
 if TYPE_CHECKING:
@@ -51,9 +47,6 @@ class Operations:
         self.tracing: Tracing | None = None
         self.dumps: Dumps | None = None
         self.json_log: JsonLog | None = None
-        self.breakers: Breakers | None = None
-        self._breaker_config: CircuitBreakerConfig | None = None
-        self.observer: Observer = NO_OBSERVER
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -106,16 +99,12 @@ class Operations:
             self._use_dumps(opts.aibridge_dump_dir)
         if "aibridge_json_logs" in updated:
             self.json_log = JsonLog() if opts.aibridge_json_logs else None
-        config = self.bridge.config
-        if config.circuit_breaker != self._breaker_config:  # a new configuration starts every circuit closed
-            self._breaker_config = config.circuit_breaker
-            self.breakers = Breakers(config.circuit_breaker) if config.circuit_breaker is not None else None
-        if self.breakers is not None and self.metrics is not None:
-            self.breakers.on_change = self.metrics.breaker_changed
-            self.breakers.on_reject = self.metrics.breaker_rejected
-        if self.bridge.writer is not None:
-            self.bridge.writer.set_retention(config.retention_days)
-        self._wire()
+        if (gateway := self.bridge.gateway) is None:
+            return
+        if gateway.breakers is not None and self.metrics is not None:  # a new configuration brings a new breaker
+            gateway.breakers.on_change = self.metrics.breaker_changed
+            gateway.breakers.on_reject = self.metrics.breaker_rejected
+        gateway.observe([p for p in (self.metrics, self.tracing, self.dumps, self.json_log) if p is not None])
 
     def _use_metrics(self, address: str) -> None:
         wanted = None
@@ -158,17 +147,6 @@ class Operations:
             raise exceptions.OptionsError(f"aibridge_dump_dir: cannot create {directory}: {e.strerror}") from None
         self.dumps = Dumps(path)
         logger.info(f"aibridge: API dumps in {path}")
-
-    def _wire(self) -> None:
-        """Point the engine at the observers in use (none: the engine pays nothing)."""
-        parts = [self.breakers, self.metrics, self.tracing, self.dumps, self.json_log]
-        observers = [p for p in parts if p is not None]
-        self.observer = Observers(observers) if observers else NO_OBSERVER
-        engine, writer = self.bridge.engine, self.bridge.writer
-        if engine is None or writer is None:
-            return
-        engine.observer = self.observer
-        engine.recorder = writer if not observers else ObservedRecorder(writer, self.observer)
 
     # --- passthrough ---------------------------------------------------------------------------------------
 
@@ -235,7 +213,6 @@ class Operations:
         loop (a span export to a slow collector must not freeze the proxy's last moments)."""
         parts = [p for p in (self.metrics, self.tracing, self.dumps) if p is not None]
         self.metrics = self.tracing = self.dumps = None
-        self.observer = NO_OBSERVER
         for part in parts:
             try:
                 await asyncio.wait_for(asyncio.to_thread(part.close), CLOSE_TIMEOUT)

@@ -18,7 +18,8 @@ from collections.abc import Awaitable
 
 import httptools
 
-from addon.engine.core import CutShort, Engine, Job, Reply, error_body
+from addon.engine.core import Engine
+from addon.engine.job import CutShort, Job, Reply, Status
 
 logger = logging.getLogger(__name__)
 
@@ -197,17 +198,17 @@ class _HopConnection(asyncio.Protocol):
             self.abort()  # the job has ended; the client must see the answer break off, not wait for more
         except Exception as e:  # boundary: a bridge bug must end the interception and answer the client
             logger.exception("aibridge: interception %s failed", job.id)
-            engine.finish(job, "failed", f"bridge error: {e!r}", 500)
+            engine.finish(job, Status.FAILED, f"bridge error: {e!r}", 500)
             if started:
                 self.abort()  # a response cut short must not look complete
             else:
-                body = error_body(job.route.provider.type, 500, "internal bridge error")
+                body = job.route.family.error_body(500, "internal bridge error")
                 self._write_head(500, [("content-type", "application/json"), ("content-length", str(len(body)))])
                 self._write(body)
         finally:
             if reply is not None:
                 await reply.aclose()
-            engine.finish(job, "cancelled", "client disconnected")
+            engine.finish(job, Status.CANCELLED, "client disconnected")
 
     def _write_head(self, status: int, headers: list[tuple[str, str]]) -> None:
         lines = [b"HTTP/1.1 %d %b\r\n" % (status, _reason(status))]

@@ -1,77 +1,25 @@
-"""Operating the bridge: one observer interface the engine calls, fanned out to metrics, traces, dumps, logs.
+"""Operating the bridge: the engine's one observer, fanned out to metrics, traces, dumps, logs (and the breaker).
 
-An observer sees an interception two ways:
-
-- its audit events (`event()`): start, token usage, tool calls, prompt, end. `ObservedRecorder` tees them off
-  the engine's recorder, so the engine records once and every observer sees the same facts the audit file does;
-- its upstream calls (`upstream()`): one per round of the tool loop. The engine calls it in `_send`; the
-  returned `UpstreamCall` is told how the call went and sees the response bytes as they stream;
-- and before the first call, `refuse()` may answer the client instead (the circuit breaker).
-
-Everything runs on the event loop and must not block: observers update in-memory state or hand work to their
-own threads.
+`Observers` hands each upstream call and audit event to every observer (`addon.engine.ports.Observer`);
+`ObservedRecorder` tees the engine's audit events off to them, so the engine records once and every observer
+sees the same facts the audit file does. A failing observer is logged and never fails the request.
 """
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import httpx
 
 from addon.audit import AuditEvent
+from addon.engine.ports import Headers, Observer, Recorder, UpstreamCall
+from addon.policy import Refusal
 
 if TYPE_CHECKING:
-    from addon.engine.core import Job
+    from addon.engine.job import Job
 
 logger = logging.getLogger(__name__)
-
-Headers = Sequence[tuple[str, str]]
-"""Request headers as they go upstream (credentials included: observers mask or drop them)."""
-
-
-class UpstreamCall:
-    """One upstream call. `responded` or `failed` comes first, then `chunk` per body chunk, then `closed`."""
-
-    def responded(self, response: httpx.Response) -> None:
-        pass
-
-    def failed(self, status: int | None, error: BaseException) -> None:
-        """No response: `status` is what the client is told (502/504), None when the caller went away."""
-
-    def chunk(self, data: bytes) -> None:
-        pass
-
-    def closed(self, error: BaseException | None) -> None:
-        """The body ended (read through, abandoned, or broken by `error`)."""
-
-
-class Observer:
-    """A no-op observer; subclasses override what they need."""
-
-    def event(self, event: AuditEvent) -> None:
-        pass
-
-    def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall | None:
-        """A POST of `body` to `url` is about to go out (the engine's `_send`)."""
-        return None
-
-    def refuse(self, job: "Job") -> "Refusal | None":
-        """Refuse a job before its upstream call (the circuit breaker)."""
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Answer the client with this instead of calling the upstream."""
-
-    status: int
-    message: str
-    headers: tuple[tuple[str, str], ...] = ()
 
 
 class Observers(Observer):
@@ -191,12 +139,3 @@ class ObservedRecorder:
 
     def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None:
         return self.inner.find_tool_call(tool_call_id)
-
-
-class Recorder(Protocol):
-    """Where the engine's audit events go (the audit writer, or an `ObservedRecorder` around it), and the one
-    question it asks back: which interception made a tool call."""
-
-    def emit(self, event: AuditEvent) -> None: ...
-
-    def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None: ...

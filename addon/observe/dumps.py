@@ -33,11 +33,11 @@ from uuid import UUID
 import httpx
 
 from addon.audit import AuditEvent, InterceptionEnded
-from addon.observe import Headers, Observer, UpstreamCall
+from addon.engine.ports import Headers, Observer, UpstreamCall
 from addon.policy.identity import mask_secret
 
 if TYPE_CHECKING:
-    from addon.engine.core import Job
+    from addon.engine.job import Job
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from addon.audit import AuditEvent, InterceptionEnded, InterceptionStarted, TokensUsed, ToolCalled
-from addon.observe import Observer
+from addon.engine.ports import Observer
 
 logger = logging.getLogger("aibridge.interceptions")
 

@@ -28,11 +28,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from addon.audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
-from addon.observe import Headers, Observer, UpstreamCall
+from addon.engine.ports import Headers, Observer, UpstreamCall
 
 if TYPE_CHECKING:
     from addon.audit.writer import AuditWriter
-    from addon.engine.core import Job
+    from addon.engine.job import Job
     from addon.tools import ToolManager
 
 logger = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from addon.audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
-from addon.observe import Headers, Observer, UpstreamCall
+from addon.engine.ports import Headers, Observer, UpstreamCall
 
 if TYPE_CHECKING:
-    from addon.engine.core import Job
+    from addon.engine.job import Job
 
 INTERCEPTION_SPAN = "aibridge.interception"
 PASSTHROUGH_SPAN = "aibridge.passthrough"

@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from addon.config import TOKEN_PREFIX, Config, Provider, User, hash_token
-from addon.policy.identity import client_credential, mask_secret
+from addon.policy import Refusal
+from addon.policy.identity import mask_secret
+from addon.providers import FAMILIES
+from addon.providers.base import AUTH_HEADERS
 
 ACTOR_PREFIX = "x-ai-bridge-actor"
-_AUTH_HEADERS = ("authorization", "x-api-key")
 _DUMMY_HASH = hash_token("aib_no-such-user")
 
 
@@ -61,8 +63,8 @@ class Access:
     """The request headers to send upstream: key substituted, actor headers set, forged ones removed."""
     credential_kind: str | None = None
     credential_hint: str | None = None
-    refusal: tuple[int, str] | None = None
-    """(HTTP status, message) when the request must not go upstream."""
+    refusal: Refusal | None = None
+    """Set when the request must not go upstream."""
 
 
 def _is_token(value: str) -> bool:
@@ -73,40 +75,36 @@ def _headers_map(headers: list[tuple[str, str]]) -> Mapping[str, str]:
     return {name.lower(): value for name, value in headers}
 
 
-def _with_key(headers: list[tuple[str, str]], provider: Provider, key: str) -> list[tuple[str, str]]:
-    kept = [(n, v) for n, v in headers if n.lower() not in _AUTH_HEADERS]
-    if provider.type == "anthropic":
-        return [*kept, ("x-api-key", key)]
-    return [*kept, ("authorization", f"Bearer {key}")]
-
-
 def resolve(
     config: Config, users: Users, provider: Provider, headers: list[tuple[str, str]], proxy_user: str | None
 ) -> Access:
     """Decide the request's identity and credential."""
     headers = [(n, v) for n, v in headers if not n.lower().startswith(ACTOR_PREFIX)]  # never forwarded from clients
-    credential = client_credential(provider.type, _headers_map(headers))
+    family = FAMILIES[provider.type]
+    credential = family.credential(_headers_map(headers))
     # A bridge token in any other auth header is dropped too: tokens never leave the proxy.
-    headers = [(n, v) for n, v in headers if not (n.lower() in _AUTH_HEADERS and _is_token(v) and v != credential)]
+    headers = [(n, v) for n, v in headers if not (n.lower() in AUTH_HEADERS and _is_token(v) and v != credential)]
     user, kind, hint = proxy_user, None, None
     if credential is not None and credential.startswith(TOKEN_PREFIX):
         owner = users.by_token(credential)
         if owner is None:
-            return Access(proxy_user or "anonymous", headers, refusal=(401, "invalid bridge token"))
+            return Access(proxy_user or "anonymous", headers, refusal=Refusal(401, "invalid bridge token"))
         if proxy_user is not None and owner.name != proxy_user:
-            return Access(proxy_user, headers, refusal=(403, "the bridge token belongs to another user"))
+            return Access(proxy_user, headers, refusal=Refusal(403, "the bridge token belongs to another user"))
         user = owner.name
         if provider.key is None:
-            return Access(user, headers, refusal=(403, f"provider {provider.name} has no central key configured"))
-        headers, kind, hint = _with_key(headers, provider, provider.key), "centralized", mask_secret(provider.key)
+            return Access(
+                user, headers, refusal=Refusal(403, f"provider {provider.name} has no central key configured")
+            )
+        headers, kind, hint = family.with_key(headers, provider.key), "centralized", mask_secret(provider.key)
     elif credential is not None:
         allowed = provider.allow_byok if provider.allow_byok is not None else config.allow_byok
         if not allowed:
             message = "bring-your-own-key is not enabled: use your bridge token as the API key"
-            return Access(user or "anonymous", headers, refusal=(403, message))
+            return Access(user or "anonymous", headers, refusal=Refusal(403, message))
         kind, hint = "byok", mask_secret(credential)
     elif provider.key is not None and user is not None:
-        headers, kind, hint = _with_key(headers, provider, provider.key), "centralized", mask_secret(provider.key)
+        headers, kind, hint = family.with_key(headers, provider.key), "centralized", mask_secret(provider.key)
     if config.send_actor_headers and user is not None:
         headers = [*headers, ("X-AI-Bridge-Actor-ID", user), ("X-AI-Bridge-Actor-Metadata-Username", user)]
     return Access(user or "anonymous", headers, kind, hint)

@@ -1,8 +1,9 @@
 """A circuit breaker per provider and model: a provider that keeps answering "overloaded" is left alone a while.
 
-Closed, consecutive failed upstream calls (429, 503, 504, 529 for Anthropic; or no answer at all) reaching
-`failure_threshold` open the breaker: for `timeout` seconds requests for that provider and model are refused at
-once with a provider-shaped 503 and `retry-after`, without reaching the provider. Then it is half-open: up to
+Closed, consecutive failed upstream calls (the family's overload statuses: 429, 503, 504, and 529 for Anthropic;
+or no answer at all) reaching `failure_threshold` open the breaker: for `timeout` seconds requests for that
+provider and model are refused at once with a provider-shaped 503 and `retry-after`, without reaching the
+provider. Then it is half-open: up to
 `max_requests` requests go through as probes; one failure opens it again, `max_requests` successes close it.
 In the closed state failures further apart than `interval` do not add up (the count restarts).
 
@@ -22,15 +23,14 @@ import httpx
 
 from addon.audit import AuditEvent, InterceptionEnded
 from addon.config import CircuitBreakerConfig
-from addon.observe import Headers, Observer, Refusal, UpstreamCall
+from addon.engine.ports import Headers, Observer, UpstreamCall
+from addon.policy import Refusal
 
 if TYPE_CHECKING:
-    from addon.engine.core import Job
+    from addon.engine.job import Job
 
 logger = logging.getLogger(__name__)
 
-FAILURE_STATUSES = frozenset({429, 503, 504})
-ANTHROPIC_FAILURE_STATUSES = FAILURE_STATUSES | {529}
 OPEN_MESSAGE = "circuit breaker is open"
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half-open", "open"
@@ -94,7 +94,7 @@ class Breakers(Observer):
 
     def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall | None:
         admitted = self._admitted.get(job.id)
-        return None if admitted is None else _Call(self, job.id, job.route.provider.type, *admitted)
+        return None if admitted is None else _Call(self, job.id, job.route.family.overloaded, *admitted)
 
     def event(self, event: AuditEvent) -> None:
         if isinstance(event, InterceptionEnded) and (admitted := self._admitted.pop(event.interception_id, None)):
@@ -155,11 +155,11 @@ class Breakers(Observer):
 
 class _Call(UpstreamCall):
     def __init__(
-        self, breakers: Breakers, job_id: UUID, provider_type: str, key: tuple[str, str], generation: int
+        self, breakers: Breakers, job_id: UUID, failures: frozenset[int], key: tuple[str, str], generation: int
     ) -> None:
         self.breakers = breakers
         self.job_id = job_id
-        self.failures = ANTHROPIC_FAILURE_STATUSES if provider_type == "anthropic" else FAILURE_STATUSES
+        self.failures = failures
         self.key = key
         self.generation = generation
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from addon.config import Budgets, User
+from addon.policy import Refusal
 
 
 def month_of(moment: datetime) -> str:
@@ -36,14 +37,8 @@ class Reservation:
     settled: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    spent: int
-    limit: int
-
-    @property
-    def message(self) -> str:
-        return f"budget exceeded: spent {dollars(self.spent)} of {dollars(self.limit)} this month"
+def over_budget(spent: int, limit: int) -> Refusal:
+    return Refusal(403, f"budget exceeded: spent {dollars(spent)} of {dollars(limit)} this month")
 
 
 class Ledger:
@@ -76,7 +71,7 @@ class Ledger:
         if limit is not None:
             committed = self._spent[key] + self._reserved[key]
             if committed >= limit:
-                return Refusal(self._spent[key], limit)
+                return over_budget(self._spent[key], limit)
         self._reserved[key] += estimate
         return Reservation(user, month, estimate)
 

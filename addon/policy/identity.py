@@ -1,6 +1,4 @@
-"""Credentials in requests, and how they are shown: masked, never whole."""
-
-from collections.abc import Mapping
+"""How credentials are shown: masked, never whole."""
 
 
 def mask_secret(secret: str) -> str:
@@ -15,13 +13,3 @@ def mask_secret(secret: str) -> str:
     if n <= 2 * reveal or reveal == 0:
         return "..."
     return f"{secret[:reveal]}...{secret[-reveal:]}"
-
-
-def client_credential(provider_type: str, headers: Mapping[str, str]) -> str | None:
-    """The provider credential the client sent: Anthropic `x-api-key` (wins) or a bearer token."""
-    if provider_type == "anthropic" and (key := headers.get("x-api-key", "").strip()):
-        return key
-    scheme, _, token = headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None

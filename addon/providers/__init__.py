@@ -1,0 +1,10 @@
+"""Each provider family's facts in one module (hosts, recorded API paths, credentials, errors, overload
+statuses), and the registry by type. Adding a provider is one module here, plus its wire format."""
+
+from addon.providers import anthropic, openai
+from addon.providers.base import Api, Family
+
+FAMILIES: dict[str, Family] = {f.type: f for f in (anthropic.FAMILY, openai.FAMILY)}
+"""Every family by type, in the order the configuration lists them."""
+
+__all__ = ["FAMILIES", "Api", "Family"]

@@ -1,29 +1,9 @@
 """Which provider a request is for, and whether the bridge handles it or passes it through. Pure."""
 
-import enum
 from dataclasses import dataclass
 
 from addon.config import Config, Provider
-
-
-class Api(enum.Enum):
-    """The provider APIs the bridge records: bridged ones (parsed, tools injected), and tapped ones (passed
-    through unchanged, read for the audit on the way)."""
-
-    ANTHROPIC_MESSAGES = "anthropic-messages"
-    OPENAI_CHAT = "openai-chat"
-    OPENAI_RESPONSES = "openai-responses"
-
-    @property
-    def tapped(self) -> bool:
-        return self is Api.OPENAI_RESPONSES
-
-
-_RECORDED: dict[tuple[str, str], Api] = {
-    ("anthropic", "/v1/messages"): Api.ANTHROPIC_MESSAGES,
-    ("openai", "/v1/chat/completions"): Api.OPENAI_CHAT,
-    ("openai", "/v1/responses"): Api.OPENAI_RESPONSES,
-}
+from addon.providers import FAMILIES, Api, Family
 
 
 @dataclass(frozen=True)
@@ -35,6 +15,10 @@ class Route:
     @property
     def bridged(self) -> bool:
         return self.api is not None and not self.api.tapped
+
+    @property
+    def family(self) -> Family:
+        return FAMILIES[self.provider.type]
 
 
 def classify(config: Config, host: str, method: str, path: str) -> Route | None:
@@ -48,5 +32,5 @@ def classify(config: Config, host: str, method: str, path: str) -> Route | None:
     if provider is None:
         return None
     bare_path = path.split("?", 1)[0]
-    api = _RECORDED.get((provider.type, bare_path)) if method.upper() == "POST" else None
+    api = FAMILIES[provider.type].endpoints.get(bare_path) if method.upper() == "POST" else None
     return Route(provider, api)

@@ -49,7 +49,7 @@ def make_transport(verify: ssl.SSLContext | bool, read_timeout: float = READ_TIM
 
 
 async def send(
-    transport: httpx.AsyncBaseTransport,
+    transport: Http1Transport,
     method: str,
     target: Upstream,
     path: str,
@@ -59,13 +59,8 @@ async def send(
     """One request to `target` (`path` after its prefix), its response streamed. Straight to the transport: an
     httpx client would add a cookie jar (shared by every user's requests) and redirect and auth handling the
     bridge must not do."""
-    if isinstance(transport, Http1Transport):
-        origin = (target.scheme, target.host, target.port)
-        return await transport.send(method, origin, target.authority, target.path + path, headers, body)
-    request = httpx.Request(method, target.url(path), headers=headers, content=body)  # any other httpx transport
-    response = await transport.handle_async_request(request)
-    response.request = request
-    return response
+    origin = (target.scheme, target.host, target.port)
+    return await transport.send(method, origin, target.authority, target.path + path, headers, body)
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:

@@ -7,7 +7,7 @@ It sends requests for the provider hosts to `floor_upstream` (as the bridge's `u
 hooks only: no parsing, no recording, no local server. Once listening it prints the lines a client needs, in the
 bridge's `export NAME=value` form (HTTPS_PROXY, SSL_CERT_FILE = this proxy's CA, CURL_CA_BUNDLE last).
 
-`--set floor_gc_policy=true` gives it the bridge's garbage-collection policy (`addon.gc_policy`), so a run can
+`--set floor_gc_policy=true` gives it the bridge's garbage-collection policy (`addon.mitm.gc_policy`), so a run can
 tell what the bridge's data path costs apart from what that policy saves.
 """
 
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from mitmproxy import ctx, exceptions, http
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from addon import gc_policy  # a light import (gc only); the package is not installed
+from addon.mitm import gc_policy  # a light import (gc only); the package is not installed
 
 PROVIDER_HOSTS = frozenset({"api.anthropic.com", "api.openai.com"})
 

@@ -23,7 +23,7 @@ class _Dropped:
 class NullAudit:
     def running(self) -> None:
         bridge = ctx.master.addons.get("bridge")
-        bridge.engine.recorder = _Dropped()
+        bridge.gateway.engine.recorder = _Dropped()
 
 
 addons = [NullAudit()]

@@ -30,17 +30,16 @@ if str(ROOT) not in sys.path:
 from mitmproxy import ctx, exceptions, http  # noqa: E402
 
 from addon import upstream  # noqa: E402
-from addon.access import Users, resolve  # noqa: E402
 from addon.audit import AuditWriter  # noqa: E402
-from addon.config import Config, load_config  # noqa: E402
-from addon.engine import Engine, Job  # noqa: E402
-from addon.pricing import PriceBook, load_book  # noqa: E402
-from addon.routing import classify  # noqa: E402
-from addon.server import LocalServer, _HopConnection  # noqa: E402
+from addon.config import load_config  # noqa: E402
+from addon.gateway import Action, Gateway  # noqa: E402
+from addon.mitm.server import LocalServer, _HopConnection  # noqa: E402
+from addon.policy.pricing import load_book  # noqa: E402
+from addon.providers import FAMILIES  # noqa: E402
 from addon.tools import ToolManager  # noqa: E402
 
 HOST_HEADER = "x-aibridge-worker-host"
-BRIDGED_PATHS = ("/v1/messages", "/v1/chat/completions")
+BRIDGED_PATHS = frozenset(path for f in FAMILIES.values() for path, api in f.endpoints.items() if not api.tapped)
 
 
 # --- the mitmproxy side ----------------------------------------------------------------------------------------
@@ -118,14 +117,13 @@ class _WorkerConnection(_HopConnection):
         path = url.decode("latin-1")
         host = next((v for n, v in headers if n.lower() == HOST_HEADER), "")
         headers = [(n, v) for n, v in headers if n.lower() not in (HOST_HEADER, "host", "content-length")]
-        config = self.worker.config
-        route = classify(config, host, "POST", path)
-        if route is None or route.api is None:
+        gateway = self.worker.gateway
+        decision = gateway.decide(host, "POST", path, headers, None)
+        if decision is None or decision.action is not Action.BRIDGE:
             self._reply(404, b"not a bridged route")
             return
-        access = resolve(config, self.worker.users, route.provider, headers, None)
-        job = Job.of(route, path, body, access)
-        reply = await self.server.engine.admit(job, access.refusal)
+        job = gateway.job(decision, path, body)
+        reply = await self.server.engine.admit(job, decision.access.refusal)
         if reply is not None:
             self._reply(reply.status, b"".join([chunk async for chunk in reply.body]))
             return
@@ -139,10 +137,9 @@ class _WorkerConnection(_HopConnection):
 class WorkerServer(LocalServer):
     connection = _WorkerConnection
 
-    def __init__(self, engine: Engine, config: Config, users: Users) -> None:
-        super().__init__(engine)
-        self.config = config
-        self.users = users
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__(gateway.engine)
+        self.gateway = gateway
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -151,8 +148,10 @@ async def serve(args: argparse.Namespace) -> None:
     writer.start()
     tools = ToolManager(config.mcp_servers)
     verify = upstream.make_ssl_context(insecure=False, ca_file=args.ca, ca_path=None)
-    engine = Engine(writer, upstream.make_transport(verify), tools, prices=PriceBook(config.prices))
-    server = WorkerServer(engine, config, Users(config.users))
+    gateway = Gateway(writer, upstream.make_transport(verify), tools)
+    gateway.apply(config)
+    engine = gateway.engine
+    server = WorkerServer(gateway)
     await server.start()
     await tools.start()
     await tools.wait_until_settled(10)

@@ -1,4 +1,4 @@
-"""Loaded beside the bridge by scripts/soak.py: writes the proxy's asyncio task count once a second to the file
+"""Loaded beside the bridge by scripts/soak/run.py: writes the proxy's asyncio task count once a second to the file
 named by AIBRIDGE_SOAK_PROBE (one JSON line each), so the soak can see tasks pile up from outside."""
 
 import asyncio

@@ -227,7 +227,7 @@ def test_a_client_that_leaves_while_waiting_for_the_first_byte_is_cancelled(mock
 
 
 def test_bodies_over_the_limit_get_a_provider_shaped_413(mock: MockUpstream, proxy: Proxy) -> None:
-    from addon.mitm.bridge import MAX_REQUEST_BODY
+    from addon.gateway import MAX_REQUEST_BODY
 
     huge = b'{"model": "claude-x", "messages": [], "pad": "' + b"z" * MAX_REQUEST_BODY + b'"}'
     mock.enqueue(Answer.json({"input_tokens": 3}))

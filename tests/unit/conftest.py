@@ -1,11 +1,12 @@
-"""Fixtures the engine's tests share: the recorder (checked on teardown: every admitted job ended once) and the
-scripted upstream behind an httpx.MockTransport."""
+"""Fixtures the engine's tests share: the recorder (checked on teardown: every admitted job ended once), the
+scripted upstream, and an engine over both."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.unit.test_engine import FakeRecorder, FakeUpstream, assert_each_job_ended_once
+from addon.engine.core import Engine
+from tests.support.fakes import FakeRecorder, FakeUpstream, assert_each_job_ended_once
 
 
 @pytest.fixture
@@ -18,3 +19,8 @@ def recorder() -> Iterator[FakeRecorder]:
 @pytest.fixture
 def upstream() -> FakeUpstream:
     return FakeUpstream()
+
+
+@pytest.fixture
+async def engine(recorder: FakeRecorder, upstream: FakeUpstream) -> AsyncIterator[Engine]:
+    yield Engine(recorder, upstream)

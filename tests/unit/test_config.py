@@ -1,11 +1,13 @@
 """The TOML configuration: defaults, overrides, and helpful errors."""
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from addon import config as config_module
 from addon.config import (
     TOKEN_PREFIX,
     Budgets,
@@ -504,3 +506,164 @@ def test_bad_breaker_or_retention(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as e:
         parse_config(data)
     assert message in str(e.value)
+
+
+# --- the shared value checks: exact messages at every bound ------------------------------------------------
+
+
+def error(data: dict[str, Any]) -> str:
+    with pytest.raises(ValueError) as info:
+        parse_config(data)
+    return str(info.value)
+
+
+ROUNDS = "max_tool_rounds must be a whole number from 1 to 1000"
+KEEPALIVE = "keepalive_interval must be a number of seconds from 0 to 600"
+RETENTION = "retention_days must be a whole number of days from 1 to 36500"
+THRESHOLD = "circuit_breaker.failure_threshold must be a whole number from 1 to 10000"
+INTERVAL = "circuit_breaker.interval must be a number of seconds above 0, at most 86400"
+TOOL_TIMEOUT = "mcp_servers.s: tool_timeout must be a positive number of seconds"
+DOLLARS = "budgets.users.bob must be an amount of US$ from 0 to 1000000"
+PRICE = 'prices."openai/m".input must be a non-negative number of US$ per million tokens'
+
+
+def server(**keys: Any) -> dict[str, Any]:
+    return {"mcp_servers": {"s": {"command": "c", **keys}}}
+
+
+def price(value: Any) -> dict[str, Any]:
+    return {"prices": {"openai/m": {"input": value, "output": 1}}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # bool is an int to Python, never a number here
+        ({"max_tool_rounds": True}, ROUNDS),
+        ({"keepalive_interval": True}, KEEPALIVE),
+        ({"retention_days": True}, RETENTION),
+        ({"circuit_breaker": {"failure_threshold": True}}, THRESHOLD),
+        ({"circuit_breaker": {"interval": False}}, INTERVAL),
+        (server(tool_timeout=True), TOOL_TIMEOUT),
+        ({"budgets": {"users": {"bob": False}}}, DOLLARS),
+        (price(False), PRICE),
+        # a float is no whole number, even when integral
+        ({"max_tool_rounds": 16.0}, ROUNDS),
+        ({"retention_days": 90.0}, RETENTION),
+        ({"circuit_breaker": {"failure_threshold": 5.0}}, THRESHOLD),
+        # just outside each bound
+        ({"max_tool_rounds": 0}, ROUNDS),
+        ({"max_tool_rounds": 1001}, ROUNDS),
+        ({"keepalive_interval": 0}, KEEPALIVE),
+        ({"keepalive_interval": 600.5}, KEEPALIVE),
+        ({"retention_days": 36_501}, RETENTION),
+        ({"circuit_breaker": {"failure_threshold": 10_001}}, THRESHOLD),
+        ({"circuit_breaker": {"interval": 86_400.5}}, INTERVAL),
+        ({"circuit_breaker": {"interval": 0}}, INTERVAL),
+        (server(tool_timeout=0), TOOL_TIMEOUT),
+        (server(tool_timeout=-1), TOOL_TIMEOUT),
+        ({"budgets": {"users": {"bob": 1_000_000.5}}}, DOLLARS),
+        (price(-0.001), PRICE),
+        # NaN and infinities (TOML `nan`, `inf`, `-inf`)
+        ({"keepalive_interval": math.nan}, KEEPALIVE),
+        ({"keepalive_interval": math.inf}, KEEPALIVE),
+        ({"circuit_breaker": {"interval": math.nan}}, INTERVAL),
+        ({"circuit_breaker": {"interval": math.inf}}, INTERVAL),
+        (server(tool_timeout=-math.inf), TOOL_TIMEOUT),
+        ({"budgets": {"users": {"bob": -math.inf}}}, DOLLARS),
+        (price(-math.inf), PRICE),
+        # not numbers at all
+        ({"max_tool_rounds": "16"}, ROUNDS),
+        ({"keepalive_interval": None}, KEEPALIVE),
+        (server(tool_timeout="60"), TOOL_TIMEOUT),
+        (price([1]), PRICE),
+    ],
+)
+def test_number_checks_exact_messages(data: dict[str, Any], message: str) -> None:
+    assert error(data) == message
+
+
+def test_numbers_at_their_bounds_are_accepted() -> None:
+    low = parse_config({"max_tool_rounds": 1, "keepalive_interval": 1e-9, "retention_days": 1})
+    assert (low.max_tool_rounds, low.keepalive_interval, low.retention_days) == (1, 1e-9, 1)
+    high = parse_config({"max_tool_rounds": 1000, "keepalive_interval": 600, "retention_days": 36_500})
+    assert (high.max_tool_rounds, high.keepalive_interval, high.retention_days) == (1000, 600.0, 36_500)
+    assert isinstance(high.keepalive_interval, float)
+    breaker = parse_config(
+        {"circuit_breaker": {"failure_threshold": 10_000, "max_requests": 1, "interval": 86_400, "timeout": 0.001}}
+    ).circuit_breaker
+    assert breaker == CircuitBreakerConfig(failure_threshold=10_000, max_requests=1, interval=86_400.0, timeout=0.001)
+    assert isinstance(breaker.failure_threshold, int) and isinstance(breaker.interval, float)
+    assert parse_config(server(tool_timeout=5)).mcp_servers[0].tool_timeout == 5.0
+    assert parse_config({"budgets": {"users": {"bob": 1_000_000}}}).budgets.users == (("bob", 10**12),)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"providers": []}, "providers must be a table of tables"),
+        ({"mcp_servers": "time"}, "mcp_servers must be a table of tables"),
+        ({"users": ["alice"]}, "users must be a table of tables"),
+        ({"prices": [1]}, "prices must be a table of tables"),
+        ({"providers": {"anthropic": []}}, "providers.anthropic must be a table"),
+        ({"mcp_servers": {"s": "c"}}, "mcp_servers.s must be a table"),
+        ({"users": {"alice": "x"}}, "users.alice must be a table"),
+        ({"prices": {"openai/m": 1}}, 'prices."openai/m" must be a table'),
+        ({"budgets": []}, "budgets must be a table"),
+        ({"budgets": {"groups": [1]}}, "budgets.groups must map names to US$ amounts"),
+        ({"circuit_breaker": True}, "circuit_breaker must be a table"),
+        # unknown keys: all of them, sorted
+        ({"zeta": 1, "alpha": 2}, "unknown top-level key(s) alpha, zeta"),
+        ({"providers": {"openai": {"b": 1, "a": 2}}}, "providers.openai: unknown key(s) a, b"),
+        (server(timeout=1, arg=[]), "mcp_servers.s: unknown key(s) arg, timeout"),
+        ({"users": {"alice": {"token": "x", "role": "admin"}}}, "users.alice: unknown key(s) role"),
+        ({"budgets": {"teams": {}}}, "budgets: unknown key(s) teams"),
+        ({"prices": {"openai/m": {"input": 1, "output": 1, "cached": 1}}}, 'prices."openai/m": unknown key(s) cached'),
+        ({"circuit_breaker": {"enable": False}}, "circuit_breaker: unknown key(s) enable"),
+    ],
+)
+def test_table_shape_exact_messages(data: dict[str, Any], message: str) -> None:
+    assert error(data) == message
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"providers": {"openai": {"enabled": "no"}}}, "providers.openai: enabled must be true or false"),
+        (server(enabled=0), "mcp_servers.s: enabled must be true or false"),
+        ({"circuit_breaker": {"enabled": "false"}}, "circuit_breaker: enabled must be true or false"),
+        ({"providers": {"openai": {"allow_byok": 0}}}, "providers.openai: allow_byok must be true or false"),
+        ({"allow_byok": "yes"}, "allow_byok must be true or false"),
+        ({"send_actor_headers": 1}, "send_actor_headers must be true or false"),
+    ],
+)
+def test_flag_exact_messages(data: dict[str, Any], message: str) -> None:
+    assert error(data) == message
+
+
+def test_a_disabled_table_is_not_checked_further() -> None:
+    config = parse_config(
+        {
+            "providers": {"openai": {"enabled": False, "host": 5, "key": ""}},
+            "mcp_servers": {"s": {"enabled": False, "tool_timeout": -1}},
+            "circuit_breaker": {"enabled": False, "timeout": 0},
+        }
+    )
+    assert ([p.name for p in config.providers], config.mcp_servers, config.circuit_breaker) == (["anthropic"], (), None)
+    assert (
+        error({"providers": {"openai": {"enabled": False, "colour": 1}}}) == "providers.openai: unknown key(s) colour"
+    )
+
+
+def test_the_first_error_in_a_config_is_reported() -> None:
+    """Tables are checked in a fixed order, so a config with several errors always gets the same message."""
+    assert error({"bogus": 1, "providers": 5}) == "unknown top-level key(s) bogus"
+    assert error({"max_tool_rounds": 0, "keepalive_interval": 0}) == ROUNDS
+    assert error({"prices": {"openai/m": {"input": -1, "output": -1}}}) == PRICE
+    assert error({"budgets": {"users": {"bob": -1}, "groups": {"eng": -1}}}) == DOLLARS  # users before groups
+    assert error({"budgets": {"groups": {"eng": -1}, "users": 5}}) == "budgets.users must map names to US$ amounts"
+
+
+def test_the_module_docstring_points_at_the_readme_reference() -> None:
+    assert '"### The TOML file"' in (config_module.__doc__ or "")
+    assert "\n### The TOML file\n" in (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")

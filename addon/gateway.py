@@ -1,0 +1,154 @@
+"""The front door: what the bridge does with a request (`decide`), and the bridge assembled once (`Gateway`).
+
+A request for a provider host is passed through (forwarded as it came but for the credential rules, not
+recorded), refused (a passed-through route whose credentials access control rejects), tapped (passed through
+and recorded on the way: the Responses API) or bridged (the engine calls the provider, injecting tools and
+running the loop). `Gateway` puts the engine together with the audit writer, the MCP tools, the upstream
+transport and the observers, and applies a configuration to all of them. The proxy (`addon.mitm`) and
+in-process callers (`addon.inprocess`) are thin adapters over it: each only moves bytes in its own medium.
+"""
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from addon.audit import AuditWriter
+from addon.audit.lineage import Lineage
+from addon.config import Config
+from addon.engine.core import Engine
+from addon.engine.job import Job
+from addon.engine.ports import Observer, ToolSource
+from addon.observe import NO_OBSERVER, ObservedRecorder, Observers
+from addon.policy.access import Access, Users, resolve
+from addon.policy.breaker import Breakers
+from addon.policy.budgets import Ledger, month_start
+from addon.policy.pricing import PriceBook
+from addon.providers.routing import Route, classify
+from addon.upstream.transport import Http1Transport
+
+MAX_REQUEST_BODY = 32 * 1024 * 1024
+"""Bytes a recorded request's body may have (the providers' own limit is 32 MB); larger ones get a
+provider-shaped 413 and go nowhere."""
+
+
+class Action(enum.Enum):
+    PASS = "pass"
+    """Forwarded unchanged but for the credential rules (`Access.headers`), not recorded."""
+    REFUSE = "refuse"
+    """A passed-through route access control refused: answered at once with `Decision.error()`."""
+    TAP = "tap"
+    """Passed through unchanged and recorded on the way."""
+    BRIDGE = "bridge"
+    """Run by the engine: the provider called by the bridge, tools injected, the loop run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    route: Route
+    access: Access
+
+    def error(self) -> tuple[int, bytes]:
+        """A refusal's status and provider-shaped body."""
+        assert self.access.refusal is not None
+        refusal = self.access.refusal
+        return refusal.status, self.route.family.error_body(refusal.status, refusal.message)
+
+
+def decide(
+    config: Config,
+    users: Users,
+    host: str,
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]],
+    proxy_user: str | None,
+) -> Decision | None:
+    """What to do with a request; None when `host` is no provider's. A refusal of a recorded route is the
+    engine's to answer (`Engine.admit`), so that it is on record."""
+    route = classify(config, host, method, path)
+    if route is None:
+        return None
+    access = resolve(config, users, route.provider, headers, proxy_user)
+    if route.api is None:
+        return Decision(Action.PASS if access.refusal is None else Action.REFUSE, route, access)
+    return Decision(Action.TAP if route.api.tapped else Action.BRIDGE, route, access)
+
+
+def too_large(route: Route | None, size: int) -> tuple[int, bytes, str] | None:
+    """A recorded route's body over the limit: the 413's status, provider-shaped body and message."""
+    if size <= MAX_REQUEST_BODY or route is None or route.api is None:
+        return None  # passthrough: the provider decides
+    message = f"request body of {size} bytes exceeds the bridge's limit of {MAX_REQUEST_BODY} bytes"
+    return 413, route.family.error_body(413, message), message
+
+
+class Gateway:
+    """The bridge put together: an engine with its audit writer, MCP tools, upstream transport, observers and
+    the policies a configuration sets (users, budgets, prices, tool-loop limits, retention, the breaker)."""
+
+    def __init__(self, writer: AuditWriter, transport: Http1Transport, tools: ToolSource | None = None) -> None:
+        self.config = Config()
+        self.users = Users(())
+        self.writer = writer
+        self.engine = Engine(writer, transport, tools)
+        self.breakers: Breakers | None = None
+        self._observers: tuple[Observer, ...] = ()
+
+    def apply(self, config: Config) -> None:
+        """Use `config`. A new circuit-breaker configuration starts every circuit closed; budgets start from
+        this month's spend as the audit file has it."""
+        if config.circuit_breaker != self.config.circuit_breaker:
+            self.breakers = Breakers(config.circuit_breaker) if config.circuit_breaker is not None else None
+        self.config = config
+        self.users = Users(config.users)
+        self.engine.max_tool_rounds = config.max_tool_rounds
+        self.engine.keepalive_interval = config.keepalive_interval
+        self.engine.prices = PriceBook(config.prices)
+        self._settle_store()
+
+    def use_writer(self, writer: AuditWriter) -> None:
+        """Record to another audit file from now on (its budgets' spend and retention with it)."""
+        self.writer = writer
+        self.engine.lineage = Lineage(writer.find_tool_call)
+        self._settle_store()
+
+    def _settle_store(self) -> None:
+        self.writer.set_retention(self.config.retention_days)
+        self.engine.ledger = self._ledger()
+        self._wire()
+
+    def _ledger(self) -> Ledger | None:
+        budgets = self.config.budgets
+        if not budgets.users and not budgets.groups:
+            return None
+        ledger = Ledger(budgets, self.config.users)
+        ledger.load(self.writer.spend_since(month_start(datetime.now(UTC))))
+        return ledger
+
+    def observe(self, observers: Sequence[Observer]) -> None:
+        """The operations' observers (metrics, traces, dumps, logs), seen after the breaker."""
+        self._observers = tuple(observers)
+        self._wire()
+
+    def _wire(self) -> None:
+        """Point the engine at the observers in use (none: the engine pays nothing)."""
+        parts = [o for o in (self.breakers, *self._observers) if o is not None]
+        observer = Observers(parts) if parts else NO_OBSERVER
+        self.engine.observer = observer
+        self.engine.recorder = self.writer if not parts else ObservedRecorder(self.writer, observer)
+
+    def decide(
+        self, host: str, method: str, path: str, headers: list[tuple[str, str]], user: str | None
+    ) -> Decision | None:
+        return decide(self.config, self.users, host, method, path, headers, user)
+
+    def route(self, host: str, method: str, path: str) -> Route | None:
+        return classify(self.config, host, method, path)
+
+    @staticmethod
+    def job(decision: Decision, path: str, body: bytes, **metadata: Any) -> Job:
+        """The interception of a tapped or bridged request."""
+        return Job.of(decision.route, path, body, decision.access, **metadata)

@@ -1,0 +1,12 @@
+"""Anthropic: the Messages API, keys in `x-api-key`, 529 when overloaded."""
+
+from addon.providers.base import Api, Family
+
+FAMILY = Family(
+    type="anthropic",
+    host="api.anthropic.com",
+    endpoints={"/v1/messages": Api.ANTHROPIC_MESSAGES},
+    errors=Api.ANTHROPIC_MESSAGES.reader,
+    overloaded=frozenset({429, 503, 504, 529}),
+    key_header="x-api-key",
+)

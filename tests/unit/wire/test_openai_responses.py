@@ -1,0 +1,92 @@
+"""The Responses API read for the audit: request facts, streamed and whole responses, and the tap that feeds
+them from a passthrough stream without changing a byte."""
+
+import json
+
+import pytest
+
+from addon.wire.openai_responses import OpenAIResponses, ResponsesParser
+from addon.wire.sse import SSEParser
+from tests.support.responses import RESPONSE, STREAM, sse
+
+WIRE = OpenAIResponses()
+
+
+
+
+
+
+def test_request_facts() -> None:
+    assert WIRE.parse_request({"model": "gpt-5", "input": "hi", "stream": True}).prompt == "hi"
+    codex = {
+        "model": "gpt-5",
+        "input": [
+            {"type": "additional_tools", "role": "developer", "tools": [{"type": "namespace", "name": "functions"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context>x"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "say hi"}]},
+            {"type": "configuration_update", "reasoning": {"effort": "low"}},
+        ],
+    }
+    info = WIRE.parse_request(codex)
+    assert (info.model, info.stream, info.prompt, info.correlating_tool_call_id) == ("gpt-5", False, "say hi", None)
+    follow_up = {"model": "gpt-5", "input": [*codex["input"], {"type": "custom_tool_call_output", "call_id": "c9"}]}
+    info = WIRE.parse_request(follow_up)
+    assert (info.prompt, info.correlating_tool_call_id) == (None, "c9")
+    assert WIRE.parse_request({"model": 5, "input": {"odd": True}}).model is None
+
+
+def test_whole_response() -> None:
+    parser = ResponsesParser()
+    parser.feed_body(json.dumps(RESPONSE).encode())
+    turn = parser.turn()
+    assert (turn.response_id, turn.model, turn.error) == ("resp_1", "gpt-5-2025-08-07", None)
+    assert turn.usage is not None
+    assert (turn.usage.input, turn.usage.output, turn.usage.cache_read, turn.usage.extra) == (
+        40,
+        30,
+        60,
+        {"reasoning": 12},
+    )
+    calls = [(c.id, c.name, c.arguments) for c in turn.tool_calls]
+    assert calls == [
+        ("ws_1", "web_search", '{"action":{"type":"search","query":"q"}}'),
+        ("call_1", "add", '{"a":1}'),
+        ("call_2", "exec", "print(1)"),
+        ("mcp_1", "lookup", '{"name":"lookup","server_label":"docs","arguments":"{}"}'),
+    ]
+    assert [(t.content, t.source) for t in turn.thoughts] == [
+        ("Plan: search.", "reasoning"),
+        ("Looking it up.", "commentary"),
+    ]
+
+
+def test_stream_cut_short_keeps_what_arrived() -> None:
+    parser = ResponsesParser()
+    for event in SSEParser().feed(b"".join(STREAM[:4])):
+        assert parser.feed_event(event) == event.raw
+    turn = parser.turn()
+    assert [(c.id, c.name, c.arguments) for c in turn.tool_calls] == [("call_1", "add", '{"a":1}')]
+    assert turn.usage is None and turn.response_id == "resp_1"
+
+
+@pytest.mark.parametrize(
+    ("events", "error"),
+    [
+        ([sse("error", {"code": "E", "message": "boom"})], "E: boom"),
+        (
+            [
+                sse(
+                    "response.failed",
+                    {"response": {"id": "r", "status": "failed", "error": {"code": "x", "message": "m"}}},
+                )
+            ],
+            "x: m",
+        ),
+        ([b"data: not json\n\n", sse("error", {"error": {"type": "server_error", "message": "m"}})], "server_error: m"),
+    ],
+)
+def test_stream_errors(events: list[bytes], error: str) -> None:
+    parser = ResponsesParser()
+    for event in SSEParser().feed(b"".join(events)):
+        parser.feed_event(event)
+    assert parser.turn().error == error
