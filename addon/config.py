@@ -17,11 +17,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from addon.providers import FAMILIES
+from addon.providers.base import host_matches
 
 ProviderType = str
 """A provider family's type: a key of `addon.providers.FAMILIES`."""
 PROVIDER_TYPES: tuple[ProviderType, ...] = tuple(FAMILIES)
 DEFAULT_HOSTS: dict[ProviderType, str] = {name: family.host for name, family in FAMILIES.items()}
+PRICE_VENDORS = ("anthropic", "openai")
+"""Whose models the price book prices (`[prices."<vendor>/<model>"]`): the API's, whoever hosts it."""
 
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
@@ -80,7 +83,9 @@ class Provider:
     name: str
     type: ProviderType
     host: str
-    upstream: Upstream
+    """The host its clients call, or a pattern of them where `*` stands for any characters (`*.openai.azure.com`)."""
+    upstream: Upstream | None
+    """Where its requests go; None: to the host the client called (over HTTPS)."""
     extra_headers: tuple[tuple[str, str], ...] = ()
     key: str | None = field(default=None, repr=False)
     """The central key, substituted upstream for requests authenticated by a bridge token."""
@@ -166,11 +171,10 @@ class Config:
     circuit_breaker: CircuitBreakerConfig | None = None
 
     def provider_for_host(self, host: str) -> Provider | None:
+        """The provider for `host`: the one naming it exactly, else the longest pattern that matches it."""
         host = host.lower().rstrip(".")
-        for provider in self.providers:
-            if provider.host == host:
-                return provider
-        return None
+        matching = [p for p in self.providers if host_matches(p.host, host)]
+        return max(matching, key=lambda p: ("*" not in p.host, len(p.host)), default=None)
 
 
 def parse_upstream(url: str) -> Upstream:
@@ -283,11 +287,11 @@ def _parse_provider(name: str, value: Any) -> Provider | None:
     if ptype not in PROVIDER_TYPES:
         raise ValueError(f"{where}: type must be one of {', '.join(PROVIDER_TYPES)}")
     host = table.get("host", DEFAULT_HOSTS[ptype] if name == ptype else None)
-    if not isinstance(host, str) or not _HOST.match(host.lower()):
+    if not isinstance(host, str) or not _HOST.match(host.lower().replace("*", "x")):
         raise ValueError(f"{where}: host must be a host name such as {DEFAULT_HOSTS[ptype]!r}")
     host = host.lower()
-    upstream = table.get("upstream", f"https://{host}")
-    if not isinstance(upstream, str):
+    upstream = table.get("upstream", None if "*" in host else f"https://{host}")
+    if upstream is not None and not isinstance(upstream, str):
         raise ValueError(f"{where}: upstream must be a URL string")
     headers = table.get("extra_headers", {})
     if not isinstance(headers, dict) or not all(
@@ -296,9 +300,11 @@ def _parse_provider(name: str, value: Any) -> Provider | None:
     ):
         raise ValueError(f"{where}: extra_headers must map header names to strings")
     try:
-        parsed_upstream = parse_upstream(upstream)
+        parsed_upstream = parse_upstream(upstream) if upstream is not None else None
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
+    if "key" in table and not FAMILIES[ptype].central_keys:
+        raise ValueError(f"{where}: {ptype} takes no central key (each user's own token goes upstream)")
     key = _secret(table["key"], f"{where}.key") if "key" in table else None
     allow_byok = table.get("allow_byok")  # None: the global setting
     if allow_byok is not None:
@@ -354,9 +360,11 @@ def _parse_budgets(value: Any) -> Budgets:
 
 def _parse_price(name: str, value: Any) -> PriceOverride:
     where = f'prices."{name}"'
-    provider, _, model = name.partition("/")
-    if provider not in PROVIDER_TYPES or not model:
-        raise ValueError(f"{where}: the name must be <provider type>/<model>, e.g. anthropic/claude-sonnet-4-5")
+    vendor, _, model = name.partition("/")
+    if vendor not in PRICE_VENDORS or not model:
+        raise ValueError(
+            f"{where}: the name must be <{' or '.join(PRICE_VENDORS)}>/<model>, e.g. anthropic/claude-sonnet-4-5"
+        )
     table = _table(value, where)
     _known(table, _PRICE_KEYS, where)
     if "input" not in table or "output" not in table:
@@ -438,14 +446,25 @@ def _parse_mcp_server(name: str, value: Any) -> McpServer | None:
     )
 
 
+def _parse_providers(configured: dict[str, Any]) -> list[Provider]:
+    """The configured providers, and the default ones (one per family) they leave in place: a table of a
+    default's name overrides (or disables) it, and a configured provider on a default's host takes the host over.
+    Two configured providers on one host are an error."""
+    tables: dict[str, Any] = {name: {} for name in PROVIDER_TYPES} | configured  # defaults first, overridden in place
+    providers = [p for name, table in tables.items() if (p := _parse_provider(name, table))]
+    owners: dict[str, str] = {}
+    for provider in (p for p in providers if p.name in configured):
+        if (other := owners.setdefault(provider.host, provider.name)) != provider.name:
+            raise ValueError(
+                f"providers.{other} and providers.{provider.name} both claim host {provider.host}: give one of "
+                "them another host, or disable one (enabled = false)"
+            )
+    return [p for p in providers if p.name in configured or p.host not in owners]
+
+
 def parse_config(data: dict[str, Any]) -> Config:
     _known(data, _TOP_LEVEL_KEYS, "")
-    # The default providers come first; a table of the same name overrides (or disables) one in place.
-    tables: dict[str, Any] = {name: {} for name in PROVIDER_TYPES} | _tables(data, "providers")
-    providers = [p for name, table in tables.items() if (p := _parse_provider(name, table))]
-    hosts = [p.host for p in providers]
-    if dupes := sorted({h for h in hosts if hosts.count(h) > 1}):
-        raise ValueError(f"several providers claim host(s) {', '.join(dupes)}")
+    providers = _parse_providers(_tables(data, "providers"))
     servers_table = _tables(data, "mcp_servers")
     servers = [s for name, table in sorted(servers_table.items()) if (s := _parse_mcp_server(name, table))]
     max_tool_rounds = _whole(data.get("max_tool_rounds", DEFAULT_MAX_TOOL_ROUNDS), "max_tool_rounds", 1, 1000)

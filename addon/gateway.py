@@ -24,6 +24,7 @@ from addon.observe import NO_OBSERVER, ObservedRecorder, Observers
 from addon.policy.access import Access, Users, resolve
 from addon.policy.breaker import Breakers
 from addon.policy.budgets import Ledger, month_start
+from addon.policy.identity import mask_secret
 from addon.policy.pricing import PriceBook
 from addon.providers.routing import Route, classify
 from addon.upstream.transport import Http1Transport
@@ -54,7 +55,7 @@ class Decision:
         """A refusal's status and provider-shaped body."""
         assert self.access.refusal is not None
         refusal = self.access.refusal
-        return refusal.status, self.route.family.error_body(refusal.status, refusal.message)
+        return refusal.status, self.route.error_body(refusal.status, refusal.message)
 
 
 def decide(
@@ -82,7 +83,7 @@ def too_large(route: Route | None, size: int) -> tuple[int, bytes, str] | None:
     if size <= MAX_REQUEST_BODY or route is None or route.api is None:
         return None  # passthrough: the provider decides
     message = f"request body of {size} bytes exceeds the bridge's limit of {MAX_REQUEST_BODY} bytes"
-    return 413, route.family.error_body(413, message), message
+    return 413, route.error_body(413, message), message
 
 
 class Gateway:
@@ -150,5 +151,10 @@ class Gateway:
 
     @staticmethod
     def job(decision: Decision, path: str, body: bytes, **metadata: Any) -> Job:
-        """The interception of a tapped or bridged request."""
+        """The interception of a tapped or bridged request (with the client's account as a masked hint, where
+        the family names one: ChatGPT's)."""
+        if (header := decision.route.family.account_header) is not None:
+            account = next((v for n, v in decision.access.headers if n.lower() == header), None)
+            if account:
+                metadata = {"account_hint": mask_secret(account), **metadata}
         return Job.of(decision.route, path, body, decision.access, **metadata)

@@ -28,7 +28,7 @@ import httpx2
 
 from addon import upstream
 from addon.audit import AuditWriter
-from addon.config import Config, Provider, load_config
+from addon.config import Config, load_config
 from addon.engine.core import Engine
 from addon.engine.job import CutShort, Job, Reply, Status
 from addon.engine.tap import ResponseTap
@@ -146,7 +146,7 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
         except Exception as e:  # boundary: a bridge bug answers like a provider would, and the job still ends
             logger.exception("aibridge: in-process request failed")
             engine.finish(job, Status.FAILED, f"bridge error: {e!r}", 500)
-            error = decision.route.family.error_body(500, "internal bridge error")
+            error = decision.route.error_body(500, "internal bridge error")
             return _response(500, {"content-type": "application/json"}, error)
         return httpx2.Response(
             reply.status,
@@ -157,7 +157,7 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
 
     async def _pass_through(self, decision: Decision, path: str, method: str, body: bytes) -> httpx2.Response:
         """Any other path on a provider host goes to its upstream unchanged, as through the proxy."""
-        response = await self._send(decision, decision.route.provider, path, method, body)
+        response = await self._send(decision, path, method, body)
         return httpx2.Response(
             response.status_code,
             headers=upstream.response_headers(response.headers, keep_length=True),
@@ -172,7 +172,7 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
             return httpx2.Response(reply.status, headers=reply.headers, stream=_ReplyStream(reply))
         tap = ResponseTap(engine, job)
         try:
-            response = await self._send(decision, job.route.provider, job.path, method, job.body)
+            response = await self._send(decision, job.path, method, job.body)
         except asyncio.CancelledError:
             tap.fail(Status.CANCELLED, "the caller went away before the upstream answered")
             raise
@@ -186,11 +186,10 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
             stream=_TappedStream(response, tap),
         )
 
-    async def _send(
-        self, decision: Decision, provider: Provider, path: str, method: str, body: bytes
-    ) -> httpx.Response:
-        headers = upstream.request_headers(decision.access.headers, provider.extra_headers)  # as the proxy forwards
-        return await upstream.send(self.bridge.upstream, method, provider.upstream, path, headers, body)
+    async def _send(self, decision: Decision, path: str, method: str, body: bytes) -> httpx.Response:
+        route = decision.route
+        headers = upstream.request_headers(decision.access.headers, route.provider.extra_headers)  # as the proxy does
+        return await upstream.send(self.bridge.upstream, method, route.upstream, path, headers, body)
 
 
 class _HttpxStream(httpx2.AsyncByteStream):

@@ -11,6 +11,7 @@ answer, and every error, is read whole before its status goes out.
 Every admitted job ends exactly once (`finish`), whatever fails: completed, failed, cancelled or refused.
 """
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -95,7 +96,10 @@ class Engine:
                 return None  # passed through as it is: the upstream answers it
             return self.fail(job, wire, 400, f"invalid JSON body: {e}")
         job.json = body
-        job.info = info = wire.parse_request(body)
+        info = wire.parse_request(body)
+        if info.model is None and job.route.model:  # the model is in the path (an Azure deployment)
+            info = dataclasses.replace(info, model=job.route.model)
+        job.info = info
         parent, job.thread_root_id = await self.lineage.resolve(info.correlating_tool_call_id)
         session = client_session_id(client, headers, body)
         model = info.model or "unknown"
@@ -107,7 +111,7 @@ class Engine:
             refusal = self.observer.refuse(job)  # an open circuit breaker
         if refusal is None and self.ledger is not None:
             max_output = info.max_output or DEFAULT_MAX_OUTPUT
-            estimate = self.prices.estimate(job.route.provider.type, info.model, len(job.body) // 4, max_output)
+            estimate = self.prices.estimate(job.api.vendor, info.model, len(job.body) // 4, max_output)
             decision = self.ledger.admit(job.initiator, estimate)
             if isinstance(decision, Refusal):
                 refusal = decision
@@ -128,14 +132,15 @@ class Engine:
         taken = tool_names(job.json or {})  # read only when there are tools to inject
         return [t for t in self.tools.tools() if t.name not in taken]
 
-    async def send(self, job: Job, body: bytes) -> httpx.Response:
-        """One upstream call of the job, shown to the observer; no answer raises `UpstreamUnavailable`."""
-        provider = job.route.provider
-        url = provider.upstream.url(job.path)
-        headers = upstream.request_headers(job.headers, provider.extra_headers)
+    async def send(self, job: Job, body: bytes, extra: Sequence[tuple[str, str]] = ()) -> httpx.Response:
+        """One upstream call of the job (with `extra` headers), shown to the observer; no answer raises
+        `UpstreamUnavailable`."""
+        provider, target = job.route.provider, job.route.upstream
+        url = target.url(job.path)
+        headers = upstream.request_headers(job.headers, [*provider.extra_headers, *extra])
         call = self.observer.upstream(job, url, headers, body) or NO_CALL
         try:
-            response = await upstream.send(self.transport, "POST", provider.upstream, job.path, headers, body)
+            response = await upstream.send(self.transport, "POST", target, job.path, headers, body)
         except httpx.TimeoutException as e:
             call.failed(504, e)
             raise UpstreamUnavailable(504, f"upstream {provider.name} timed out: {type(e).__name__}") from e

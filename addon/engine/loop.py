@@ -51,7 +51,7 @@ class Loop:
         """Send the next round: the request so far, the turn and its results appended."""
         self.body = self.wire.next_request(self.body, self.turn, results)
         self.state.round += 1
-        return await self.engine.send(self.job, self.body)
+        return await self.engine.send(self.job, self.body, self.job.route.family.loop_headers)
 
     def outcome(self) -> tuple[Status, str | None]:
         return record.outcome(self.turn, self.state)

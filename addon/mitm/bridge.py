@@ -17,7 +17,7 @@ from mitmproxy import ctx, exceptions, http, tls
 from addon import upstream
 from addon.audit import AuditFileError, AuditFileLocked, AuditWriter
 from addon.audit.endpoint import QueryEndpoint
-from addon.config import Config, Provider, load_config
+from addon.config import Config, load_config
 from addon.engine.job import Job, Reply, Status
 from addon.engine.tap import ResponseTap
 from addon.gateway import Action, Decision, Gateway, too_large
@@ -349,14 +349,14 @@ def _pass_through(flow: http.HTTPFlow, decision: Decision) -> None:
         return
     access, provider = decision.access, decision.route.provider
     flow.request.headers = http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in access.headers])
-    _retarget(flow, provider)
+    _retarget(flow, decision.route)
     for name, value in provider.extra_headers:
         flow.request.headers[name] = value
 
 
-def _retarget(flow: http.HTTPFlow, provider: Provider) -> None:
-    target = provider.upstream
-    if (target.scheme, target.host, target.port, target.path) != ("https", provider.host, 443, ""):
+def _retarget(flow: http.HTTPFlow, route: Route) -> None:
+    target = route.upstream
+    if (target.scheme, target.host, target.port, target.path) != ("https", route.host, 443, ""):
         flow.request.scheme, flow.request.host, flow.request.port = target.scheme, target.host, target.port
         if target.path:
             flow.request.path = target.path + flow.request.path

@@ -202,7 +202,7 @@ class _HopConnection(asyncio.Protocol):
             if started:
                 self.abort()  # a response cut short must not look complete
             else:
-                body = job.route.family.error_body(500, "internal bridge error")
+                body = job.route.error_body(500, "internal bridge error")
                 self._write_head(500, [("content-type", "application/json"), ("content-length", str(len(body)))])
                 self._write(body)
         finally:

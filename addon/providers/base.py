@@ -1,8 +1,10 @@
 """What the bridge knows of a provider family, and the APIs it records. Pure."""
 
 import enum
+import fnmatch
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from addon.wire import AnthropicMessages, OpenAIChat, OpenAIResponses, WireFormat, WireReader
 
@@ -31,9 +33,48 @@ class Api(enum.Enum):
         """The wire format the engine bridges this API with (tools injected, the loop run)."""
         return _WIRES[self]
 
+    @property
+    def vendor(self) -> str:
+        """Whose models the API serves, as the price book names them, whoever hosts it."""
+        return "anthropic" if self is Api.ANTHROPIC_MESSAGES else "openai"
+
 
 _WIRES: dict[Api, WireFormat] = {Api.ANTHROPIC_MESSAGES: AnthropicMessages(), Api.OPENAI_CHAT: OpenAIChat()}
 _READERS: dict[Api, WireReader] = {**_WIRES, Api.OPENAI_RESPONSES: OpenAIResponses()}
+
+
+_PARAM = re.compile(r"\{(\w+)(\*?)\}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A recorded API path: literal text with `{name}` for one path segment and `{name*}` for any number of
+    leading segments (a prefix such as `/api` or `/openai`, or none)."""
+
+    pattern: str
+    api: Api
+    model: str | None = None
+    """The path parameter that names the model, for bodies that carry none (Azure deployments, Vertex)."""
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts, last = [], 0
+        for m in _PARAM.finditer(self.pattern):
+            parts.append(re.escape(self.pattern[last : m.start()]))
+            parts.append(f"(?P<{m.group(1)}>(?:/[^/?#]+)*?)" if m.group(2) else f"(?P<{m.group(1)}>[^/?#]+?)")
+            last = m.end()
+        parts.append(re.escape(self.pattern[last:]))
+        object.__setattr__(self, "regex", re.compile("".join(parts)))
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The path parameters when `path` (without its query) is this endpoint's, else None."""
+        m = self.regex.fullmatch(path)
+        return m.groupdict() if m else None
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """`*` stands for any run of characters, dots included: `*.openai.azure.com`, `*-aiplatform.googleapis.com`."""
+    return pattern == host or ("*" in pattern and fnmatch.fnmatchcase(host, pattern))
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
@@ -47,15 +88,29 @@ class Family:
 
     type: str
     host: str
-    """The host its clients call by default."""
-    endpoints: Mapping[str, Api]
+    """The host its clients call by default, or a pattern of them (`*.openai.azure.com`)."""
+    endpoints: tuple[Endpoint, ...]
     """The paths whose POSTs are recorded, and as which API; every other path on the host passes through."""
     errors: WireReader
-    """The wire format whose error body every route of the family answers with."""
+    """The wire format of its errors where the route's API does not say (passthrough routes)."""
     overloaded: frozenset[int]
     """Upstream statuses that mean "overloaded, try later": the circuit breaker counts them."""
     key_header: str | None = None
     """The header its API key travels in, when not `authorization: Bearer`; it wins over a bearer token."""
+    central_keys: bool = True
+    """Whether a central key may stand in for the client's (not for per-user tokens: Copilot, ChatGPT)."""
+    loop_headers: tuple[tuple[str, str], ...] = ()
+    """Headers on the calls the bridge itself makes in a tool loop (Copilot counts them as the agent's)."""
+    account_header: str | None = None
+    """A header naming the client's account, recorded as a masked hint (`ChatGPT-Account-ID`)."""
+
+    def endpoint(self, path: str) -> tuple[Endpoint, dict[str, str]] | None:
+        """The recorded endpoint `path` (query ignored) is, and its path parameters."""
+        bare = path.split("?", 1)[0]
+        for endpoint in self.endpoints:
+            if (params := endpoint.match(bare)) is not None:
+                return endpoint, params
+        return None
 
     def credential(self, headers: Mapping[str, str]) -> str | None:
         """The provider credential the client sent (`headers` by lower-case name)."""
@@ -68,9 +123,6 @@ class Family:
         kept = [(n, v) for n, v in headers if n.lower() not in AUTH_HEADERS]
         return [*kept, (self.key_header, key) if self.key_header else ("authorization", f"Bearer {key}")]
 
-    def error_body(self, status: int, message: str) -> bytes:
-        return self.errors.error_body(status, message)
 
-
-AUTH_HEADERS = ("authorization", "x-api-key")
+AUTH_HEADERS = ("authorization", "x-api-key", "api-key")
 """Headers a client's credential may be in, for any family."""

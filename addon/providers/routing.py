@@ -1,9 +1,10 @@
 """Which provider a request is for, and whether the bridge handles it or passes it through. Pure."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from addon.config import Config, Provider
+from addon.config import Config, Provider, Upstream
 from addon.providers import FAMILIES, Api, Family
+from addon.providers.base import Endpoint
 
 
 @dataclass(frozen=True)
@@ -11,6 +12,11 @@ class Route:
     provider: Provider
     api: Api | None
     """None: a passthrough route nobody records (models, count_tokens, anything else on the host)."""
+    host: str = ""
+    """The host the client called (for a provider whose host is a pattern, one of many)."""
+    endpoint: Endpoint | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    """The endpoint's path parameters: a deployment, a model, a project."""
 
     @property
     def bridged(self) -> bool:
@@ -20,17 +26,36 @@ class Route:
     def family(self) -> Family:
         return FAMILIES[self.provider.type]
 
+    @property
+    def upstream(self) -> Upstream:
+        """Where the request goes: the provider's upstream, else the host the client called."""
+        if self.provider.upstream is not None:
+            return self.provider.upstream
+        return Upstream(scheme="https", host=self.host or self.provider.host, port=443, path="")
+
+    @property
+    def model(self) -> str | None:
+        """The model the path names, where the endpoint's body may not (Azure deployments, Vertex)."""
+        return self.params.get(self.endpoint.model) if self.endpoint and self.endpoint.model else None
+
+    def error_body(self, status: int, message: str) -> bytes:
+        """A provider-shaped error: in the route's API's shape, else the family's."""
+        return (self.api.reader if self.api else self.family.errors).error_body(status, message)
+
 
 def classify(config: Config, host: str, method: str, path: str) -> Route | None:
     """Route a request for `host`; None when the host is not a provider's.
 
-    Only `POST` to the exact API path is recorded; the query string is ignored (Claude Code sends
+    Only `POST` to one of the family's endpoints is recorded; the query string is ignored (Claude Code sends
     `/v1/messages?beta=true`), and `/v1/messages/count_tokens` is passthrough like every other path (so is
     a WebSocket upgrade: a `GET`).
     """
     provider = config.provider_for_host(host)
     if provider is None:
         return None
-    bare_path = path.split("?", 1)[0]
-    api = FAMILIES[provider.type].endpoints.get(bare_path) if method.upper() == "POST" else None
-    return Route(provider, api)
+    host = host.lower().rstrip(".")
+    found = FAMILIES[provider.type].endpoint(path) if method.upper() == "POST" else None
+    if found is None:
+        return Route(provider, None, host)
+    endpoint, params = found
+    return Route(provider, endpoint.api, host, endpoint, params)

@@ -28,7 +28,10 @@ MESSAGES = [{"role": "user", "content": "hi"}]
     [
         ("[providers.anthropic]\nupstream = 'ftp://x'\n", "scheme must be http or https"),
         ("[providers.Bad_Name]\ntype = 'openai'\nhost = 'x.example'\n", "provider name"),
-        ("[providers.openai]\nhost = 'api.anthropic.com'\n", "several providers claim host"),
+        (
+            "[providers.a]\ntype = 'openai'\nhost = 'x.example'\n[providers.b]\ntype = 'openai'\nhost = 'x.example'\n",
+            "providers.a and providers.b both claim host x.example",
+        ),
         ("[providers.anthropic]\ncolour = 'blue'\n", "unknown key(s) colour"),
         ("this is = not toml [", "aibridge.toml"),
     ],
@@ -86,6 +89,18 @@ def test_the_bridge_ignores_proxy_variables_in_its_own_environment(mock: MockUps
     mock.enqueue(Answer.json(anthropic_message("direct")))
     client = anthropic.Anthropic(api_key="sk-ant-x", max_retries=0)
     assert client.messages.create(model="m", max_tokens=8, messages=MESSAGES).content[0].text == "direct"
+
+
+def test_a_configured_provider_on_a_default_host_takes_it_over(mock: MockUpstream, start_proxy) -> None:
+    """`[providers.claude]` on api.anthropic.com starts (the default `anthropic` steps aside) and records."""
+    config = f'[providers.claude]\ntype = "anthropic"\nhost = "api.anthropic.com"\nupstream = "{mock.url}"\n'
+    proxy = start_proxy(config)
+    mock.enqueue(Answer.json(anthropic_message("mine")))
+    client = anthropic.Anthropic(api_key="sk-ant-x", max_retries=0)
+    assert client.messages.create(model="m", max_tokens=8, messages=MESSAGES).content[0].text == "mine"
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, provider_name, status FROM interceptions")
+    assert rows == [{"provider": "anthropic", "provider_name": "claude", "status": "completed"}]
 
 
 def test_ca_key_is_private_and_the_bundle_carries_system_and_proxy_cas(proxy: Proxy) -> None:

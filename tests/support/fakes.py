@@ -25,7 +25,7 @@ from addon.providers.routing import Route
 from addon.upstream.transport import Http1Transport
 
 CONFIG = parse_config({})
-ANTHROPIC, OPENAI = CONFIG.providers
+ANTHROPIC, OPENAI = CONFIG.providers[:2]
 
 
 class FakeRecorder:

@@ -22,13 +22,24 @@ from addon.config import (
 )
 
 
+OTHERS = ["azure", "chatgpt", "copilot"]
+"""The default providers besides anthropic and openai."""
+
+
 def by_name(data: dict[str, Any]) -> dict[str, Any]:
     return {p.name: p for p in parse_config(data).providers}
 
 
-def test_defaults_are_two_providers() -> None:
+def test_defaults_are_one_provider_per_family() -> None:
     providers = by_name({})
-    assert list(providers) == ["anthropic", "openai"]
+    assert list(providers) == ["anthropic", "openai", "azure", "chatgpt", "copilot"]
+    assert {p.host for p in providers.values()} == {
+        "api.anthropic.com",
+        "api.openai.com",
+        "*.openai.azure.com",
+        "chatgpt.com",
+        "api*.githubcopilot.com",
+    }
     anthropic, openai = providers["anthropic"], providers["openai"]
     assert (anthropic.type, anthropic.host, anthropic.extra_headers) == ("anthropic", "api.anthropic.com", ())
     assert anthropic.upstream == Upstream(scheme="https", host="api.anthropic.com", port=443, path="")
@@ -50,8 +61,8 @@ def test_override_upstream_only() -> None:
 
 
 def test_disable_a_provider() -> None:
-    assert list(by_name({"providers": {"openai": {"enabled": False}}})) == ["anthropic"]
-    assert list(by_name({"providers": {"openai": {"enabled": True}}})) == ["anthropic", "openai"]
+    assert list(by_name({"providers": {"openai": {"enabled": False}}})) == ["anthropic", *OTHERS]
+    assert list(by_name({"providers": {"openai": {"enabled": True}}})) == ["anthropic", "openai", *OTHERS]
 
 
 def test_additional_provider_with_extra_headers() -> None:
@@ -76,9 +87,28 @@ def test_additional_provider_with_extra_headers() -> None:
 
 def test_provider_for_host() -> None:
     config = parse_config({"providers": {"openai-eu": {"type": "openai", "host": "eu.example.com"}}})
-    assert config.provider_for_host("EU.Example.com.") is config.providers[2]
-    assert config.provider_for_host("api.openai.com") is config.providers[1]
+    by = {p.name: p for p in config.providers}
+    assert config.provider_for_host("EU.Example.com.") is by["openai-eu"]
+    assert config.provider_for_host("api.openai.com") is by["openai"]
     assert config.provider_for_host("example.com") is None
+
+
+def test_host_patterns_match_and_the_exact_host_wins() -> None:
+    config = parse_config({"providers": {"mine": {"type": "azure", "host": "team.openai.azure.com"}}})
+    by = {p.name: p for p in config.providers}
+    assert config.provider_for_host("other.openai.azure.com") is by["azure"]  # the default pattern
+    assert config.provider_for_host("team.openai.azure.com") is by["mine"]
+    assert config.provider_for_host("openai.azure.com") is None  # `*.` needs a label before the dot
+    assert config.provider_for_host("api.githubcopilot.com") is by["copilot"]
+    assert config.provider_for_host("api.business.githubcopilot.com") is by["copilot"]
+    assert by["azure"].upstream is None  # a pattern goes to the host the client called
+    with pytest.raises(ValueError, match="host must be a host name"):
+        parse_config({"providers": {"x": {"type": "openai", "host": "*/x"}}})
+
+
+def test_families_without_central_keys_refuse_one() -> None:
+    with pytest.raises(ValueError, match="providers.copilot: copilot takes no central key"):
+        parse_config({"providers": {"copilot": {"key": "ghu_x"}}})
 
 
 def test_custom_provider_upstream_defaults_to_its_host() -> None:
@@ -137,9 +167,26 @@ def test_extra_header_values_must_be_valid_header_values(value: str) -> None:
         parse_config({"providers": {"anthropic": {"extra_headers": {"x-a": value}}}})
 
 
-def test_duplicate_hosts_are_rejected() -> None:
-    with pytest.raises(ValueError, match=r"several providers claim host\(s\) api.anthropic.com"):
-        parse_config({"providers": {"claude-2": {"type": "anthropic", "host": "API.anthropic.com"}}})
+def test_a_configured_provider_on_a_default_host_takes_it_over() -> None:
+    providers = by_name({"providers": {"claude": {"type": "anthropic", "host": "API.anthropic.com"}}})
+    assert sorted(providers) == sorted(["claude", "openai", *OTHERS])
+    assert providers["claude"].host == "api.anthropic.com"
+    # A default renamed onto the other's host takes that one over too; its own host is then nobody's.
+    assert sorted(by_name({"providers": {"openai": {"host": "api.anthropic.com"}}})) == sorted(["openai", *OTHERS])
+
+
+def test_two_configured_providers_on_one_host_are_rejected_naming_both() -> None:
+    tables = {"a": {"type": "openai", "host": "x.example"}, "b": {"type": "anthropic", "host": "X.example"}}
+    with pytest.raises(ValueError) as e:
+        parse_config({"providers": tables})
+    assert str(e.value) == (
+        "providers.a and providers.b both claim host x.example: give one of them another host, or disable one "
+        "(enabled = false)"
+    )
+    with pytest.raises(ValueError, match="providers.anthropic and providers.claude both claim host api.anthropic"):
+        parse_config({"providers": {"anthropic": {}, "claude": {"type": "anthropic", "host": "api.anthropic.com"}}})
+    tables["b"]["enabled"] = False
+    assert sorted(by_name({"providers": tables})) == sorted(["a", "anthropic", "openai", *OTHERS])
 
 
 def test_moving_a_default_provider_frees_its_host() -> None:
@@ -198,7 +245,7 @@ def test_load_config_reads_toml(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     config = load_config(str(path))
-    (anthropic,) = config.providers
+    (anthropic,) = (p for p in config.providers if p.name not in OTHERS)
     assert anthropic.upstream.url("/v1/messages") == "http://127.0.0.1:9000/v1/messages"
     assert anthropic.extra_headers == (("x-team", "platform"),)
 
@@ -375,10 +422,10 @@ def test_prices() -> None:
 @pytest.mark.parametrize(
     ("prices", "message"),
     [
-        ({"claude-sonnet-4-5": {"input": 3, "output": 15}}, "the name must be <provider type>/<model>"),
-        ({"gemini/pro": {"input": 3, "output": 15}}, "the name must be <provider type>/<model>"),
-        ({"anthropic/": {"input": 3, "output": 15}}, "the name must be <provider type>/<model>"),
-        ({"openai-eu/gpt-4.1": {"input": 3, "output": 15}}, "the name must be <provider type>/<model>"),
+        ({"claude-sonnet-4-5": {"input": 3, "output": 15}}, "the name must be <anthropic or openai>/<model>"),
+        ({"gemini/pro": {"input": 3, "output": 15}}, "the name must be <anthropic or openai>/<model>"),
+        ({"anthropic/": {"input": 3, "output": 15}}, "the name must be <anthropic or openai>/<model>"),
+        ({"openai-eu/gpt-4.1": {"input": 3, "output": 15}}, "the name must be <anthropic or openai>/<model>"),
         ({"openai/m": {"input": 3}}, 'prices."openai/m": input and output prices are required'),
         ({"openai/m": {"output": 3}}, "input and output prices are required"),
         ({"openai/m": {"input": -1, "output": 3}}, 'prices."openai/m".input must be a non-negative number'),
@@ -436,7 +483,7 @@ def test_allow_byok_global_and_per_provider() -> None:
         {"allow_byok": False, "providers": {"anthropic": {"allow_byok": True}, "openai": {"allow_byok": False}}}
     )
     assert config.allow_byok is False
-    assert [p.allow_byok for p in config.providers] == [True, False]
+    assert [p.allow_byok for p in config.providers] == [True, False, None, None, None]
     assert parse_config({"allow_byok": True}).allow_byok is True
 
 
@@ -649,7 +696,8 @@ def test_a_disabled_table_is_not_checked_further() -> None:
             "circuit_breaker": {"enabled": False, "timeout": 0},
         }
     )
-    assert ([p.name for p in config.providers], config.mcp_servers, config.circuit_breaker) == (["anthropic"], (), None)
+    names = [p.name for p in config.providers]
+    assert (names, config.mcp_servers, config.circuit_breaker) == (["anthropic", *OTHERS], (), None)
     assert (
         error({"providers": {"openai": {"enabled": False, "colour": 1}}}) == "providers.openai: unknown key(s) colour"
     )

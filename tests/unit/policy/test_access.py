@@ -31,7 +31,7 @@ def make_config(**top: Any) -> Config:
 
 CONFIG = make_config()
 USERS = Users(CONFIG.users)
-ANTHROPIC, OPENAI = CONFIG.providers
+ANTHROPIC, OPENAI = CONFIG.providers[:2]
 
 
 def basic(credentials: str) -> str:

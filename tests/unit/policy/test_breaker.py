@@ -84,7 +84,7 @@ def providers(url: str) -> Any:
 
 
 def job(mock: MockUpstream | str, model: str = "claude-sonnet-4-5", api: str = "anthropic") -> Job:
-    anthropic, openai = providers(mock if isinstance(mock, str) else mock.url).providers
+    anthropic, openai = providers(mock if isinstance(mock, str) else mock.url).providers[:2]
     if api == "anthropic":
         body = {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
         return make_job(json.dumps(body).encode(), provider=anthropic)

@@ -1,5 +1,7 @@
 """Which requests are bridged, passed through, or not ours."""
 
+import json
+
 import pytest
 
 from addon.config import parse_config
@@ -52,3 +54,71 @@ def test_disabled_provider_host_is_not_ours() -> None:
     config = parse_config({"providers": {"anthropic": {"enabled": False}}})
     assert classify(config, "api.anthropic.com", "POST", "/v1/messages") is None
     assert classify(config, "api.openai.com", "POST", "/v1/chat/completions") is not None
+
+
+FAMILIES_CONFIG = parse_config(
+    {
+        "providers": {
+            "router": {"type": "openai", "host": "openrouter.ai"},
+            "zai": {"type": "anthropic", "host": "api.z.ai"},
+            "team": {"type": "azure", "host": "team.openai.azure.com", "upstream": "http://127.0.0.1:9/base"},
+        }
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "provider", "api", "params"),
+    [
+        ("openrouter.ai", "/api/v1/chat/completions", "router", Api.OPENAI_CHAT, {"prefix": "/api/v1"}),
+        ("openrouter.ai", "/api/v1/messages", "router", None, {}),  # an openai-type provider records OpenAI's
+        (
+            "api.z.ai",
+            "/api/anthropic/v1/messages?beta=true",
+            "zai",
+            Api.ANTHROPIC_MESSAGES,
+            {"prefix": "/api/anthropic"},
+        ),
+        ("api.z.ai", "/api/anthropic/v1/messages/count_tokens", "zai", None, {}),
+        (
+            "east.openai.azure.com",
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+            "azure",
+            Api.OPENAI_CHAT,
+            {"deployment": "gpt-4o"},
+        ),
+        ("east.openai.azure.com", "/openai/v1/responses", "azure", Api.OPENAI_RESPONSES, {}),
+        ("east.openai.azure.com", "/openai/deployments/a/b/chat/completions", "azure", None, {}),  # one segment
+        ("east.openai.azure.com", "/v1/chat/completions", "azure", None, {}),
+        ("team.openai.azure.com", "/openai/v1/chat/completions", "team", Api.OPENAI_CHAT, {}),
+        ("chatgpt.com", "/backend-api/codex/responses", "chatgpt", Api.OPENAI_RESPONSES, {}),
+        ("chatgpt.com", "/backend-api/conversation", "chatgpt", None, {}),
+        ("api.githubcopilot.com", "/chat/completions", "copilot", Api.OPENAI_CHAT, {"prefix": ""}),
+        ("api.enterprise.githubcopilot.com", "/v1/messages", "copilot", Api.ANTHROPIC_MESSAGES, {"prefix": ""}),
+        ("api.individual.githubcopilot.com", "/responses", "copilot", Api.OPENAI_RESPONSES, {"prefix": ""}),
+    ],
+)
+def test_family_endpoints(host: str, path: str, provider: str, api: Api | None, params: dict[str, str]) -> None:
+    route = classify(FAMILIES_CONFIG, host, "POST", path)
+    assert route is not None
+    assert (route.provider.name, route.api, route.params) == (provider, api, params)
+    assert route.host == host
+
+
+def test_the_model_and_the_upstream_come_from_the_route() -> None:
+    deployment = classify(
+        FAMILIES_CONFIG, "east.openai.azure.com", "POST", "/openai/deployments/gpt-4o/chat/completions"
+    )
+    assert deployment is not None and deployment.model == "gpt-4o"
+    assert deployment.upstream.url("/x") == "https://east.openai.azure.com/x"  # a pattern: the host called
+    team = classify(FAMILIES_CONFIG, "team.openai.azure.com", "POST", "/openai/v1/chat/completions")
+    assert team is not None and team.model is None
+    assert team.upstream.url("/x") == "http://127.0.0.1:9/base/x"
+
+
+def test_errors_take_the_shape_of_the_route() -> None:
+    copilot_messages = classify(FAMILIES_CONFIG, "api.githubcopilot.com", "POST", "/v1/messages")
+    copilot_models = classify(FAMILIES_CONFIG, "api.githubcopilot.com", "GET", "/models")
+    assert copilot_messages is not None and copilot_models is not None
+    assert json.loads(copilot_messages.error_body(429, "slow down"))["type"] == "error"  # Anthropic's shape
+    assert set(json.loads(copilot_models.error_body(429, "slow down"))) == {"error"}  # the family's: OpenAI's

@@ -1,0 +1,170 @@
+"""Provider families beyond api.anthropic.com and api.openai.com, through a real mitmdump with the official SDKs
+configured as their users configure them: Azure OpenAI, OpenAI- and Anthropic-compatible endpoints under a path
+prefix, Codex logged in with ChatGPT, and GitHub Copilot. Each is recorded with its provider and model; bridged
+ones get injected tools and the loop; tapped ones reach the client byte for byte."""
+
+import json
+from collections.abc import Callable
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.e2e.test_tool_loop_e2e import injected_names, mcp_test_server
+from tests.support.mock_upstream import Answer, MockUpstream
+from tests.support.proxy import Proxy
+from tests.support.scenarios import anthropic_events, chat_chunks, chat_completion, responses_events
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+AZURE_KEY = "azure-key-0123456789abcdef"
+
+
+def upstreams(mock: MockUpstream, **providers: dict[str, str]) -> str:
+    """TOML sending each named provider (a default one by its name, or a new one with its type and host) to
+    the mock."""
+    tables = []
+    for name, keys in providers.items():
+        lines = [f"[providers.{name}]", f'upstream = "{mock.url}"']
+        lines += [f"{key} = {json.dumps(value)}" for key, value in keys.items()]
+        tables.append("\n".join(lines) + "\n")
+    return "\n".join(tables)
+
+
+@pytest.fixture
+def proxy_for(mock: MockUpstream, start_proxy: Callable[..., Proxy]) -> Callable[..., Proxy]:
+    def start(tools: bool = False, **providers: dict[str, str]) -> Proxy:
+        return start_proxy(upstreams(mock, **providers) + (mcp_test_server() if tools else ""))
+
+    return start
+
+
+def test_azure_openai_deployment_is_bridged_with_its_key_and_the_model_of_the_deployment(
+    mock: MockUpstream, proxy_for
+) -> None:
+    proxy = proxy_for(tools=True, azure={})
+    mock.enqueue(
+        Answer.json(
+            chat_completion(None, completion_id="az1", tools=[("call_1", "bmcp_test_echo", '{"message": "x"}')])
+        ),
+        Answer.json(chat_completion("Echoed.", completion_id="az2")),
+        Answer.sse(chat_chunks(["Str", "eamed."], completion_id="az3")),
+    )
+    client = openai.AzureOpenAI(
+        azure_endpoint="https://team-east.openai.azure.com", api_key=AZURE_KEY, api_version="2024-10-21", max_retries=0
+    )
+    completion = client.chat.completions.create(model="gpt-4o-prod", messages=MESSAGES)
+    assert completion.choices[0].message.content == "Echoed."
+    assert completion.choices[0].message.tool_calls is None  # the injected call never reaches the client
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(model="gpt-4o-prod", messages=MESSAGES, stream=True)
+        if c.choices
+    )
+    assert text == "Streamed."
+    first, second, third = mock.requests
+    assert first.path == "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
+    assert first.header("api-key") == AZURE_KEY and first.header("authorization") is None
+    assert injected_names(first.json()) and second.json()["messages"][-1]["role"] == "tool"
+    assert third.path == first.path
+    proxy.stop()
+    rows = proxy.rows(
+        "SELECT provider, provider_name, model, status, credential_hint FROM interceptions ORDER BY started_at"
+    )
+    assert [(r["provider"], r["model"], r["status"]) for r in rows] == [("azure", "gpt-4o-prod", "completed")] * 2
+    assert rows[0]["credential_hint"] == "azur...cdef"
+    assert proxy.rows("SELECT tool, injected FROM tool_usages") == [{"tool": "echo", "injected": True}]
+
+
+def test_azure_deployment_names_the_model_when_the_body_has_none(mock: MockUpstream, proxy_for) -> None:
+    proxy = proxy_for(azure={})
+    mock.enqueue(Answer.json(chat_completion("ok", completion_id="az")))
+    url = "https://team.openai.azure.com/openai/deployments/gpt-4o-mini-eu/chat/completions?api-version=2024-10-21"
+    response = httpx.post(url, json={"messages": MESSAGES}, headers={"api-key": AZURE_KEY}, timeout=30)
+    assert response.json()["choices"][0]["message"]["content"] == "ok"
+    proxy.stop()
+    [row] = proxy.rows("SELECT provider, model FROM interceptions")
+    assert row == {"provider": "azure", "model": "gpt-4o-mini-eu"}
+
+
+def test_compatible_endpoints_under_a_prefix_are_bridged(mock: MockUpstream, proxy_for) -> None:
+    proxy = proxy_for(
+        tools=True,
+        router={"type": "openai", "host": "openrouter.ai"},
+        zai={"type": "anthropic", "host": "api.z.ai"},
+    )
+    mock.enqueue(
+        Answer.sse(chat_chunks(["Routed."], completion_id="or1")),
+        Answer.sse(anthropic_events("Compatible.")),
+    )
+    chat = openai.OpenAI(base_url="https://openrouter.ai/api/v1", api_key="sk-or-v1-0123456789", max_retries=0)
+    chunks = list(chat.chat.completions.create(model="deepseek/deepseek-chat", messages=MESSAGES, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Routed."
+    messages = anthropic.Anthropic(base_url="https://api.z.ai/api/anthropic", api_key="zai-0123456789", max_retries=0)
+    with messages.messages.stream(model="glm-4.6", max_tokens=64, messages=MESSAGES) as stream:
+        assert stream.get_final_text() == "Compatible."
+    router, zai = mock.requests
+    assert router.path == "/api/v1/chat/completions" and injected_names(router.json())
+    assert zai.path == "/api/anthropic/v1/messages" and injected_names(zai.json())
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, provider_name, model, route FROM interceptions ORDER BY started_at")
+    assert rows == [
+        {
+            "provider": "openai",
+            "provider_name": "router",
+            "model": "deepseek/deepseek-chat",
+            "route": "/api/v1/chat/completions",
+        },
+        {"provider": "anthropic", "provider_name": "zai", "model": "glm-4.6", "route": "/api/anthropic/v1/messages"},
+    ]
+
+
+def test_codex_logged_in_with_chatgpt_is_tapped_byte_for_byte_with_the_account_hint(
+    mock: MockUpstream, proxy_for
+) -> None:
+    proxy = proxy_for(chatgpt={})
+    events = responses_events("From ChatGPT.", response_id="resp_chatgpt", model="gpt-5-codex")
+    mock.enqueue(Answer.sse(events))
+    client = openai.OpenAI(
+        base_url="https://chatgpt.com/backend-api/codex",
+        api_key="eyJchatgpt-access-token-0123456789",
+        default_headers={"ChatGPT-Account-ID": "acct-5f0e1d2c3b4a"},
+        max_retries=0,
+    )
+    with client.responses.with_streaming_response.create(
+        model="gpt-5-codex", input="hi", stream=True, instructions="be brief"
+    ) as response:
+        relayed = response.read()
+    assert relayed == b"".join(events)  # tapped: the client gets the provider's bytes
+    [seen] = mock.requests
+    assert seen.path == "/backend-api/codex/responses"
+    assert seen.header("authorization") == "Bearer eyJchatgpt-access-token-0123456789"
+    proxy.stop()
+    [row] = proxy.rows("SELECT provider, model, status, metadata FROM interceptions")
+    assert (row["provider"], row["model"], row["status"]) == ("chatgpt", "gpt-5-codex", "completed")
+    assert json.loads(row["metadata"])["account_hint"] == "ac...4a"
+    assert proxy.rows("SELECT output_tokens FROM token_usages") == [{"output_tokens": 9}]
+
+
+def test_copilot_loop_calls_say_they_are_the_agents(mock: MockUpstream, proxy_for) -> None:
+    proxy = proxy_for(tools=True, copilot={})
+    mock.enqueue(
+        Answer.sse(chat_chunks([], tools=[("call_1", "bmcp_test_echo", '{"message": "x"}')], completion_id="cp1")),
+        Answer.sse(chat_chunks(["Done."], completion_id="cp2")),
+    )
+    client = openai.OpenAI(
+        base_url="https://api.business.githubcopilot.com",
+        api_key="ghu_copilot-token-0123456789",
+        default_headers={"Copilot-Integration-Id": "vscode-chat", "X-Initiator": "user"},
+        max_retries=0,
+    )
+    chunks = list(client.chat.completions.create(model="gpt-4.1", messages=MESSAGES, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Done."
+    first, second = mock.requests
+    assert first.path == "/chat/completions"
+    assert first.header("x-initiator") == "user" and second.header("x-initiator") == "agent"
+    assert second.header("authorization") == "Bearer ghu_copilot-token-0123456789"
+    assert first.header("copilot-integration-id") == second.header("copilot-integration-id") == "vscode-chat"
+    proxy.stop()
+    [row] = proxy.rows("SELECT provider, model, status FROM interceptions")
+    assert row == {"provider": "copilot", "model": "gpt-4.1", "status": "completed"}

@@ -1,0 +1,247 @@
+"""The provider families (addon/providers/): the registry, recorded endpoints and their APIs, credentials,
+credential substitution, error shapes and overload statuses."""
+
+import json
+
+import pytest
+
+from addon.providers import FAMILIES, Api, Endpoint, Family, anthropic, azure, chatgpt, copilot, openai
+from addon.providers.base import AUTH_HEADERS, host_matches
+from addon.wire import AnthropicMessages, OpenAIChat, OpenAIResponses
+
+ANTHROPIC, OPENAI, AZURE, CHATGPT, COPILOT = (m.FAMILY for m in (anthropic, openai, azure, chatgpt, copilot))
+
+
+# --- the registry -------------------------------------------------------------------------------------------
+
+
+def test_the_registry_is_every_family_by_type_with_its_default_host() -> None:
+    assert {name: family.host for name, family in FAMILIES.items()} == {
+        "anthropic": "api.anthropic.com",
+        "openai": "api.openai.com",
+        "azure": "*.openai.azure.com",
+        "chatgpt": "chatgpt.com",
+        "copilot": "api*.githubcopilot.com",
+    }
+    assert list(FAMILIES)[:2] == ["anthropic", "openai"]  # the defaults the configuration lists first
+    assert all(isinstance(f, Family) and f.type == name for name, f in FAMILIES.items())
+    assert FAMILIES["anthropic"] is ANTHROPIC and FAMILIES["openai"] is OPENAI
+
+
+# --- Api ----------------------------------------------------------------------------------------------------
+
+
+def test_only_the_responses_api_is_tapped() -> None:
+    assert [api for api in Api if api.tapped] == [Api.OPENAI_RESPONSES]
+
+
+def test_each_api_reads_with_its_own_wire_format() -> None:
+    assert isinstance(Api.ANTHROPIC_MESSAGES.reader, AnthropicMessages)
+    assert isinstance(Api.OPENAI_CHAT.reader, OpenAIChat)
+    assert isinstance(Api.OPENAI_RESPONSES.reader, OpenAIResponses)
+
+
+def test_bridged_apis_bridge_with_the_wire_format_that_reads_them() -> None:
+    assert isinstance(Api.ANTHROPIC_MESSAGES.wire, AnthropicMessages)
+    assert isinstance(Api.OPENAI_CHAT.wire, OpenAIChat)
+    for api in (Api.ANTHROPIC_MESSAGES, Api.OPENAI_CHAT):
+        assert api.wire is api.reader
+
+
+def test_each_api_is_priced_as_its_vendors() -> None:
+    assert Api.ANTHROPIC_MESSAGES.vendor == "anthropic"
+    assert Api.OPENAI_CHAT.vendor == "openai"
+    assert Api.OPENAI_RESPONSES.vendor == "openai"
+
+
+# --- endpoints ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("family", "path", "api"),
+    [
+        (ANTHROPIC, "/v1/messages", Api.ANTHROPIC_MESSAGES),
+        (ANTHROPIC, "/v1/messages?beta=true", Api.ANTHROPIC_MESSAGES),
+        (ANTHROPIC, "/api/anthropic/v1/messages", Api.ANTHROPIC_MESSAGES),  # a compatible gateway's prefix
+        (ANTHROPIC, "/v1/messages/count_tokens", None),
+        (ANTHROPIC, "/v1/messages/", None),
+        (ANTHROPIC, "/v1/models", None),
+        (ANTHROPIC, "/v1/chat/completions", None),
+        (OPENAI, "/v1/chat/completions", Api.OPENAI_CHAT),
+        (OPENAI, "/v1/chat/completions?x=1", Api.OPENAI_CHAT),
+        (OPENAI, "/api/v1/chat/completions", Api.OPENAI_CHAT),  # OpenRouter
+        (OPENAI, "/openai/v1/chat/completions", Api.OPENAI_CHAT),  # Groq
+        (OPENAI, "/chat/completions", Api.OPENAI_CHAT),  # DeepSeek
+        (OPENAI, "/v1/responses", Api.OPENAI_RESPONSES),
+        (OPENAI, "/v1/responses/compact", None),
+        (OPENAI, "/v1/messages", None),
+        (OPENAI, "/v1/models", None),
+        (AZURE, "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", Api.OPENAI_CHAT),
+        (AZURE, "/openai/v1/chat/completions", Api.OPENAI_CHAT),
+        (AZURE, "/openai/deployments/gpt-4o/responses", Api.OPENAI_RESPONSES),
+        (AZURE, "/openai/v1/responses", Api.OPENAI_RESPONSES),
+        (AZURE, "/openai/responses", Api.OPENAI_RESPONSES),
+        (AZURE, "/openai/deployments/a/b/chat/completions", None),
+        (AZURE, "/v1/chat/completions", None),
+        (CHATGPT, "/backend-api/codex/responses", Api.OPENAI_RESPONSES),
+        (CHATGPT, "/backend-api/conversation", None),
+        (COPILOT, "/chat/completions", Api.OPENAI_CHAT),
+        (COPILOT, "/responses", Api.OPENAI_RESPONSES),
+        (COPILOT, "/v1/messages", Api.ANTHROPIC_MESSAGES),
+        (COPILOT, "/models", None),
+    ],
+)
+def test_endpoints_map_to_their_api(family: Family, path: str, api: Api | None) -> None:
+    found = family.endpoint(path)
+    assert (found[0].api if found else None) is api
+
+
+def test_an_azure_deployment_names_the_model() -> None:
+    found = AZURE.endpoint("/openai/deployments/my-gpt/chat/completions?api-version=1")
+    assert found is not None
+    endpoint, params = found
+    assert params == {"deployment": "my-gpt"}
+    assert endpoint.model == "deployment"
+    v1 = AZURE.endpoint("/openai/v1/chat/completions")
+    assert v1 is not None and v1[0].model is None and v1[1] == {}
+
+
+def test_an_endpoint_pattern_matches_whole_paths_only() -> None:
+    endpoint = Endpoint("{prefix*}/v1/messages", Api.ANTHROPIC_MESSAGES)
+    assert endpoint.match("/v1/messages") == {"prefix": ""}
+    assert endpoint.match("/a/b/v1/messages") == {"prefix": "/a/b"}
+    assert endpoint.match("/v1/messages/x") is None
+    assert endpoint.match("x/v1/messages") is None
+    one = Endpoint("/d/{name}/go", Api.OPENAI_CHAT)
+    assert one.match("/d/abc/go") == {"name": "abc"}
+    assert one.match("/d//go") is None
+    assert one.match("/d/a/b/go") is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "matches"),
+    [
+        ("api.openai.com", "api.openai.com", True),
+        ("api.openai.com", "eu.api.openai.com", False),
+        ("*.openai.azure.com", "my-res.openai.azure.com", True),
+        ("*.openai.azure.com", "openai.azure.com", False),
+        ("*.openai.azure.com", "evil.com", False),
+        ("api*.githubcopilot.com", "api.githubcopilot.com", True),
+        ("api*.githubcopilot.com", "api.business.githubcopilot.com", True),
+        ("api*.githubcopilot.com", "githubcopilot.com", False),
+    ],
+)
+def test_host_patterns(pattern: str, host: str, matches: bool) -> None:
+    assert host_matches(pattern, host) is matches
+
+
+# --- credentials --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"x-api-key": " sk-ant-key ", "authorization": "Bearer sk-bearer"}, "sk-ant-key"),
+        ({"x-api-key": "   ", "authorization": "Bearer sk-bearer"}, "sk-bearer"),
+        ({"authorization": "  bearer   sk-bearer  "}, "sk-bearer"),
+        ({"authorization": "Basic dXNlcjpwYXNz"}, None),
+        ({"authorization": "Bearer "}, None),
+        ({"authorization": "sk-no-scheme"}, None),
+        ({}, None),
+    ],
+)
+def test_anthropic_credential(headers: dict[str, str], expected: str | None) -> None:
+    assert ANTHROPIC.credential(headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"authorization": "Bearer sk-proj-1"}, "sk-proj-1"),
+        ({"authorization": "BEARER sk-proj-1 "}, "sk-proj-1"),
+        ({"x-api-key": "sk-proj-1"}, None),
+        ({"x-api-key": "sk-key", "authorization": "Bearer sk-bearer"}, "sk-bearer"),
+        ({"authorization": "Token sk-proj-1"}, None),
+        ({}, None),
+    ],
+)
+def test_openai_credential_is_only_a_bearer_token(headers: dict[str, str], expected: str | None) -> None:
+    assert OPENAI.credential(headers) == expected
+
+
+def test_azure_credential_is_its_api_key_header_or_a_bearer_token() -> None:
+    assert AZURE.credential({"api-key": "az-key", "authorization": "Bearer entra"}) == "az-key"
+    assert AZURE.credential({"authorization": "Bearer entra"}) == "entra"
+    assert AZURE.credential({"x-api-key": "other"}) is None
+
+
+CLIENT_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("Authorization", "Bearer sk-client"),
+    ("anthropic-version", "2023-06-01"),
+    ("X-API-KEY", "sk-client-2"),
+    ("api-key", "sk-client-3"),
+    ("User-Agent", "ua"),
+]
+KEPT = [("Content-Type", "application/json"), ("anthropic-version", "2023-06-01"), ("User-Agent", "ua")]
+
+
+@pytest.mark.parametrize(
+    ("family", "added"),
+    [
+        (ANTHROPIC, ("x-api-key", "sk-central")),
+        (OPENAI, ("authorization", "Bearer sk-central")),
+        (AZURE, ("api-key", "sk-central")),
+    ],
+)
+def test_with_key_replaces_every_client_credential(family: Family, added: tuple[str, str]) -> None:
+    assert family.with_key(CLIENT_HEADERS, "sk-central") == [*KEPT, added]
+
+
+def test_with_key_on_headers_without_credentials_adds_the_key() -> None:
+    assert OPENAI.with_key([("Accept", "*/*")], "k") == [("Accept", "*/*"), ("authorization", "Bearer k")]
+    assert ANTHROPIC.with_key([], "k") == [("x-api-key", "k")]
+
+
+def test_every_family_credential_header_is_an_auth_header() -> None:
+    for family in FAMILIES.values():
+        assert family.key_header is None or family.key_header in AUTH_HEADERS
+    assert "authorization" in AUTH_HEADERS
+
+
+# --- errors and overload ------------------------------------------------------------------------------------
+
+
+def test_anthropic_errors_are_anthropic_shaped() -> None:
+    assert json.loads(ANTHROPIC.errors.error_body(429, "slow down")) == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "slow down"},
+    }
+    assert json.loads(ANTHROPIC.errors.error_body(500, "boom"))["error"]["type"] == "api_error"
+
+
+@pytest.mark.parametrize("family", [OPENAI, AZURE, CHATGPT, COPILOT])
+def test_openai_style_errors_are_openai_shaped(family: Family) -> None:
+    assert json.loads(family.errors.error_body(401, "no key")) == {
+        "error": {"message": "no key", "type": "authentication_error", "param": None, "code": None}
+    }
+    assert json.loads(family.errors.error_body(502, "down"))["error"]["type"] == "server_error"
+    assert json.loads(family.errors.error_body(418, "odd"))["error"]["type"] == "invalid_request_error"
+
+
+def test_the_responses_api_answers_errors_in_openais_shape() -> None:
+    body = json.loads(Api.OPENAI_RESPONSES.reader.error_body(403, "nope"))
+    assert body == {"error": {"message": "nope", "type": "permission_error", "param": None, "code": None}}
+
+
+def test_only_anthropic_is_overloaded_at_529() -> None:
+    assert ANTHROPIC.overloaded == frozenset({429, 503, 504, 529})
+    for family in (OPENAI, AZURE, CHATGPT, COPILOT):
+        assert family.overloaded == frozenset({429, 503, 504})
+
+
+def test_per_user_token_families_take_no_central_key() -> None:
+    assert {name for name, f in FAMILIES.items() if not f.central_keys} == {"chatgpt", "copilot"}
+    assert COPILOT.loop_headers == (("x-initiator", "agent"),)
+    assert CHATGPT.account_header == "chatgpt-account-id"
+    assert all(f.loop_headers == () for f in FAMILIES.values() if f is not COPILOT)
