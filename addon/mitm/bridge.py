@@ -93,6 +93,8 @@ class Bridge:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if self.gateway is None and not {"aibridge_config", "aibridge_db"} <= updated:
+            return  # options a later addon's load() adds, before the configure that names ours: nothing to open yet
         if "aibridge_config" in updated:
             try:
                 config = load_config(ctx.options.aibridge_config)

@@ -11,6 +11,7 @@ from collections.abc import Callable, MutableMapping
 
 from mitmproxy import connection, http
 
+from addon.config import User
 from addon.policy.access import Users
 
 META_USER = "aibridge_user"
@@ -20,23 +21,26 @@ class ProxyUsers:
     def __init__(self, users: Callable[[], Users]) -> None:
         self.users = users
         """The configured users, as they are now (the Bridge's configuration)."""
-        self._tunnel_users: MutableMapping[connection.Client, str] = weakref.WeakKeyDictionary()
+        self._tunnels: MutableMapping[connection.Client, User] = weakref.WeakKeyDictionary()
+        """Who opened each tunnel; a request in it is theirs while they are still configured as they were."""
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         users = self.users()
         if not users.required:
             return
-        if (user := users.check_basic(flow.request.headers.get("proxy-authorization"))) is None:
+        if (name := users.check_basic(flow.request.headers.get("proxy-authorization"))) is None:
             flow.response = _auth_required()
-        else:
-            self._tunnel_users[flow.client_conn] = user
+        elif (user := users.get(name)) is not None:
+            self._tunnels[flow.client_conn] = user
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         users = self.users()
         if not users.required or flow.response is not None:
             return
-        user = self._tunnel_users.get(flow.client_conn)
-        if user is None:  # a plain-HTTP proxy request carries its own credentials
+        user = None
+        if (opener := self._tunnels.get(flow.client_conn)) is not None and users.get(opener.name) == opener:
+            user = opener.name  # a removed user's tunnel, or one whose token changed, is theirs no longer
+        elif opener is None:  # a plain-HTTP proxy request carries its own credentials
             user = users.check_basic(flow.request.headers.get("proxy-authorization"))
         flow.request.headers.pop("proxy-authorization", None)
         if user is None:

@@ -48,6 +48,9 @@ class Users:
         expected = user.token_hash if user is not None else _DUMMY_HASH
         return name if hmac.compare_digest(hash_token(token), expected) and user is not None else None
 
+    def get(self, name: str) -> User | None:
+        return self._by_name.get(name)
+
     def by_token(self, token: str) -> User | None:
         digest = hash_token(token)
         for known, user in self._by_hash.items():

@@ -21,7 +21,6 @@ from addon.config import (
     parse_upstream,
 )
 
-
 OTHERS = ["azure", "chatgpt", "copilot"]
 """The default providers besides anthropic and openai."""
 
@@ -107,7 +106,7 @@ def test_host_patterns_match_and_the_exact_host_wins() -> None:
 
 
 def test_families_without_central_keys_refuse_one() -> None:
-    with pytest.raises(ValueError, match="providers.copilot: copilot takes no central key"):
+    with pytest.raises(ValueError, match=r"providers\.copilot: copilot takes no central key"):
         parse_config({"providers": {"copilot": {"key": "ghu_x"}}})
 
 
@@ -183,7 +182,7 @@ def test_two_configured_providers_on_one_host_are_rejected_naming_both() -> None
         "providers.a and providers.b both claim host x.example: give one of them another host, or disable one "
         "(enabled = false)"
     )
-    with pytest.raises(ValueError, match="providers.anthropic and providers.claude both claim host api.anthropic"):
+    with pytest.raises(ValueError, match=r"providers\.anthropic and providers\.claude both claim host api\.anthropic"):
         parse_config({"providers": {"anthropic": {}, "claude": {"type": "anthropic", "host": "api.anthropic.com"}}})
     tables["b"]["enabled"] = False
     assert sorted(by_name({"providers": tables})) == sorted(["a", "anthropic", "openai", *OTHERS])
