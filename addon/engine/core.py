@@ -11,7 +11,6 @@ answer, and every error, is read whole before its status goes out.
 Every admitted job ends exactly once (`finish`), whatever fails: completed, failed, cancelled or refused.
 """
 
-import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -96,10 +95,10 @@ class Engine:
                 return None  # passed through as it is: the upstream answers it
             return self.fail(job, wire, 400, f"invalid JSON body: {e}")
         job.json = body
-        info = wire.parse_request(body)
-        if info.model is None and job.route.model:  # the model is in the path (an Azure deployment)
-            info = dataclasses.replace(info, model=job.route.model)
-        job.info = info
+        if body.get("model") is None and job.route.model:  # the path names it (an Azure deployment, Vertex)
+            job.info = info = wire.parse_request({**body, "model": job.route.model})
+        else:
+            job.info = info = wire.parse_request(body)
         parent, job.thread_root_id = await self.lineage.resolve(info.correlating_tool_call_id)
         session = client_session_id(client, headers, body)
         model = info.model or "unknown"

@@ -52,7 +52,8 @@ class Endpoint:
     leading segments (a prefix such as `/api` or `/openai`, or none)."""
 
     pattern: str
-    api: Api
+    api: Api | None
+    """None: a path that would match a later endpoint but is passed through (Vertex's `count-tokens`)."""
     model: str | None = None
     """The path parameter that names the model, for bodies that carry none (Azure deployments, Vertex)."""
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
@@ -105,11 +106,12 @@ class Family:
     """A header naming the client's account, recorded as a masked hint (`ChatGPT-Account-ID`)."""
 
     def endpoint(self, path: str) -> tuple[Endpoint, dict[str, str]] | None:
-        """The recorded endpoint `path` (query ignored) is, and its path parameters."""
+        """The recorded endpoint `path` (query ignored) is, and its path parameters; the first that matches
+        decides."""
         bare = path.split("?", 1)[0]
         for endpoint in self.endpoints:
             if (params := endpoint.match(bare)) is not None:
-                return endpoint, params
+                return (endpoint, params) if endpoint.api is not None else None
         return None
 
     def credential(self, headers: Mapping[str, str]) -> str | None:

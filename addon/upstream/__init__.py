@@ -75,7 +75,7 @@ def request_headers(client_headers: list[tuple[str, str]], extra: Iterable[tuple
     `accept-encoding: identity` keeps upstream bytes readable by the audit and identical for the client.
     """
     dropped = _NOT_FORWARDED | _connection_tokens(client_headers)
-    extra = list(extra)
+    extra = [(n, v) for n, v in extra if n.lower() not in _NOT_FORWARDED]  # framing is the transport's
     overridden = {name.lower() for name, _ in extra}
     headers = [(n, v) for n, v in client_headers if n.lower() not in dropped and n.lower() not in overridden]
     headers.extend(extra)

@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.test_tool_loop_e2e import injected_names, mcp_test_server
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy
-from tests.support.scenarios import anthropic_events, chat_chunks, chat_completion, responses_events
+from tests.support.scenarios import anthropic_events, anthropic_message, chat_chunks, chat_completion, responses_events
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 AZURE_KEY = "azure-key-0123456789abcdef"
@@ -95,7 +95,7 @@ def test_compatible_endpoints_under_a_prefix_are_bridged(mock: MockUpstream, pro
     )
     mock.enqueue(
         Answer.sse(chat_chunks(["Routed."], completion_id="or1")),
-        Answer.sse(anthropic_events("Compatible.")),
+        Answer.sse(anthropic_events(["Compatible."])),
     )
     chat = openai.OpenAI(base_url="https://openrouter.ai/api/v1", api_key="sk-or-v1-0123456789", max_retries=0)
     chunks = list(chat.chat.completions.create(model="deepseek/deepseek-chat", messages=MESSAGES, stream=True))
@@ -168,3 +168,43 @@ def test_copilot_loop_calls_say_they_are_the_agents(mock: MockUpstream, proxy_fo
     proxy.stop()
     [row] = proxy.rows("SELECT provider, model, status FROM interceptions")
     assert row == {"provider": "copilot", "model": "gpt-4.1", "status": "completed"}
+
+
+def test_anthropic_on_vertex_is_bridged_with_the_model_of_the_path(mock: MockUpstream, proxy_for) -> None:
+    proxy = proxy_for(tools=True, vertex={})
+    mock.enqueue(
+        Answer.sse(anthropic_events([], tools=[("toolu_1", "bmcp_test_echo", {"message": "v"})])),
+        Answer.sse(anthropic_events(["From Vertex."])),
+        Answer.json(anthropic_message("Blocking Vertex.")),
+    )
+    client = anthropic.AnthropicVertex(
+        region="us-east5", project_id="proj-1", access_token="ya29.vertex-token-0123456789", max_retries=0
+    )
+    with client.messages.stream(model="claude-sonnet-4-5@20250929", max_tokens=64, messages=MESSAGES) as stream:
+        assert stream.get_final_text() == "From Vertex."
+    blocking = client.messages.create(model="claude-sonnet-4-5@20250929", max_tokens=64, messages=MESSAGES)
+    assert blocking.content[0].text == "Blocking Vertex."
+    first, second, third = mock.requests
+    models = "/v1/projects/proj-1/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929"
+    assert (first.path, second.path, third.path) == (f"{models}:streamRawPredict",) * 2 + (f"{models}:rawPredict",)
+    assert first.header("authorization") == "Bearer ya29.vertex-token-0123456789"
+    assert "model" not in first.json() and first.json()["anthropic_version"]  # as the client sent them
+    assert injected_names(first.json()) and second.json()["messages"][-1]["content"][0]["type"] == "tool_result"
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, model, status FROM interceptions ORDER BY started_at")
+    assert rows == [{"provider": "vertex", "model": "claude-sonnet-4-5@20250929", "status": "completed"}] * 2
+    assert all(r["cost_micros"] for r in proxy.rows("SELECT cost_micros FROM token_usages"))  # priced by the book
+
+
+def test_anthropic_on_foundry_is_bridged(mock: MockUpstream, proxy_for) -> None:
+    proxy = proxy_for(foundry={})
+    mock.enqueue(Answer.sse(anthropic_events(["From Foundry."])))
+    client = anthropic.AnthropicFoundry(resource="team-ai", api_key="foundry-key-0123456789", max_retries=0)
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES) as stream:
+        assert stream.get_final_text() == "From Foundry."
+    [seen] = mock.requests
+    assert seen.path.split("?")[0] == "/anthropic/v1/messages"
+    assert seen.header("x-api-key") == "foundry-key-0123456789"
+    proxy.stop()
+    [row] = proxy.rows("SELECT provider, model, status FROM interceptions")
+    assert row == {"provider": "foundry", "model": "claude-sonnet-4-5", "status": "completed"}

@@ -21,7 +21,7 @@ from addon.config import (
     parse_upstream,
 )
 
-OTHERS = ["azure", "chatgpt", "copilot"]
+OTHERS = ["azure", "chatgpt", "copilot", "vertex", "foundry"]
 """The default providers besides anthropic and openai."""
 
 
@@ -31,13 +31,15 @@ def by_name(data: dict[str, Any]) -> dict[str, Any]:
 
 def test_defaults_are_one_provider_per_family() -> None:
     providers = by_name({})
-    assert list(providers) == ["anthropic", "openai", "azure", "chatgpt", "copilot"]
+    assert list(providers) == ["anthropic", "openai", *OTHERS]
     assert {p.host for p in providers.values()} == {
         "api.anthropic.com",
         "api.openai.com",
         "*.openai.azure.com",
         "chatgpt.com",
         "api*.githubcopilot.com",
+        "*aiplatform*.googleapis.com",
+        "*.services.ai.azure.com",
     }
     anthropic, openai = providers["anthropic"], providers["openai"]
     assert (anthropic.type, anthropic.host, anthropic.extra_headers) == ("anthropic", "api.anthropic.com", ())
@@ -482,7 +484,7 @@ def test_allow_byok_global_and_per_provider() -> None:
         {"allow_byok": False, "providers": {"anthropic": {"allow_byok": True}, "openai": {"allow_byok": False}}}
     )
     assert config.allow_byok is False
-    assert [p.allow_byok for p in config.providers] == [True, False, None, None, None]
+    assert [p.allow_byok for p in config.providers] == [True, False] + [None] * len(OTHERS)
     assert parse_config({"allow_byok": True}).allow_byok is True
 
 

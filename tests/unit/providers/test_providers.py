@@ -5,11 +5,17 @@ import json
 
 import pytest
 
-from addon.providers import FAMILIES, Api, Endpoint, Family, anthropic, azure, chatgpt, copilot, openai
+from addon.providers import FAMILIES, Api, Endpoint, Family, anthropic, azure, chatgpt, copilot, foundry, openai, vertex
 from addon.providers.base import AUTH_HEADERS, host_matches
 from addon.wire import AnthropicMessages, OpenAIChat, OpenAIResponses
 
-ANTHROPIC, OPENAI, AZURE, CHATGPT, COPILOT = (m.FAMILY for m in (anthropic, openai, azure, chatgpt, copilot))
+ANTHROPIC, OPENAI, AZURE, CHATGPT, COPILOT, VERTEX, FOUNDRY = (
+    m.FAMILY for m in (anthropic, openai, azure, chatgpt, copilot, vertex, foundry)
+)
+ANTHROPIC_SERVED = (ANTHROPIC, VERTEX, FOUNDRY)
+"""The families that serve Anthropic's Messages API as Anthropic does (its errors, its 529)."""
+OPENAI_SERVED = (OPENAI, AZURE, CHATGPT, COPILOT)
+VERTEX_MODELS = "/v1/projects/my-proj/locations/us-east5/publishers/anthropic/models"
 
 
 # --- the registry -------------------------------------------------------------------------------------------
@@ -22,6 +28,8 @@ def test_the_registry_is_every_family_by_type_with_its_default_host() -> None:
         "azure": "*.openai.azure.com",
         "chatgpt": "chatgpt.com",
         "copilot": "api*.githubcopilot.com",
+        "vertex": "*aiplatform*.googleapis.com",
+        "foundry": "*.services.ai.azure.com",
     }
     assert list(FAMILIES)[:2] == ["anthropic", "openai"]  # the defaults the configuration lists first
     assert all(isinstance(f, Family) and f.type == name for name, f in FAMILIES.items())
@@ -89,6 +97,14 @@ def test_each_api_is_priced_as_its_vendors() -> None:
         (COPILOT, "/responses", Api.OPENAI_RESPONSES),
         (COPILOT, "/v1/messages", Api.ANTHROPIC_MESSAGES),
         (COPILOT, "/models", None),
+        (VERTEX, f"{VERTEX_MODELS}/claude-sonnet-4-5@20250929:streamRawPredict", Api.ANTHROPIC_MESSAGES),
+        (VERTEX, f"{VERTEX_MODELS}/claude-sonnet-4-5@20250929:rawPredict", Api.ANTHROPIC_MESSAGES),
+        (VERTEX, f"{VERTEX_MODELS}/count-tokens:rawPredict", None),  # passthrough, though {model} would match
+        (VERTEX, f"{VERTEX_MODELS}/claude-sonnet-4-5", None),
+        (VERTEX, "/v1/messages", None),
+        (FOUNDRY, "/anthropic/v1/messages", Api.ANTHROPIC_MESSAGES),
+        (FOUNDRY, "/anthropic/v1/messages?api-version=1", Api.ANTHROPIC_MESSAGES),
+        (FOUNDRY, "/v1/messages", None),
     ],
 )
 def test_endpoints_map_to_their_api(family: Family, path: str, api: Api | None) -> None:
@@ -104,6 +120,32 @@ def test_an_azure_deployment_names_the_model() -> None:
     assert endpoint.model == "deployment"
     v1 = AZURE.endpoint("/openai/v1/chat/completions")
     assert v1 is not None and v1[0].model is None and v1[1] == {}
+
+
+def test_a_vertex_path_names_the_model_and_the_project() -> None:
+    found = VERTEX.endpoint(f"{VERTEX_MODELS}/claude-opus-4-1@20250805:streamRawPredict?alt=sse")
+    assert found is not None
+    endpoint, params = found
+    assert params == {
+        "version": "v1",
+        "project": "my-proj",
+        "region": "us-east5",
+        "model": "claude-opus-4-1@20250805",
+    }
+    assert endpoint.model == "model"
+
+
+def test_a_passthrough_endpoint_hides_the_recorded_ones_after_it() -> None:
+    family = Family(
+        type="t",
+        host="h",
+        endpoints=(Endpoint("/m/special:go", None), Endpoint("/m/{model}:go", Api.OPENAI_CHAT)),
+        errors=Api.OPENAI_CHAT.reader,
+        overloaded=frozenset(),
+    )
+    assert family.endpoint("/m/special:go") is None
+    found = family.endpoint("/m/gpt:go")
+    assert found is not None and found[1] == {"model": "gpt"}
 
 
 def test_an_endpoint_pattern_matches_whole_paths_only() -> None:
@@ -129,6 +171,12 @@ def test_an_endpoint_pattern_matches_whole_paths_only() -> None:
         ("api*.githubcopilot.com", "api.githubcopilot.com", True),
         ("api*.githubcopilot.com", "api.business.githubcopilot.com", True),
         ("api*.githubcopilot.com", "githubcopilot.com", False),
+        (VERTEX.host, "aiplatform.googleapis.com", True),
+        (VERTEX.host, "us-east5-aiplatform.googleapis.com", True),
+        (VERTEX.host, "aiplatform.us.rep.googleapis.com", True),
+        (VERTEX.host, "aiplatform.googleapis.com.evil.net", False),
+        (VERTEX.host, "googleapis.com", False),
+        ("*.services.ai.azure.com", "my-res.services.ai.azure.com", True),
     ],
 )
 def test_host_patterns(pattern: str, host: str, matches: bool) -> None:
@@ -175,6 +223,13 @@ def test_azure_credential_is_its_api_key_header_or_a_bearer_token() -> None:
     assert AZURE.credential({"x-api-key": "other"}) is None
 
 
+def test_foundry_takes_x_api_key_and_vertex_a_google_bearer_token() -> None:
+    assert FOUNDRY.credential({"x-api-key": "f-key", "authorization": "Bearer entra"}) == "f-key"
+    assert FOUNDRY.credential({"authorization": "Bearer entra"}) == "entra"
+    assert VERTEX.credential({"authorization": "Bearer ya29.token"}) == "ya29.token"
+    assert VERTEX.credential({"x-api-key": "k"}) is None
+
+
 CLIENT_HEADERS = [
     ("Content-Type", "application/json"),
     ("Authorization", "Bearer sk-client"),
@@ -212,15 +267,16 @@ def test_every_family_credential_header_is_an_auth_header() -> None:
 # --- errors and overload ------------------------------------------------------------------------------------
 
 
-def test_anthropic_errors_are_anthropic_shaped() -> None:
-    assert json.loads(ANTHROPIC.errors.error_body(429, "slow down")) == {
+@pytest.mark.parametrize("family", ANTHROPIC_SERVED)
+def test_anthropic_errors_are_anthropic_shaped(family: Family) -> None:
+    assert json.loads(family.errors.error_body(429, "slow down")) == {
         "type": "error",
         "error": {"type": "rate_limit_error", "message": "slow down"},
     }
-    assert json.loads(ANTHROPIC.errors.error_body(500, "boom"))["error"]["type"] == "api_error"
+    assert json.loads(family.errors.error_body(500, "boom"))["error"]["type"] == "api_error"
 
 
-@pytest.mark.parametrize("family", [OPENAI, AZURE, CHATGPT, COPILOT])
+@pytest.mark.parametrize("family", OPENAI_SERVED)
 def test_openai_style_errors_are_openai_shaped(family: Family) -> None:
     assert json.loads(family.errors.error_body(401, "no key")) == {
         "error": {"message": "no key", "type": "authentication_error", "param": None, "code": None}
@@ -235,13 +291,15 @@ def test_the_responses_api_answers_errors_in_openais_shape() -> None:
 
 
 def test_only_anthropic_is_overloaded_at_529() -> None:
-    assert ANTHROPIC.overloaded == frozenset({429, 503, 504, 529})
-    for family in (OPENAI, AZURE, CHATGPT, COPILOT):
+    for family in ANTHROPIC_SERVED:
+        assert family.overloaded == frozenset({429, 503, 504, 529})
+    for family in OPENAI_SERVED:
         assert family.overloaded == frozenset({429, 503, 504})
+    assert set(ANTHROPIC_SERVED + OPENAI_SERVED) == set(FAMILIES.values())
 
 
 def test_per_user_token_families_take_no_central_key() -> None:
-    assert {name for name, f in FAMILIES.items() if not f.central_keys} == {"chatgpt", "copilot"}
+    assert {name for name, f in FAMILIES.items() if not f.central_keys} == {"chatgpt", "copilot", "vertex"}
     assert COPILOT.loop_headers == (("x-initiator", "agent"),)
     assert CHATGPT.account_header == "chatgpt-account-id"
     assert all(f.loop_headers == () for f in FAMILIES.values() if f is not COPILOT)

@@ -96,6 +96,35 @@ FAMILIES_CONFIG = parse_config(
         ("api.githubcopilot.com", "/chat/completions", "copilot", Api.OPENAI_CHAT, {"prefix": ""}),
         ("api.enterprise.githubcopilot.com", "/v1/messages", "copilot", Api.ANTHROPIC_MESSAGES, {"prefix": ""}),
         ("api.individual.githubcopilot.com", "/responses", "copilot", Api.OPENAI_RESPONSES, {"prefix": ""}),
+        (
+            "us-east5-aiplatform.googleapis.com",
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
+            "vertex",
+            Api.ANTHROPIC_MESSAGES,
+            {"version": "v1", "project": "p", "region": "us-east5", "model": "claude-sonnet-4-5@20250929"},
+        ),
+        (
+            "aiplatform.us.rep.googleapis.com",
+            "/v1/projects/p/locations/us/publishers/anthropic/models/claude-opus-4-1:rawPredict",
+            "vertex",
+            Api.ANTHROPIC_MESSAGES,
+            {"version": "v1", "project": "p", "region": "us", "model": "claude-opus-4-1"},
+        ),
+        (  # counting tokens is passed through, though it looks like a model's :rawPredict
+            "aiplatform.googleapis.com",
+            "/v1/projects/p/locations/global/publishers/anthropic/models/count-tokens:rawPredict",
+            "vertex",
+            None,
+            {},
+        ),
+        (  # Gemini on Vertex: not recorded yet
+            "europe-west4-aiplatform.googleapis.com",
+            "/v1/projects/p/locations/europe-west4/publishers/google/models/gemini-2.5-pro:streamGenerateContent",
+            "vertex",
+            None,
+            {},
+        ),
+        ("team-ai.services.ai.azure.com", "/anthropic/v1/messages", "foundry", Api.ANTHROPIC_MESSAGES, {"prefix": ""}),
     ],
 )
 def test_family_endpoints(host: str, path: str, provider: str, api: Api | None, params: dict[str, str]) -> None:

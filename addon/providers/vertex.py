@@ -1,0 +1,21 @@
+"""Anthropic's models on Google Vertex AI (`{region}-aiplatform.googleapis.com`; `aiplatform.googleapis.com` and
+`aiplatform.us.rep.googleapis.com` for the multi-regions): the Messages body without its model, which the path
+names, `:rawPredict` blocking and `:streamRawPredict` streamed. The client's Google bearer token passes through
+unchanged (no central key)."""
+
+from addon.providers.base import Api, Endpoint, Family
+
+_MODELS = "/{version}/projects/{project}/locations/{region}/publishers/anthropic/models"
+
+FAMILY = Family(
+    type="vertex",
+    host="*aiplatform*.googleapis.com",
+    endpoints=(
+        Endpoint(f"{_MODELS}/count-tokens:rawPredict", None),
+        Endpoint(f"{_MODELS}/{{model}}:streamRawPredict", Api.ANTHROPIC_MESSAGES, model="model"),
+        Endpoint(f"{_MODELS}/{{model}}:rawPredict", Api.ANTHROPIC_MESSAGES, model="model"),
+    ),
+    errors=Api.ANTHROPIC_MESSAGES.reader,
+    overloaded=frozenset({429, 503, 504, 529}),
+    central_keys=False,
+)
