@@ -73,6 +73,37 @@ def test_claude_code_prints_the_mock_text(
     assert proxy.rows("SELECT prompt FROM user_prompts") == [{"prompt": "say hi"}]
 
 
+def test_claude_code_on_vertex_is_recorded_as_vertex(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """`CLAUDE_CODE_USE_VERTEX=1` (Google auth skipped, as behind a gateway): Claude Code calls
+    `{region}-aiplatform.googleapis.com`, which the bridge intercepts by default and records as Vertex."""
+    proxy = start_proxy(f'[providers.vertex]\nupstream = "{mock.url}"\n' + mcp_test_server())
+
+    def answer(seen: Any) -> Answer:
+        if seen.path.endswith(":streamRawPredict"):
+            return Answer.sse(anthropic_events(["Hello from ", "Vertex."]))
+        return Answer.json({})
+
+    mock.responder = answer
+    vertex = {"CLAUDE_CODE_USE_VERTEX": "1", "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1", "CLOUD_ML_REGION": "us-east5"}
+    quiet = {k: v for k, v in CLAUDE_QUIET.items() if k != "ANTHROPIC_API_KEY"}
+    env = client_env(proxy, tmp_path / "home", **quiet, **vertex, ANTHROPIC_VERTEX_PROJECT_ID="proj-1")
+    done = run([str(binary("claude")), "-p", "say hi"], env, tmp_path / "w")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hello from Vertex."
+    calls = [r for r in mock.requests if r.path.endswith(":streamRawPredict")]
+    assert calls, [r.path for r in mock.requests]
+    prefix = "/v1/projects/proj-1/locations/us-east5/publishers/anthropic/models/"
+    assert all(c.path.startswith(prefix) for c in calls)
+    assert any(name.startswith("bmcp_") for c in calls for name in (t.get("name", "") for t in c.json()["tools"]))
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, client, model, status, client_session_id FROM interceptions")
+    models = {c.path.removeprefix(prefix).removesuffix(":streamRawPredict") for c in calls}
+    assert {(r["provider"], r["client"], r["status"]) for r in rows} == {("vertex", "Claude Code", "completed")}
+    assert {r["model"] for r in rows} == models and all(r["client_session_id"] for r in rows)
+
+
 def test_claude_code_never_sees_the_injected_tool(
     llm_mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
 ) -> None:
