@@ -11,6 +11,7 @@ answer, and every error, is read whole before its status goes out.
 Every admitted job ends exactly once (`finish`), whatever fails: completed, failed, cancelled or refused.
 """
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -99,6 +100,8 @@ class Engine:
             job.info = info = wire.parse_request({**body, "model": job.route.model})
         else:
             job.info = info = wire.parse_request(body)
+        if (endpoint := job.route.endpoint) is not None and endpoint.stream is not None:  # the path says
+            job.info = info = dataclasses.replace(info, stream=endpoint.stream)
         parent, job.thread_root_id = await self.lineage.resolve(info.correlating_tool_call_id)
         session = client_session_id(client, headers, body)
         model = info.model or "unknown"

@@ -1,13 +1,16 @@
-"""Passthrough exchanges the bridge reads for the audit as they pass, changing nothing (the Responses API).
+"""Passthrough exchanges the bridge reads for the audit as they pass, changing nothing (the Responses API,
+Bedrock's InvokeModel).
 
 mitmproxy relays the upstream's bytes itself; the tap is the response's `stream` callable, so it sees each
-chunk on the way and returns it untouched (the in-process transport calls it the same way). A copy of an SSE
-stream goes through an incremental decoder and SSE parser, event by event, never buffered; a whole (JSON) body
-is kept, up to a limit, and parsed when it ends. The interception is recorded through the engine, as bridged
-ones are, and ends exactly once: when the response ends, or when the flow fails (client gone, upstream
-unreachable or broken).
+chunk on the way and returns it untouched (the in-process transport calls it the same way). A copy of a stream
+goes through an incremental decoder and its framing (SSE, or AWS event-stream frames whose payloads carry the
+API's events), event by event, never buffered; a whole (JSON) body is kept, up to a limit, and parsed when it
+ends. The interception is recorded through the engine, as bridged ones are, and ends exactly once: when the
+response ends, or when the flow fails (client gone, upstream unreachable or broken).
 """
 
+import base64
+import json
 import logging
 from collections.abc import Mapping
 
@@ -15,13 +18,14 @@ from addon.engine.core import Engine
 from addon.engine.job import Job, Status
 from addon.upstream.encoding import Decoder, decode_body, stream_decoder
 from addon.wire import Turn
-from addon.wire.openai_responses import ResponsesParser
+from addon.wire.eventstream import EventStreamDecoder, Frame
 from addon.wire.sse import SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 32 * 1024 * 1024
-"""Bytes of a whole (non-SSE) response kept for the audit; beyond this it is relayed but not parsed."""
+"""Bytes of a whole (non-streamed) response kept for the audit; beyond this it is relayed but not parsed."""
+EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
 class ResponseTap:
@@ -30,10 +34,14 @@ class ResponseTap:
     def __init__(self, engine: Engine, job: Job) -> None:
         self.engine = engine
         self.job = job
-        self.parser = ResponsesParser()
+        self.reader = job.api.reader
+        self.parser = self.reader.parser()
         self.status: int | None = None
+        self.finished = False
+        """The stream's final event went by."""
         self._encoding = ""
         self._sse: SSEParser | None = None
+        self._frames: EventStreamDecoder | None = None
         self._decode: Decoder | None = None
         self._body: list[bytes] | None = []
         self._size = 0
@@ -43,11 +51,18 @@ class ResponseTap:
         """The response's head arrived."""
         self.status = status
         self._encoding = headers.get("content-encoding", "").strip().lower()
-        if 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream"):
-            self._sse, self._decode = SSEParser(), stream_decoder(self._encoding)
-            self._body = None
-            if self._decode is None:
-                logger.warning("aibridge: a Responses stream in %r encoding is relayed unread", self._encoding)
+        content_type = headers.get("content-type", "")
+        if not 200 <= status < 300:
+            return
+        if content_type.startswith("text/event-stream"):
+            self._sse = SSEParser()
+        elif content_type.startswith(EVENT_STREAM):
+            self._frames = EventStreamDecoder()
+        else:
+            return
+        self._body, self._decode = None, stream_decoder(self._encoding)
+        if self._decode is None:
+            logger.warning("aibridge: a %s stream in %r encoding is relayed unread", self.job.api.value, self._encoding)
 
     def __call__(self, chunk: bytes) -> bytes:
         if chunk and not self._broken:
@@ -59,21 +74,26 @@ class ResponseTap:
         return chunk
 
     def _feed(self, chunk: bytes) -> None:
-        if self._sse is None:
+        if self._sse is None and self._frames is None:
             if self._body is not None:
                 self._size += len(chunk)
                 self._body.append(chunk)
                 if self._size > MAX_BODY:
                     self._body = None
-                    logger.warning("aibridge: a Responses body over %d bytes is relayed unread", MAX_BODY)
+                    logger.warning("aibridge: a passthrough body over %d bytes is relayed unread", MAX_BODY)
             return
         if self._decode is None:
             return  # an encoding the tap cannot read: relayed, not parsed
-        for event in self._sse.feed(self._decode(chunk)):
-            self._event(event)
+        if self._sse is not None:
+            for event in self._sse.feed(self._decode(chunk)):
+                self._event(event)
+        elif self._frames is not None:
+            for frame in self._frames.feed(self._decode(chunk)):
+                self._event(_frame_event(frame))
 
     def _event(self, event: SSEEvent) -> None:
         self.parser.feed_event(event)
+        self.finished = self.finished or self.reader.ends_stream(event)
 
     def end(self) -> None:
         """The response ended (mitmproxy's `response` hook)."""
@@ -90,7 +110,7 @@ class ResponseTap:
     def fail(self, status: Status, message: str) -> None:
         """The flow failed before the response ended (mitmproxy's `error` hook): record what arrived. A stream
         whose final event went by has ended as it says, even if the client left before the last bytes."""
-        if self.parser.finished and not self._broken:
+        if self.finished and not self._broken:
             self.end()
             return
         self.engine.conclude(self.job, self._turn(final=False), status, message, self.status)
@@ -101,9 +121,23 @@ class ResponseTap:
                 if self._sse is not None:
                     if (tail := self._sse.close()) is not None:
                         self._event(tail)
-                elif self._body is not None:
+                elif self._body is not None and self._frames is None:
                     self.parser.feed_body(decode_body(b"".join(self._body), self._encoding))
             return self.parser.turn()
         except Exception:  # boundary: as above; the interception still ends
             logger.exception("aibridge: could not read a passthrough response for the audit")
             return Turn()
+
+
+def _frame_event(frame: Frame) -> SSEEvent:
+    """A Bedrock frame as the event it carries: a chunk's base64 payload is one of the API's own events; an
+    exception becomes the API's error event."""
+    if frame.message_type == "exception":
+        message = json.loads(frame.payload or b"{}").get("message") or frame.headers.get(":exception-type", "")
+        kind = frame.headers.get(":exception-type", "exception")
+        data = json.dumps({"type": "error", "error": {"type": kind, "message": message}})
+        return SSEEvent(raw=b"", event="error", data=data)
+    inner = json.loads(frame.payload or b"{}").get("bytes")
+    data = base64.b64decode(inner).decode("utf-8") if isinstance(inner, str) else ""
+    kind = json.loads(data).get("type", "") if data else ""
+    return SSEEvent(raw=b"", event=kind if isinstance(kind, str) else "", data=data)

@@ -50,9 +50,16 @@ def write_ca_bundle(confdir: Path) -> Path:
 def shell_lines(proxy_url: str, bundle: Path) -> list[str]:
     """HTTPS_PROXY and every client family's CA variable: Python SDKs and most CLIs (SSL_CERT_FILE),
     Node/Bun clients such as Claude Code and opencode (NODE_EXTRA_CA_CERTS), Codex (CODEX_CA_CERTIFICATE),
-    `requests` (REQUESTS_CA_BUNDLE) and curl (CURL_CA_BUNDLE)."""
+    `requests` (REQUESTS_CA_BUNDLE), curl (CURL_CA_BUNDLE) and the AWS SDKs (AWS_CA_BUNDLE)."""
     path = str(bundle.resolve())
     lines = [f"export HTTPS_PROXY={proxy_url}", f"export https_proxy={proxy_url}"]
-    for var in ("SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "CODEX_CA_CERTIFICATE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    for var in (
+        "SSL_CERT_FILE",
+        "NODE_EXTRA_CA_CERTS",
+        "CODEX_CA_CERTIFICATE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "AWS_CA_BUNDLE",
+    ):
         lines.append(f"export {var}={path}")
     return lines

@@ -18,10 +18,12 @@ class Api(enum.Enum):
     ANTHROPIC_MESSAGES = "anthropic-messages"
     OPENAI_CHAT = "openai-chat"
     OPENAI_RESPONSES = "openai-responses"
+    BEDROCK_INVOKE = "bedrock-invoke"
+    """Bedrock's InvokeModel: Anthropic's Messages bodies, streamed in AWS event-stream frames."""
 
     @property
     def tapped(self) -> bool:
-        return self is Api.OPENAI_RESPONSES
+        return self in (Api.OPENAI_RESPONSES, Api.BEDROCK_INVOKE)
 
     @property
     def reader(self) -> WireReader:
@@ -36,11 +38,15 @@ class Api(enum.Enum):
     @property
     def vendor(self) -> str:
         """Whose models the API serves, as the price book names them, whoever hosts it."""
-        return "anthropic" if self is Api.ANTHROPIC_MESSAGES else "openai"
+        return "anthropic" if self in (Api.ANTHROPIC_MESSAGES, Api.BEDROCK_INVOKE) else "openai"
 
 
 _WIRES: dict[Api, WireFormat] = {Api.ANTHROPIC_MESSAGES: AnthropicMessages(), Api.OPENAI_CHAT: OpenAIChat()}
-_READERS: dict[Api, WireReader] = {**_WIRES, Api.OPENAI_RESPONSES: OpenAIResponses()}
+_READERS: dict[Api, WireReader] = {
+    **_WIRES,
+    Api.OPENAI_RESPONSES: OpenAIResponses(),
+    Api.BEDROCK_INVOKE: _WIRES[Api.ANTHROPIC_MESSAGES],
+}
 
 
 _PARAM = re.compile(r"\{(\w+)(\*?)\}")
@@ -56,6 +62,8 @@ class Endpoint:
     """None: a path that would match a later endpoint but is passed through (Vertex's `count-tokens`)."""
     model: str | None = None
     """The path parameter that names the model, for bodies that carry none (Azure deployments, Vertex)."""
+    stream: bool | None = None
+    """Whether the endpoint streams whatever the body says (Bedrock's `invoke-with-response-stream`)."""
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

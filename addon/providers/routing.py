@@ -1,6 +1,7 @@
 """Which provider a request is for, and whether the bridge handles it or passes it through. Pure."""
 
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from addon.config import Config, Provider, Upstream
 from addon.providers import FAMILIES, Api, Family
@@ -36,7 +37,9 @@ class Route:
     @property
     def model(self) -> str | None:
         """The model the path names, where the endpoint's body may not (Azure deployments, Vertex)."""
-        return self.params.get(self.endpoint.model) if self.endpoint and self.endpoint.model else None
+        if not self.endpoint or not self.endpoint.model or not (model := self.params.get(self.endpoint.model)):
+            return None
+        return unquote(model)  # boto3 sends a Bedrock model id's `:` as `%3A`
 
     def error_body(self, status: int, message: str) -> bytes:
         """A provider-shaped error: in the route's API's shape, else the family's."""

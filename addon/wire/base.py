@@ -195,13 +195,17 @@ class WireReader(Protocol):
         """A provider-shaped error response body."""
         ...
 
-
-class WireFormat(WireReader, Protocol):
-    """One provider API the bridge intercepts. The engine runs the same loop for every API; these are its steps."""
-
     def ends_stream(self, event: SSEEvent) -> bool:
         """Whether an upstream event may be its stream's last (a stream that closes after any other was cut off)."""
         ...
+
+    def parser(self) -> "ResponseParser":
+        """A parser for a response relayed as it is."""
+        ...
+
+
+class WireFormat(WireReader, Protocol):
+    """One provider API the bridge intercepts. The engine runs the same loop for every API; these are its steps."""
 
     def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, bool]:
         """The bytes to send upstream (changed only where the bridge must), and whether the usage chunk the

@@ -202,5 +202,10 @@ class OpenAIResponses:
     def parser(self) -> ResponsesParser:
         return ResponsesParser()
 
+    def ends_stream(self, event: SSEEvent) -> bool:
+        data = json_object(event.data) if event.data else None
+        kind = (data.get("type") if data else None) or event.event
+        return kind in _FINAL_EVENTS or kind == "error"
+
     def error_body(self, status: int, message: str) -> bytes:
         return _CHAT.error_body(status, message)

@@ -5,16 +5,26 @@ ones get injected tools and the loop; tapped ones reach the client byte for byte
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import anthropic
 import httpx
 import openai
 import pytest
 
+from addon.engine.tap import EVENT_STREAM
+from addon.wire.eventstream import encode
 from tests.e2e.test_tool_loop_e2e import injected_names, mcp_test_server
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy
-from tests.support.scenarios import anthropic_events, anthropic_message, chat_chunks, chat_completion, responses_events
+from tests.support.scenarios import (
+    anthropic_events,
+    anthropic_message,
+    bedrock_frames,
+    chat_chunks,
+    chat_completion,
+    responses_events,
+)
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 AZURE_KEY = "azure-key-0123456789abcdef"
@@ -208,3 +218,69 @@ def test_anthropic_on_foundry_is_bridged(mock: MockUpstream, proxy_for) -> None:
     proxy.stop()
     [row] = proxy.rows("SELECT provider, model, status FROM interceptions")
     assert row == {"provider": "foundry", "model": "claude-sonnet-4-5", "status": "completed"}
+
+
+# --- Amazon Bedrock: recorded, passed through unchanged (SigV4 covers the body) -----------------------------
+
+BEDROCK_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+BEDROCK_BODY = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": MESSAGES}
+
+
+def bedrock() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="AKIAEXAMPLEKEY000000",
+        aws_secret_access_key="secret-example",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def test_bedrock_invoke_with_response_stream_is_recorded_and_relayed_unchanged(mock: MockUpstream, proxy_for) -> None:
+    proxy = proxy_for(bedrock={})
+    frames = bedrock_frames(anthropic_events(["From ", "Bedrock."]))
+    mock.enqueue(Answer(headers={"content-type": EVENT_STREAM}, events=frames))
+    mock.enqueue(Answer(headers={"content-type": EVENT_STREAM}, events=frames))
+    response = bedrock().invoke_model_with_response_stream(modelId=BEDROCK_MODEL, body=json.dumps(BEDROCK_BODY))
+    events = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
+    assert "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta") == "From Bedrock."
+    first = mock.requests[0]
+    assert first.path == "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"
+    assert first.header("authorization").startswith("AWS4-HMAC-SHA256 Credential=AKIAEXAMPLEKEY000000/")
+    assert first.body == json.dumps(BEDROCK_BODY).encode()  # the signed body, unchanged
+    # The bytes the client gets are the provider's.
+    url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/invoke-with-response-stream"
+    with httpx.stream("POST", url, json=BEDROCK_BODY, headers={"authorization": "AWS4-HMAC-SHA256 x"}) as raw:
+        assert raw.read() == b"".join(frames)
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, model, status, streaming FROM interceptions ORDER BY started_at")
+    assert rows[0] == {"provider": "bedrock", "model": BEDROCK_MODEL, "status": "completed", "streaming": True}
+    usage = proxy.rows("SELECT input_tokens, output_tokens, cost_micros FROM token_usages ORDER BY created_at")
+    assert usage[0]["output_tokens"] > 0 and usage[0]["cost_micros"]  # priced by the response's model
+    assert proxy.rows("SELECT prompt FROM user_prompts")[0] == {"prompt": "hi"}
+
+
+def test_bedrock_invoke_blocking_and_an_exception_frame(mock: MockUpstream, proxy_for) -> None:
+    proxy = proxy_for(bedrock={})
+    mock.enqueue(Answer.json(anthropic_message("Blocking Bedrock.")))
+    throttled = encode(
+        {":message-type": "exception", ":exception-type": "throttlingException", ":content-type": "application/json"},
+        b'{"message": "Too many tokens, please wait."}',
+    )
+    events = anthropic_events(["cut"])
+    mock.enqueue(Answer(headers={"content-type": EVENT_STREAM}, events=[*bedrock_frames(events[:2]), throttled]))
+    client = bedrock()
+    answer = json.loads(client.invoke_model(modelId=BEDROCK_MODEL, body=json.dumps(BEDROCK_BODY))["body"].read())
+    assert answer["content"][0]["text"] == "Blocking Bedrock."
+    from botocore.exceptions import EventStreamError
+
+    stream = client.invoke_model_with_response_stream(modelId=BEDROCK_MODEL, body=json.dumps(BEDROCK_BODY))["body"]
+    with pytest.raises(EventStreamError, match="Too many tokens"):
+        list(stream)
+    proxy.stop()
+    rows = proxy.rows("SELECT status, error, streaming FROM interceptions ORDER BY started_at")
+    assert rows[0] == {"status": "completed", "error": None, "streaming": False}
+    assert rows[1]["status"] == "failed" and "Too many tokens" in rows[1]["error"] and rows[1]["streaming"]

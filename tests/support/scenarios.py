@@ -1,8 +1,11 @@
 """Provider answers in the real wire format, built from a few parameters."""
 
+import base64
 import json
 import re
 from typing import Any
+
+from addon.wire.eventstream import encode
 
 from .mock_upstream import Answer, sse_event
 
@@ -317,3 +320,13 @@ def responses_events(
         },
     ]
     return [sse_event(p["type"], {**p, "sequence_number": n}) for n, p in enumerate(payloads)]
+
+
+def bedrock_frames(events: list[bytes]) -> list[bytes]:
+    """Anthropic SSE events as Bedrock's InvokeModel streams them: each event's JSON, base64, in a `chunk` frame."""
+    headers = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+    frames = []
+    for event in events:
+        data = next(line[6:] for line in event.decode().splitlines() if line.startswith("data: "))
+        frames.append(encode(headers, json.dumps({"bytes": base64.b64encode(data.encode()).decode()}).encode()))
+    return frames

@@ -21,7 +21,7 @@ from addon.config import (
     parse_upstream,
 )
 
-OTHERS = ["azure", "chatgpt", "copilot", "vertex", "foundry"]
+OTHERS = ["azure", "chatgpt", "copilot", "vertex", "foundry", "bedrock"]
 """The default providers besides anthropic and openai."""
 
 
@@ -40,6 +40,7 @@ def test_defaults_are_one_provider_per_family() -> None:
         "api*.githubcopilot.com",
         "*aiplatform*.googleapis.com",
         "*.services.ai.azure.com",
+        "bedrock-runtime.*.amazonaws.com",
     }
     anthropic, openai = providers["anthropic"], providers["openai"]
     assert (anthropic.type, anthropic.host, anthropic.extra_headers) == ("anthropic", "api.anthropic.com", ())

@@ -30,6 +30,7 @@ def test_the_registry_is_every_family_by_type_with_its_default_host() -> None:
         "copilot": "api*.githubcopilot.com",
         "vertex": "*aiplatform*.googleapis.com",
         "foundry": "*.services.ai.azure.com",
+        "bedrock": "bedrock-runtime.*.amazonaws.com",
     }
     assert list(FAMILIES)[:2] == ["anthropic", "openai"]  # the defaults the configuration lists first
     assert all(isinstance(f, Family) and f.type == name for name, f in FAMILIES.items())
@@ -39,8 +40,10 @@ def test_the_registry_is_every_family_by_type_with_its_default_host() -> None:
 # --- Api ----------------------------------------------------------------------------------------------------
 
 
-def test_only_the_responses_api_is_tapped() -> None:
-    assert [api for api in Api if api.tapped] == [Api.OPENAI_RESPONSES]
+def test_only_the_responses_api_and_bedrock_invoke_are_tapped() -> None:
+    assert [api for api in Api if api.tapped] == [Api.OPENAI_RESPONSES, Api.BEDROCK_INVOKE]
+    assert Api.BEDROCK_INVOKE.reader is Api.ANTHROPIC_MESSAGES.reader  # Anthropic's bodies, in other framing
+    assert Api.BEDROCK_INVOKE.vendor == "anthropic"
 
 
 def test_each_api_reads_with_its_own_wire_format() -> None:
@@ -295,11 +298,12 @@ def test_only_anthropic_is_overloaded_at_529() -> None:
         assert family.overloaded == frozenset({429, 503, 504, 529})
     for family in OPENAI_SERVED:
         assert family.overloaded == frozenset({429, 503, 504})
-    assert set(ANTHROPIC_SERVED + OPENAI_SERVED) == set(FAMILIES.values())
+    assert FAMILIES["bedrock"].overloaded == frozenset({429, 503, 504})  # Bedrock throttles; it has no 529
+    assert set(ANTHROPIC_SERVED + OPENAI_SERVED) | {FAMILIES["bedrock"]} == set(FAMILIES.values())
 
 
 def test_per_user_token_families_take_no_central_key() -> None:
-    assert {name for name, f in FAMILIES.items() if not f.central_keys} == {"chatgpt", "copilot", "vertex"}
+    assert {name for name, f in FAMILIES.items() if not f.central_keys} == {"chatgpt", "copilot", "vertex", "bedrock"}
     assert COPILOT.loop_headers == (("x-initiator", "agent"),)
     assert CHATGPT.account_header == "chatgpt-account-id"
     assert all(f.loop_headers == () for f in FAMILIES.values() if f is not COPILOT)

@@ -125,6 +125,15 @@ FAMILIES_CONFIG = parse_config(
             {},
         ),
         ("team-ai.services.ai.azure.com", "/anthropic/v1/messages", "foundry", Api.ANTHROPIC_MESSAGES, {"prefix": ""}),
+        (
+            "bedrock-runtime.eu-west-1.amazonaws.com",
+            "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream",
+            "bedrock",
+            Api.BEDROCK_INVOKE,
+            {"model": "anthropic.claude-sonnet-4-5-20250929-v1%3A0"},
+        ),
+        ("bedrock-runtime.us-east-1.amazonaws.com", "/model/m/invoke", "bedrock", Api.BEDROCK_INVOKE, {"model": "m"}),
+        ("bedrock-runtime.us-east-1.amazonaws.com", "/model/m/converse-stream", "bedrock", None, {}),  # not yet
     ],
 )
 def test_family_endpoints(host: str, path: str, provider: str, api: Api | None, params: dict[str, str]) -> None:
@@ -151,3 +160,11 @@ def test_errors_take_the_shape_of_the_route() -> None:
     assert copilot_messages is not None and copilot_models is not None
     assert json.loads(copilot_messages.error_body(429, "slow down"))["type"] == "error"  # Anthropic's shape
     assert set(json.loads(copilot_models.error_body(429, "slow down"))) == {"error"}  # the family's: OpenAI's
+
+
+def test_a_bedrock_model_id_is_unquoted_and_the_path_says_it_streams() -> None:
+    path = "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"
+    route = classify(FAMILIES_CONFIG, "bedrock-runtime.eu-west-1.amazonaws.com", "POST", path)
+    assert route is not None and route.endpoint is not None
+    assert route.model == "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    assert (route.endpoint.stream, route.api.tapped if route.api else None) == (True, True)
