@@ -18,8 +18,8 @@ if str(ROOT) not in sys.path:
 from addon.providers import FAMILIES  # noqa: E402
 
 FORMATS: tuple[str, ...] = ("anthropic", "openai")
-PATHS = {name: next(path for path, api in FAMILIES[name].endpoints.items() if not api.tapped) for name in FORMATS}
-"""Each format's bridged API path, as the provider registry has it."""
+PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
+"""Each format's bridged API path, as the clients call it."""
 HOSTS = {name: FAMILIES[name].host for name in FORMATS}
 """The hosts clients call: proxied requests go there, and each proxy sends them to the mock."""
 MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1"}

@@ -35,11 +35,11 @@ from addon.config import load_config  # noqa: E402
 from addon.gateway import Action, Gateway  # noqa: E402
 from addon.mitm.server import LocalServer, _HopConnection  # noqa: E402
 from addon.policy.pricing import load_book  # noqa: E402
-from addon.providers import FAMILIES  # noqa: E402
 from addon.tools import ToolManager  # noqa: E402
 
 HOST_HEADER = "x-aibridge-worker-host"
-BRIDGED_PATHS = frozenset(path for f in FAMILIES.values() for path, api in f.endpoints.items() if not api.tapped)
+BRIDGED_PATHS = ("/v1/messages", "/v1/chat/completions")
+"""What the benchmark's clients call on the default hosts (the families' bridged endpoints without a prefix)."""
 
 
 # --- the mitmproxy side ----------------------------------------------------------------------------------------
