@@ -284,3 +284,22 @@ def test_bedrock_invoke_blocking_and_an_exception_frame(mock: MockUpstream, prox
     rows = proxy.rows("SELECT status, error, streaming FROM interceptions ORDER BY started_at")
     assert rows[0] == {"status": "completed", "error": None, "streaming": False}
     assert rows[1]["status"] == "failed" and "Too many tokens" in rows[1]["error"] and rows[1]["streaming"]
+
+
+def test_anthropics_bedrock_client_streams_through_the_tap(mock: MockUpstream, proxy_for) -> None:
+    """`AnthropicBedrock` signs with SigV4 and reads the event stream itself; the bridge records it unchanged."""
+    proxy = proxy_for(bedrock={})
+    mock.enqueue(Answer(headers={"content-type": EVENT_STREAM}, events=bedrock_frames(anthropic_events(["Via SDK."]))))
+    client = anthropic.AnthropicBedrock(
+        aws_region="us-west-2", aws_access_key="AKIAEXAMPLEKEY000000", aws_secret_key="secret-example", max_retries=0
+    )
+    with client.messages.stream(model=BEDROCK_MODEL, max_tokens=64, messages=MESSAGES) as stream:
+        assert stream.get_final_text() == "Via SDK."
+    [seen] = mock.requests
+    assert seen.path.startswith("/model/anthropic.claude-sonnet-4-5-20250929-v1") and seen.path.endswith(
+        "/invoke-with-response-stream"
+    )
+    assert seen.header("authorization").startswith("AWS4-HMAC-SHA256 ")
+    proxy.stop()
+    [row] = proxy.rows("SELECT provider, model, status, streaming FROM interceptions")
+    assert row == {"provider": "bedrock", "model": BEDROCK_MODEL, "status": "completed", "streaming": True}
