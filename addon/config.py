@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from addon.providers import FAMILIES
+from addon.providers import FAMILIES, Api
 from addon.providers.base import host_matches
 
 ProviderType = str
 """A provider family's type: a key of `addon.providers.FAMILIES`."""
 PROVIDER_TYPES: tuple[ProviderType, ...] = tuple(FAMILIES)
 DEFAULT_HOSTS: dict[ProviderType, str] = {name: family.host for name, family in FAMILIES.items()}
-PRICE_VENDORS = ("anthropic", "openai")
+PRICE_VENDORS = tuple(dict.fromkeys(api.vendor for api in Api))
 """Whose models the price book prices (`[prices."<vendor>/<model>"]`): the API's, whoever hosts it."""
 
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

@@ -11,7 +11,6 @@ answer, and every error, is read whole before its status goes out.
 Every admitted job ends exactly once (`finish`), whatever fails: completed, failed, cancelled or refused.
 """
 
-import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -48,6 +47,17 @@ def _header_map(headers: list[tuple[str, str]]) -> dict[str, str]:
         key = name.lower()
         merged[key] = f"{merged[key]}, {value}" if key in merged else value
     return merged
+
+
+def _with_path_facts(body: dict, job: Job) -> dict:
+    """The body as the wire format should read it where the path says more: the model of an Azure deployment,
+    Vertex or Bedrock when the body names none, whether a Bedrock endpoint streams. A copy, for reading only."""
+    facts: dict = {}
+    if body.get("model") is None and job.route.model:
+        facts["model"] = job.route.model
+    if (endpoint := job.route.endpoint) is not None and endpoint.stream is not None:
+        facts["stream"] = endpoint.stream
+    return {**body, **facts} if facts else body
 
 
 class Engine:
@@ -96,12 +106,7 @@ class Engine:
                 return None  # passed through as it is: the upstream answers it
             return self.fail(job, wire, 400, f"invalid JSON body: {e}")
         job.json = body
-        if body.get("model") is None and job.route.model:  # the path names it (an Azure deployment, Vertex)
-            job.info = info = wire.parse_request({**body, "model": job.route.model})
-        else:
-            job.info = info = wire.parse_request(body)
-        if (endpoint := job.route.endpoint) is not None and endpoint.stream is not None:  # the path says
-            job.info = info = dataclasses.replace(info, stream=endpoint.stream)
+        job.info = info = wire.parse_request(_with_path_facts(body, job))
         parent, job.thread_root_id = await self.lineage.resolve(info.correlating_tool_call_id)
         session = client_session_id(client, headers, body)
         model = info.model or "unknown"

@@ -12,6 +12,7 @@ response ends, or when the flow fails (client gone, upstream unreachable or brok
 import base64
 import json
 import logging
+import re
 from collections.abc import Mapping
 
 from addon.engine.core import Engine
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 32 * 1024 * 1024
 """Bytes of a whole (non-streamed) response kept for the audit; beyond this it is relayed but not parsed."""
 EVENT_STREAM = "application/vnd.amazon.eventstream"
+_KIND = re.compile(r'\s*\{\s*"type"\s*:\s*"([^"]+)"')
 
 
 class ResponseTap:
@@ -37,8 +39,8 @@ class ResponseTap:
         self.reader = job.api.reader
         self.parser = self.reader.parser()
         self.status: int | None = None
-        self.finished = False
-        """The stream's final event went by."""
+        self._last: SSEEvent | None = None
+        """The last event with a name or data: whether it was the stream's final one is asked only at the end."""
         self._encoding = ""
         self._sse: SSEParser | None = None
         self._frames: EventStreamDecoder | None = None
@@ -93,7 +95,13 @@ class ResponseTap:
 
     def _event(self, event: SSEEvent) -> None:
         self.parser.feed_event(event)
-        self.finished = self.finished or self.reader.ends_stream(event)
+        if event.event or event.data:
+            self._last = event
+
+    @property
+    def finished(self) -> bool:
+        """The stream's final event went by."""
+        return self._last is not None and self.reader.ends_stream(self._last)
 
     def end(self) -> None:
         """The response ended (mitmproxy's `response` hook)."""
@@ -139,5 +147,5 @@ def _frame_event(frame: Frame) -> SSEEvent:
         return SSEEvent(raw=b"", event="error", data=data)
     inner = json.loads(frame.payload or b"{}").get("bytes")
     data = base64.b64decode(inner).decode("utf-8") if isinstance(inner, str) else ""
-    kind = json.loads(data).get("type", "") if data else ""
-    return SSEEvent(raw=b"", event=kind if isinstance(kind, str) else "", data=data)
+    kind = _KIND.match(data)  # the event's name, as SSE would carry it, without parsing the event twice
+    return SSEEvent(raw=b"", event=kind.group(1) if kind else "", data=data)

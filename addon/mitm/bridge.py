@@ -20,7 +20,7 @@ from addon.audit.endpoint import QueryEndpoint
 from addon.config import Config, load_config
 from addon.engine.job import Job, Reply, Status
 from addon.engine.tap import ResponseTap
-from addon.gateway import Action, Decision, Gateway, too_large
+from addon.gateway import MAX_REQUEST_BODY, Action, Decision, Gateway, too_large
 from addon.mitm import gc_policy
 from addon.mitm.certs import protect_private_key, shell_lines, write_ca_bundle
 from addon.mitm.proxyauth import META_USER
@@ -195,7 +195,7 @@ class Bridge:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
-            self._check_size(flow, flow.request.headers.get("content-length"))
+            self._check_size(flow, flow.request.headers.get("content-length"), None)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.error is not None or self.gateway is None:
@@ -207,7 +207,7 @@ class Bridge:
         )
         if decision is None:
             return
-        if self._check_size(flow, len(request.raw_content or b"")):  # a chunked body, now read whole
+        if self._check_size(flow, len(request.raw_content or b""), decision.route):  # a chunked body, read whole
             return
         flow.metadata[META_ROUTE] = decision.route
         if decision.action is Action.TAP:
@@ -217,23 +217,24 @@ class Bridge:
         else:
             _pass_through(flow, decision)
 
-    def _check_size(self, flow: http.HTTPFlow, length: str | int | None) -> bool:
+    def _check_size(self, flow: http.HTTPFlow, length: str | int | None, route: Route | None) -> bool:
         """Answer a recorded route's over-large body with a provider-shaped 413 (before it is read, when its
-        length is declared). Such a request goes nowhere and starts no interception."""
+        length is declared). Such a request goes nowhere and starts no interception. The route is looked up
+        only for a body over the limit (`route`: already known)."""
         try:
             size = int(length) if length is not None else 0
         except ValueError:
             return False  # mitmproxy itself refuses a malformed content-length
-        if self.gateway is None or (refused := too_large(self._route(flow), size)) is None:
+        if size <= MAX_REQUEST_BODY or self.gateway is None:
+            return False
+        request = flow.request
+        route = route or self.gateway.route(request.host, request.method, request.path)
+        if (refused := too_large(route, size)) is None:
             return False
         status, body, message = refused
         logger.warning("aibridge: %s %s refused: %s", flow.request.method, flow.request.pretty_url, message)
         flow.response = http.Response.make(status, body, {"content-type": "application/json"})
         return True
-
-    def _route(self, flow: http.HTTPFlow) -> Route | None:
-        assert self.gateway is not None
-        return self.gateway.route(flow.request.host, flow.request.method, flow.request.path)
 
     async def _bridge(self, flow: http.HTTPFlow, decision: Decision) -> None:
         try:

@@ -32,6 +32,7 @@ from addon.policy import Refusal
 from addon.policy.budgets import Ledger, Reservation
 from addon.policy.pricing import PriceBook
 from addon.providers import Api
+from addon.providers.routing import Route
 from addon.wire.sse import SSEParser
 from tests.support.fakes import (
     ANTHROPIC_BODY,
@@ -1059,3 +1060,19 @@ async def test_finish_settles_the_sum_of_every_round(recorder: FakeRecorder, ups
     assert second.cost_micros == 1_200 * 3 + 20 * 15 + 1_000 * 0.3
     assert job.cost_micros == 4_500 + 4_200 == ledger.spent("tester")
     assert recorder.ended(job).status == "completed"
+
+
+async def test_a_provider_serving_another_vendors_api_is_priced_as_that_vendor(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    """Copilot's and Azure's chat completions are OpenAI's models: the price book is asked as OpenAI's, and the
+    audit still says which provider served them."""
+    copilot = next(p for p in parse_config({}).providers if p.name == "copilot")
+    body = b'{"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    _, upstream.respond = sse_reply(CHAT_EVENTS)
+    job = make_job(body, api=Api.OPENAI_CHAT, provider=copilot, headers=CHAT_HEADERS, path="/chat/completions")
+    job.route = Route(copilot, Api.OPENAI_CHAT, "api.githubcopilot.com")
+    await read(await engine.open(await admitted(engine, job)))
+    assert recorder.started(job).provider == "copilot"
+    (usage,) = recorder.of(TokensUsed)
+    assert usage.cost_micros and usage.prices["source"].startswith("genai-prices openai/")
