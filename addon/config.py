@@ -23,8 +23,9 @@ ProviderType = str
 """A provider family's type: a key of `addon.providers.FAMILIES`."""
 PROVIDER_TYPES: tuple[ProviderType, ...] = tuple(FAMILIES)
 DEFAULT_HOSTS: dict[ProviderType, str] = {name: family.host for name, family in FAMILIES.items()}
-PRICE_VENDORS = tuple(dict.fromkeys(api.vendor for api in Api))
-"""Whose models the price book prices (`[prices."<vendor>/<model>"]`): the API's, whoever hosts it."""
+PRICE_VENDORS = tuple(dict.fromkeys([*(api.vendor for api in Api), *(f.prices for f in FAMILIES.values() if f.prices)]))
+"""Whose models the price book prices (`[prices."<vendor>/<model>"]`): the API's, whoever hosts it, or the
+family's own (`aws` for Bedrock's model ids)."""
 
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")

@@ -42,9 +42,7 @@ logger = logging.getLogger(__name__)
 class Bridge:
     """The bridge without the proxy: built from the same configuration and audit file options."""
 
-    def __init__(
-        self, config: Config, writer: AuditWriter, tools: ToolManager, transport: Http1Transport
-    ) -> None:
+    def __init__(self, config: Config, writer: AuditWriter, tools: ToolManager, transport: Http1Transport) -> None:
         self.gateway = Gateway(writer, transport, tools)
         self.gateway.apply(config)
         self.tools = tools

@@ -201,9 +201,7 @@ def test_unit_tests_mirror_the_modules() -> None:
     tests = {p.relative_to(UNIT).as_posix() for p in UNIT.rglob("test_*.py")}
     assert sorted(tests - set(expected)) == [], "a unit test module for no module of the addon"
     untested = {name for test, name in expected.items() if test not in tests}
-    packages_without_code = {
-        name for name, path in modules() if path.name == "__init__.py" and not _has_code(path)
-    }
+    packages_without_code = {name for name, path in modules() if path.name == "__init__.py" and not _has_code(path)}
     assert sorted(untested - set(UNTESTED) - packages_without_code) == [], "a module without its unit tests"
     assert sorted(set(UNTESTED) & {expected[t] for t in tests}) == [], "listed as untested, but has tests"
 

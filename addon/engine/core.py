@@ -118,7 +118,7 @@ class Engine:
             refusal = self.observer.refuse(job)  # an open circuit breaker
         if refusal is None and self.ledger is not None:
             max_output = info.max_output or DEFAULT_MAX_OUTPUT
-            estimate = self.prices.estimate(job.api.vendor, info.model, len(job.body) // 4, max_output)
+            estimate = self.prices.estimate(job.route.price_vendor, info.model, len(job.body) // 4, max_output)
             decision = self.ledger.admit(job.initiator, estimate)
             if isinstance(decision, Refusal):
                 refusal = decision

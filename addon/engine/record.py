@@ -46,7 +46,7 @@ def priced(job: Job, turn: Turn, prices: PriceBook) -> TokensUsed:
     """A token-usage row with its cost, priced by the response's model (else the requested one); the cost is
     added to the job's, which its budget reservation settles with."""
     assert turn.usage is not None
-    u, provider = turn.usage, job.api.vendor
+    u, provider = turn.usage, job.route.price_vendor
     requested = job.info.model if job.info else None
     cost = prices.cost(provider, turn.model, u) if turn.model else None
     if cost is None and requested and requested != turn.model:

@@ -1,5 +1,5 @@
 """Passthrough exchanges the bridge reads for the audit as they pass, changing nothing (the Responses API,
-Bedrock's InvokeModel).
+Bedrock's InvokeModel and Converse).
 
 mitmproxy relays the upstream's bytes itself; the tap is the response's `stream` callable, so it sees each
 chunk on the way and returns it untouched (the in-process transport calls it the same way). A copy of a stream
@@ -9,17 +9,15 @@ ends. The interception is recorded through the engine, as bridged ones are, and 
 response ends, or when the flow fails (client gone, upstream unreachable or broken).
 """
 
-import base64
-import json
 import logging
-import re
 from collections.abc import Mapping
 
 from addon.engine.core import Engine
 from addon.engine.job import Job, Status
 from addon.upstream.encoding import Decoder, decode_body, stream_decoder
 from addon.wire import Turn
-from addon.wire.eventstream import EventStreamDecoder, Frame
+from addon.wire.bedrock import frame_event
+from addon.wire.eventstream import EventStreamDecoder
 from addon.wire.sse import SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
@@ -27,7 +25,6 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 32 * 1024 * 1024
 """Bytes of a whole (non-streamed) response kept for the audit; beyond this it is relayed but not parsed."""
 EVENT_STREAM = "application/vnd.amazon.eventstream"
-_KIND = re.compile(r'\s*\{\s*"type"\s*:\s*"([^"]+)"')
 
 
 class ResponseTap:
@@ -91,7 +88,7 @@ class ResponseTap:
                 self._event(event)
         elif self._frames is not None:
             for frame in self._frames.feed(self._decode(chunk)):
-                self._event(_frame_event(frame))
+                self._event(frame_event(frame))
 
     def _event(self, event: SSEEvent) -> None:
         self.parser.feed_event(event)
@@ -135,17 +132,3 @@ class ResponseTap:
         except Exception:  # boundary: as above; the interception still ends
             logger.exception("aibridge: could not read a passthrough response for the audit")
             return Turn()
-
-
-def _frame_event(frame: Frame) -> SSEEvent:
-    """A Bedrock frame as the event it carries: a chunk's base64 payload is one of the API's own events; an
-    exception becomes the API's error event."""
-    if frame.message_type == "exception":
-        message = json.loads(frame.payload or b"{}").get("message") or frame.headers.get(":exception-type", "")
-        kind = frame.headers.get(":exception-type", "exception")
-        data = json.dumps({"type": "error", "error": {"type": kind, "message": message}})
-        return SSEEvent(raw=b"", event="error", data=data)
-    inner = json.loads(frame.payload or b"{}").get("bytes")
-    data = base64.b64decode(inner).decode("utf-8") if isinstance(inner, str) else ""
-    kind = _KIND.match(data)  # the event's name, as SSE would carry it, without parsing the event twice
-    return SSEEvent(raw=b"", event=kind.group(1) if kind else "", data=data)

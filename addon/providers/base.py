@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from addon.wire import AnthropicMessages, OpenAIChat, OpenAIResponses, WireFormat, WireReader
+from addon.wire.bedrock import BedrockConverse, BedrockInvoke
 
 Headers = Sequence[tuple[str, str]]
 
@@ -20,10 +21,12 @@ class Api(enum.Enum):
     OPENAI_RESPONSES = "openai-responses"
     BEDROCK_INVOKE = "bedrock-invoke"
     """Bedrock's InvokeModel: Anthropic's Messages bodies, streamed in AWS event-stream frames."""
+    BEDROCK_CONVERSE = "bedrock-converse"
+    """Bedrock's Converse: its own format for every model, streamed in AWS event-stream frames."""
 
     @property
     def tapped(self) -> bool:
-        return self in (Api.OPENAI_RESPONSES, Api.BEDROCK_INVOKE)
+        return self in (Api.OPENAI_RESPONSES, Api.BEDROCK_INVOKE, Api.BEDROCK_CONVERSE)
 
     @property
     def reader(self) -> WireReader:
@@ -38,6 +41,8 @@ class Api(enum.Enum):
     @property
     def vendor(self) -> str:
         """Whose models the API serves, as the price book names them, whoever hosts it."""
+        if self is Api.BEDROCK_CONVERSE:
+            return "aws"  # any model Bedrock serves, priced by Bedrock's own ids
         return "anthropic" if self in (Api.ANTHROPIC_MESSAGES, Api.BEDROCK_INVOKE) else "openai"
 
 
@@ -45,7 +50,8 @@ _WIRES: dict[Api, WireFormat] = {Api.ANTHROPIC_MESSAGES: AnthropicMessages(), Ap
 _READERS: dict[Api, WireReader] = {
     **_WIRES,
     Api.OPENAI_RESPONSES: OpenAIResponses(),
-    Api.BEDROCK_INVOKE: _WIRES[Api.ANTHROPIC_MESSAGES],
+    Api.BEDROCK_INVOKE: BedrockInvoke(),
+    Api.BEDROCK_CONVERSE: BedrockConverse(),
 }
 
 
@@ -112,6 +118,9 @@ class Family:
     """Headers on the calls the bridge itself makes in a tool loop (Copilot counts them as the agent's)."""
     account_header: str | None = None
     """A header naming the client's account, recorded as a masked hint (`ChatGPT-Account-ID`)."""
+    prices: str | None = None
+    """The price book's name for the family, where it names models its own way (Bedrock's
+    `anthropic.claude-...-v1:0`); else the API's vendor's."""
 
     def endpoint(self, path: str) -> tuple[Endpoint, dict[str, str]] | None:
         """The recorded endpoint `path` (query ignored) is, and its path parameters; the first that matches

@@ -1,6 +1,7 @@
 """Amazon Bedrock's runtime (`bedrock-runtime.{region}.amazonaws.com`): InvokeModel with Anthropic's Messages
-bodies, its answers streamed in AWS event-stream frames. Recorded and passed through unchanged: the client's
-SigV4 signature covers the body, so nothing in it may change (no central key). Converse passes through unread.
+bodies, and Converse, Bedrock's own format for every model (opencode, Cline, Roo, Goose), both streamed in AWS
+event-stream frames. Recorded and passed through unchanged: the client's SigV4 signature covers the body, so
+nothing in it may change (no central key). Priced by Bedrock's own model ids (`anthropic.claude-...-v1:0`).
 """
 
 from addon.providers.base import Api, Endpoint, Family
@@ -11,8 +12,11 @@ FAMILY = Family(
     endpoints=(
         Endpoint("/model/{model}/invoke-with-response-stream", Api.BEDROCK_INVOKE, model="model", stream=True),
         Endpoint("/model/{model}/invoke", Api.BEDROCK_INVOKE, model="model", stream=False),
+        Endpoint("/model/{model}/converse-stream", Api.BEDROCK_CONVERSE, model="model", stream=True),
+        Endpoint("/model/{model}/converse", Api.BEDROCK_CONVERSE, model="model", stream=False),
     ),
-    errors=Api.ANTHROPIC_MESSAGES.reader,
+    errors=Api.BEDROCK_INVOKE.reader,
     overloaded=frozenset({429, 503, 504}),
     central_keys=False,
+    prices="aws",
 )

@@ -35,6 +35,12 @@ class Route:
         return Upstream(scheme="https", host=self.host or self.provider.host, port=443, path="")
 
     @property
+    def price_vendor(self) -> str:
+        """Whose prices the route's models have: the family's own, else its API's vendor's."""
+        assert self.api is not None
+        return self.family.prices or self.api.vendor
+
+    @property
     def model(self) -> str | None:
         """The model the path names, where the endpoint's body may not (Azure deployments, Vertex)."""
         if not self.endpoint or not self.endpoint.model or not (model := self.params.get(self.endpoint.model)):

@@ -23,6 +23,8 @@ from tests.support.scenarios import (
     bedrock_frames,
     chat_chunks,
     chat_completion,
+    converse_frames,
+    converse_response,
     responses_events,
 )
 
@@ -303,3 +305,43 @@ def test_anthropics_bedrock_client_streams_through_the_tap(mock: MockUpstream, p
     proxy.stop()
     [row] = proxy.rows("SELECT provider, model, status, streaming FROM interceptions")
     assert row == {"provider": "bedrock", "model": BEDROCK_MODEL, "status": "completed", "streaming": True}
+
+
+CONVERSE_BODY = {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "inferenceConfig": {"maxTokens": 64}}
+
+
+def test_bedrock_converse_stream_and_converse_are_recorded_and_relayed_unchanged(mock: MockUpstream, proxy_for) -> None:
+    """opencode, Cline, Roo and Goose call Converse: boto3 reads the mock's frames with botocore's own parser."""
+    proxy = proxy_for(bedrock={})
+    frames = converse_frames(["From ", "Converse."], reasoning="hmm", tools=[("tu_1", "read", '{"path": "a"}')])
+    mock.enqueue(Answer(headers={"content-type": EVENT_STREAM}, events=frames))
+    mock.enqueue(Answer.json(converse_response("Whole.")))
+    client = bedrock()
+    stream = client.converse_stream(modelId=BEDROCK_MODEL, **CONVERSE_BODY)["stream"]
+    events = list(stream)
+    text = "".join(e["contentBlockDelta"]["delta"].get("text", "") for e in events if "contentBlockDelta" in e)
+    assert text == "From Converse."
+    assert events[-1]["metadata"]["usage"]["inputTokens"] == 11
+    answer = client.converse(modelId=BEDROCK_MODEL, **CONVERSE_BODY)
+    assert answer["output"]["message"]["content"] == [{"text": "Whole."}]
+    assert [r.path for r in mock.requests] == [
+        "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream",
+        "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse",
+    ]
+    assert json.loads(mock.requests[0].body) == CONVERSE_BODY  # the signed body, unchanged
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, model, status, streaming FROM interceptions ORDER BY started_at")
+    assert rows == [
+        {"provider": "bedrock", "model": BEDROCK_MODEL, "status": "completed", "streaming": True},
+        {"provider": "bedrock", "model": BEDROCK_MODEL, "status": "completed", "streaming": False},
+    ]
+    usage = proxy.rows(
+        "SELECT input_tokens, cache_read_input_tokens, output_tokens, cost_micros FROM token_usages ORDER BY created_at"
+    )
+    assert [(u["input_tokens"], u["cache_read_input_tokens"], u["output_tokens"]) for u in usage] == [(11, 10, 6)] * 2
+    assert all(u["cost_micros"] for u in usage)  # Bedrock's model id, in the price book's `aws` prices
+    assert proxy.rows("SELECT tool, input, injected FROM tool_usages") == [
+        {"tool": "read", "input": '{"path": "a"}', "injected": False}
+    ]
+    assert proxy.rows("SELECT content FROM model_thoughts") == [{"content": "hmm"}]
+    assert proxy.rows("SELECT prompt FROM user_prompts") == [{"prompt": "hi"}] * 2

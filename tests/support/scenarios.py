@@ -330,3 +330,67 @@ def bedrock_frames(events: list[bytes]) -> list[bytes]:
         data = next(line[6:] for line in event.decode().splitlines() if line.startswith("data: "))
         frames.append(encode(headers, json.dumps({"bytes": base64.b64encode(data.encode()).decode()}).encode()))
     return frames
+
+
+CONVERSE_USAGE = {"inputTokens": 11, "outputTokens": 6, "totalTokens": 27, "cacheReadInputTokens": 10}
+
+
+def converse_response(
+    text: str = "Hello!",
+    *,
+    reasoning: str | None = None,
+    tools: list[tuple[str, str, dict[str, Any]]] = (),  # type: ignore[assignment]
+    usage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Bedrock's Converse answer, as `converse` returns it."""
+    content: list[dict[str, Any]] = []
+    if reasoning:
+        content.append({"reasoningContent": {"reasoningText": {"text": reasoning, "signature": "sig-abc"}}})
+    if text:
+        content.append({"text": text})
+    for call_id, name, args in tools:
+        content.append({"toolUse": {"toolUseId": call_id, "name": name, "input": args}})
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": "tool_use" if tools else "end_turn",
+        "usage": usage or CONVERSE_USAGE,
+        "metrics": {"latencyMs": 412},
+    }
+
+
+def converse_frames(
+    texts: list[str],
+    *,
+    reasoning: str | None = None,
+    tools: list[tuple[str, str, str]] = (),  # type: ignore[assignment]
+    usage: dict[str, Any] | None = None,
+) -> list[bytes]:
+    """Bedrock's ConverseStream answer: one frame per event, named by `:event-type`, the event as raw JSON (with
+    the service's `p` padding field)."""
+    events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+    index = 0
+    if reasoning:
+        for piece in ({"text": reasoning}, {"signature": "s"}):
+            events.append(("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": piece}}))
+        events.append(("contentBlockStop", {"contentBlockIndex": 0}))
+        index = 1
+    if texts:
+        events += [("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": t}}) for t in texts]
+        events.append(("contentBlockStop", {"contentBlockIndex": index}))
+        index += 1
+    for call_id, name, arguments in tools:
+        start = {"toolUse": {"toolUseId": call_id, "name": name}}
+        events.append(("contentBlockStart", {"contentBlockIndex": index, "start": start}))
+        for piece in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
+            events.append(("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}}))
+        events.append(("contentBlockStop", {"contentBlockIndex": index}))
+        index += 1
+    events.append(("messageStop", {"stopReason": "tool_use" if tools else "end_turn"}))
+    events.append(("metadata", {"usage": usage or CONVERSE_USAGE, "metrics": {"latencyMs": 412}}))
+    return [
+        encode(
+            {":event-type": name, ":content-type": "application/json", ":message-type": "event"},
+            json.dumps({**payload, "p": "abcdefgh"}).encode(),
+        )
+        for name, payload in events
+    ]

@@ -73,13 +73,6 @@ def engine(make_engine: Callable[..., Engine]) -> Engine:
 # --- scripted upstream rounds ----------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
 def bad_gateway(request: httpx.Request) -> httpx.Response:
     return httpx.Response(502, headers={"content-type": "text/plain"}, stream=Chunks([b"bad gateway"]))
 
@@ -93,9 +86,6 @@ def sent(request: httpx.Request) -> dict[str, Any]:
 
 
 # --- Anthropic rounds ------------------------------------------------------------------------------------
-
-
-
 
 
 def anthropic_body(msg_id: str, *blocks: dict, stop: str = "end_turn", usage: tuple[int, int] = (10, 20)) -> dict:
@@ -112,8 +102,6 @@ def anthropic_body(msg_id: str, *blocks: dict, stop: str = "end_turn", usage: tu
 
 def echo_use(call_id: str = "toolu_1", text: str = "hi") -> tuple[str, ...]:
     return ("tool_use", call_id, ECHO.name, json.dumps({"text": text}))
-
-
 
 
 def anthropic_events(chunks: list[bytes]) -> list[tuple[str, dict]]:
@@ -151,16 +139,12 @@ def chat_round(
     return [*chunks, b"data: [DONE]\n\n"]
 
 
-
-
 def chat_chunks(chunks: list[bytes]) -> list[Any]:
     """The client's stream: each chunk's JSON, or "[DONE]"; comments (pings) left out."""
     parser = SSEParser()
     events = parser.feed(b"".join(chunks))
     assert parser.close() is None
     return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in events if e.data]
-
-
 
 
 ECHO_CALL = ("call_1", ECHO.name, '{"text": "hi"}')

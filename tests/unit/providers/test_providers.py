@@ -40,10 +40,20 @@ def test_the_registry_is_every_family_by_type_with_its_default_host() -> None:
 # --- Api ----------------------------------------------------------------------------------------------------
 
 
-def test_only_the_responses_api_and_bedrock_invoke_are_tapped() -> None:
-    assert [api for api in Api if api.tapped] == [Api.OPENAI_RESPONSES, Api.BEDROCK_INVOKE]
-    assert Api.BEDROCK_INVOKE.reader is Api.ANTHROPIC_MESSAGES.reader  # Anthropic's bodies, in other framing
+def test_only_the_responses_api_and_bedrocks_apis_are_tapped() -> None:
+    assert [api for api in Api if api.tapped] == [Api.OPENAI_RESPONSES, Api.BEDROCK_INVOKE, Api.BEDROCK_CONVERSE]
+    assert isinstance(Api.BEDROCK_INVOKE.reader, AnthropicMessages)  # Anthropic's bodies, in other framing
     assert Api.BEDROCK_INVOKE.vendor == "anthropic"
+    assert Api.BEDROCK_CONVERSE.vendor == "aws"  # any model, by Bedrock's ids
+
+
+def test_bedrock_errors_are_bedrocks_whatever_the_api() -> None:
+    for api in (Api.BEDROCK_INVOKE, Api.BEDROCK_CONVERSE):
+        assert json.loads(api.reader.error_body(429, "slow down")) == {
+            "message": "slow down",
+            "__type": "ThrottlingException",
+        }
+    assert FAMILIES["bedrock"].errors is Api.BEDROCK_INVOKE.reader
 
 
 def test_each_api_reads_with_its_own_wire_format() -> None:

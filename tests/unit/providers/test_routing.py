@@ -11,6 +11,9 @@ from addon.providers.routing import Route, classify
 CONFIG = parse_config({"providers": {"openai-eu": {"type": "openai", "host": "eu.api.openai.com"}}})
 
 
+CONVERSE = Api.BEDROCK_CONVERSE
+
+
 @pytest.mark.parametrize(
     ("host", "method", "path", "provider", "api"),
     [
@@ -133,7 +136,9 @@ FAMILIES_CONFIG = parse_config(
             {"model": "anthropic.claude-sonnet-4-5-20250929-v1%3A0"},
         ),
         ("bedrock-runtime.us-east-1.amazonaws.com", "/model/m/invoke", "bedrock", Api.BEDROCK_INVOKE, {"model": "m"}),
-        ("bedrock-runtime.us-east-1.amazonaws.com", "/model/m/converse-stream", "bedrock", None, {}),  # not yet
+        ("bedrock-runtime.eu-west-1.amazonaws.com", "/model/m/converse-stream", "bedrock", CONVERSE, {"model": "m"}),
+        ("bedrock-runtime.eu-west-1.amazonaws.com", "/model/m/converse", "bedrock", CONVERSE, {"model": "m"}),
+        ("bedrock-runtime.eu-west-1.amazonaws.com", "/model/m/count-tokens", "bedrock", None, {}),
     ],
 )
 def test_family_endpoints(host: str, path: str, provider: str, api: Api | None, params: dict[str, str]) -> None:

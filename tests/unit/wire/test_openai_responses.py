@@ -12,10 +12,6 @@ from tests.support.responses import RESPONSE, STREAM, sse
 WIRE = OpenAIResponses()
 
 
-
-
-
-
 def test_request_facts() -> None:
     assert WIRE.parse_request({"model": "gpt-5", "input": "hi", "stream": True}).prompt == "hi"
     codex = {
