@@ -2,10 +2,11 @@
 
 A request for a provider host is passed through (forwarded as it came but for the credential rules, not
 recorded), refused (a passed-through route whose credentials access control rejects), tapped (passed through
-and recorded on the way: the Responses API) or bridged (the engine calls the provider, injecting tools and
-running the loop). `Gateway` puts the engine together with the audit writer, the MCP tools, the upstream
-transport and the observers, and applies a configuration to all of them. The proxy (`addon.mitm`) and
-in-process callers (`addon.inprocess`) are thin adapters over it: each only moves bytes in its own medium.
+and recorded on the way: the Responses API, Bedrock, any SigV4-signed request) or bridged (the engine calls the
+provider, injecting tools and running the loop). `Gateway` puts the engine together with the audit writer, the
+MCP tools, the upstream transport and the observers, and applies a configuration to all of them. The proxy
+(`addon.mitm`) and in-process callers (`addon.inprocess`) are thin adapters over it: each only moves bytes in its
+own medium.
 """
 
 import enum
@@ -26,7 +27,7 @@ from addon.policy.breaker import Breakers
 from addon.policy.budgets import Ledger, month_start
 from addon.policy.identity import mask_secret
 from addon.policy.pricing import PriceBook
-from addon.providers.routing import Route, classify
+from addon.providers.routing import Route, classify, sealed
 from addon.upstream.transport import Http1Transport
 
 MAX_REQUEST_BODY = 32 * 1024 * 1024
@@ -72,10 +73,11 @@ def decide(
     route = classify(config, host, method, path)
     if route is None:
         return None
+    route = sealed(route, headers)
     access = resolve(config, users, route.provider, headers, proxy_user)
     if route.api is None:
         return Decision(Action.PASS if access.refusal is None else Action.REFUSE, route, access)
-    return Decision(Action.TAP if route.api.tapped else Action.BRIDGE, route, access)
+    return Decision(Action.TAP if route.tapped else Action.BRIDGE, route, access)
 
 
 def too_large(route: Route | None, size: int) -> tuple[int, bytes, str] | None:
@@ -152,7 +154,9 @@ class Gateway:
     @staticmethod
     def job(decision: Decision, path: str, body: bytes, **metadata: Any) -> Job:
         """The interception of a tapped or bridged request (with the client's account as a masked hint, where
-        the family names one: ChatGPT's)."""
+        the family names one: ChatGPT's; and why a bridged API was only tapped)."""
+        if decision.route.sealed:
+            metadata = {"tapped": "the body is SigV4-signed", **metadata}
         if (header := decision.route.family.account_header) is not None:
             account = next((v for n, v in decision.access.headers if n.lower() == header), None)
             if account:

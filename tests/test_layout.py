@@ -69,6 +69,7 @@ UNTESTED: dict[str, str] = {
     "providers/vertex": "its facts, in providers/test_providers.py",
     "providers/foundry": "its facts, in providers/test_providers.py",
     "providers/bedrock": "its facts, in providers/test_providers.py",
+    "providers/mantle": "its facts, in providers/test_providers.py",
     "providers/base": "in providers/test_providers.py",
     "audit/endpoint": "the live query endpoint, in tests/e2e/test_cli_live_e2e.py",
     "cli/render": "through the commands in cli/test_main.py",

@@ -102,7 +102,7 @@ class Engine:
             self._start(job, record.started(job, headers, client, model="unknown", streaming=False))
             if refusal is not None:
                 return self.refuse(job, wire, refusal)
-            if job.api.tapped:
+            if job.route.tapped:
                 return None  # passed through as it is: the upstream answers it
             return self.fail(job, wire, 400, f"invalid JSON body: {e}")
         job.json = body

@@ -1,7 +1,7 @@
 """Each provider family's facts in one module (hosts, recorded API paths, credentials, errors, overload
 statuses), and the registry by type. Adding a provider is one module here, plus its wire format."""
 
-from addon.providers import anthropic, azure, bedrock, chatgpt, copilot, foundry, openai, vertex
+from addon.providers import anthropic, azure, bedrock, chatgpt, copilot, foundry, mantle, openai, vertex
 from addon.providers.base import Api, Endpoint, Family
 
 FAMILIES: dict[str, Family] = {
@@ -15,6 +15,7 @@ FAMILIES: dict[str, Family] = {
         vertex.FAMILY,
         foundry.FAMILY,
         bedrock.FAMILY,
+        mantle.FAMILY,
     )
 }
 """Every family by type, in the order the configuration lists them; each is a default provider of its name."""

@@ -92,6 +92,11 @@ def host_matches(pattern: str, host: str) -> bool:
     return pattern == host or ("*" in pattern and fnmatch.fnmatchcase(host, pattern))
 
 
+def sigv4_signed(headers: Headers) -> bool:
+    """Whether an AWS SigV4 signature (over the body's hash, among others) authorizes the request."""
+    return any(n.lower() == "authorization" and v.lstrip().startswith("AWS4-HMAC-SHA256") for n, v in headers)
+
+
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     scheme, _, token = headers.get("authorization", "").strip().partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None

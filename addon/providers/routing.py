@@ -1,11 +1,11 @@
 """Which provider a request is for, and whether the bridge handles it or passes it through. Pure."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
 from addon.config import Config, Provider, Upstream
 from addon.providers import FAMILIES, Api, Family
-from addon.providers.base import Endpoint
+from addon.providers.base import Endpoint, Headers, sigv4_signed
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,16 @@ class Route:
     endpoint: Endpoint | None = None
     params: dict[str, str] = field(default_factory=dict)
     """The endpoint's path parameters: a deployment, a model, a project."""
+    sealed: bool = False
+    """The request's body may not change (SigV4 signs it): tapped, whatever its API."""
+
+    @property
+    def tapped(self) -> bool:
+        return self.api is not None and (self.api.tapped or self.sealed)
 
     @property
     def bridged(self) -> bool:
-        return self.api is not None and not self.api.tapped
+        return self.api is not None and not self.tapped
 
     @property
     def family(self) -> Family:
@@ -68,3 +74,8 @@ def classify(config: Config, host: str, method: str, path: str) -> Route | None:
         return Route(provider, None, host)
     endpoint, params = found
     return Route(provider, endpoint.api, host, endpoint, params)
+
+
+def sealed(route: Route, headers: Headers) -> Route:
+    """The route of a request whose credential signs its body (SigV4): recorded, never changed."""
+    return replace(route, sealed=True) if route.bridged and sigv4_signed(headers) else route

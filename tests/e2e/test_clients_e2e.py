@@ -8,14 +8,16 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
+from addon.engine.tap import EVENT_STREAM
 from tests.e2e.test_tool_loop_e2e import mcp_test_server
 from tests.support.clients import binary, client_env, run
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy, provider_config
-from tests.support.scenarios import anthropic_events, responses_events
+from tests.support.scenarios import anthropic_events, bedrock_frames, responses_events
 
 pytestmark = pytest.mark.e2e
 
@@ -224,3 +226,67 @@ def test_opencode_completes_through_the_anthropic_route(
     assert {(r["client"], r["route"], r["status"]) for r in rows} == {("OpenCode", "/v1/messages", "completed")}
     assert "claude-sonnet-4-5" in {r["model"] for r in rows}
     assert {r["client_session_id"] for r in rows} == {calls[-1].header("x-session-affinity")}
+
+
+AWS_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY000000", "AWS_SECRET_ACCESS_KEY": "secret-example"}
+
+
+def test_claude_code_on_bedrock_is_recorded_and_passed_through_signed(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """`CLAUDE_CODE_USE_BEDROCK=1` with AWS keys: Claude Code SigV4-signs InvokeModel calls to
+    `bedrock-runtime.{region}.amazonaws.com`; the bridge records them and forwards them as they were signed."""
+    proxy = start_proxy(f'[providers.bedrock]\nupstream = "{mock.url}"\n' + mcp_test_server())
+
+    def answer(seen: Any) -> Answer:
+        if seen.path.endswith("/invoke-with-response-stream"):
+            frames = bedrock_frames(anthropic_events(["Hello from ", "Bedrock."]))
+            return Answer(headers={"content-type": EVENT_STREAM}, events=frames)
+        return Answer.json({})
+
+    mock.responder = answer
+    quiet = {k: v for k, v in CLAUDE_QUIET.items() if k != "ANTHROPIC_API_KEY"}
+    env = client_env(proxy, tmp_path / "home", **quiet, **AWS_KEYS, CLAUDE_CODE_USE_BEDROCK="1", AWS_REGION="us-east-1")
+    done = run([str(binary("claude")), "-p", "say hi"], env, tmp_path / "w")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hello from Bedrock."
+    calls = [r for r in mock.requests if r.path.startswith("/model/")]  # its model probes (`/invoke`) too
+    assert any(c.path.endswith("/invoke-with-response-stream") for c in calls), [r.path for r in mock.requests]
+    assert all(c.header("authorization").startswith("AWS4-HMAC-SHA256 Credential=AKIAEXAMPLEKEY000000/") for c in calls)
+    assert all("bmcp_" not in c.body.decode() for c in calls)  # signed bodies: nothing injected
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, client, model, status, client_session_id, metadata FROM interceptions")
+    models = {unquote(c.path.removeprefix("/model/").rsplit("/", 1)[0]) for c in calls}
+    assert {(r["provider"], r["client"], r["status"]) for r in rows} == {("bedrock", "Claude Code", "completed")}
+    assert {r["model"] for r in rows} == models and all(r["client_session_id"] for r in rows)
+    assert {"prompt": "say hi"} in proxy.rows("SELECT prompt FROM user_prompts")  # besides its probes' "."
+
+
+def test_claude_code_on_bedrock_mantle_with_an_api_key_is_bridged(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """`CLAUDE_CODE_USE_MANTLE=1` with a Bedrock API key: Anthropic's Messages API on
+    `bedrock-mantle.{region}.api.aws`, whose key the bridge reuses for the tool loop: tools are injected."""
+    proxy = start_proxy(f'[providers.bedrock-mantle]\nupstream = "{mock.url}"\n' + mcp_test_server())
+
+    def answer(seen: Any) -> Answer:
+        if seen.path.split("?")[0] == "/anthropic/v1/messages":
+            return Answer.sse(anthropic_events(["Hello from ", "Mantle."]))
+        return Answer.json({})
+
+    mock.responder = answer
+    quiet = {k: v for k, v in CLAUDE_QUIET.items() if k != "ANTHROPIC_API_KEY"}
+    key = "ABSKbedrock-api-key-0123456789"
+    mantle = {"CLAUDE_CODE_USE_MANTLE": "1", "AWS_REGION": "us-east-1", "AWS_BEARER_TOKEN_BEDROCK": key}
+    done = run(
+        [str(binary("claude")), "-p", "say hi"], client_env(proxy, tmp_path / "home", **quiet, **mantle), tmp_path / "w"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hello from Mantle."
+    calls = [r for r in mock.requests if r.path.split("?")[0] == "/anthropic/v1/messages"]
+    assert calls, [r.path for r in mock.requests]
+    assert any(t["name"].startswith("bmcp_") for c in calls for t in c.json().get("tools", []))
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, client, status, client_session_id, credential_hint FROM interceptions")
+    assert {(r["provider"], r["client"], r["status"]) for r in rows} == {("bedrock-mantle", "Claude Code", "completed")}
+    assert all(r["client_session_id"] for r in rows) and key not in json.dumps(rows, default=str)

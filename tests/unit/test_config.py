@@ -21,7 +21,7 @@ from addon.config import (
     parse_upstream,
 )
 
-OTHERS = ["azure", "chatgpt", "copilot", "vertex", "foundry", "bedrock"]
+OTHERS = ["azure", "chatgpt", "copilot", "vertex", "foundry", "bedrock", "bedrock-mantle"]
 """The default providers besides anthropic and openai."""
 
 
@@ -41,6 +41,7 @@ def test_defaults_are_one_provider_per_family() -> None:
         "*aiplatform*.googleapis.com",
         "*.services.ai.azure.com",
         "bedrock-runtime.*.amazonaws.com",
+        "bedrock-mantle.*.api.aws",
     }
     anthropic, openai = providers["anthropic"], providers["openai"]
     assert (anthropic.type, anthropic.host, anthropic.extra_headers) == ("anthropic", "api.anthropic.com", ())
@@ -424,10 +425,10 @@ def test_prices() -> None:
 @pytest.mark.parametrize(
     ("prices", "message"),
     [
-        ({"claude-sonnet-4-5": {"input": 3, "output": 15}}, "the name must be <anthropic or openai>/<model>"),
-        ({"gemini/pro": {"input": 3, "output": 15}}, "the name must be <anthropic or openai>/<model>"),
-        ({"anthropic/": {"input": 3, "output": 15}}, "the name must be <anthropic or openai>/<model>"),
-        ({"openai-eu/gpt-4.1": {"input": 3, "output": 15}}, "the name must be <anthropic or openai>/<model>"),
+        ({"claude-sonnet-4-5": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws>/<model>"),
+        ({"gemini/pro": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws>/<model>"),
+        ({"anthropic/": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws>/<model>"),
+        ({"openai-eu/gpt-4.1": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws>/<model>"),
         ({"openai/m": {"input": 3}}, 'prices."openai/m": input and output prices are required'),
         ({"openai/m": {"output": 3}}, "input and output prices are required"),
         ({"openai/m": {"input": -1, "output": 3}}, 'prices."openai/m".input must be a non-negative number'),

@@ -126,6 +126,28 @@ def test_messages_and_chat_completions_are_bridged(host: str, path: str, headers
     assert decision.access.refusal is None
 
 
+MANTLE = "bedrock-mantle.us-east-1.api.aws"
+SIGV4 = [("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261202/us-east-1/bedrock-mantle/aws4_request")]
+
+
+def test_a_sigv4_signed_request_is_tapped_whatever_its_api() -> None:
+    """The signature covers the body: a tool injected would break it, so the call is recorded as it is."""
+    signed = decided(MANTLE, "POST", "/anthropic/v1/messages", SIGV4)
+    assert (signed.action, signed.route.sealed, signed.route.tapped, signed.route.bridged) == (
+        Action.TAP,
+        True,
+        True,
+        False,
+    )
+    job = Gateway.job(signed, "/anthropic/v1/messages", b"{}")
+    assert job.metadata == {"tapped": "the body is SigV4-signed"}
+    keyed = decided(MANTLE, "POST", "/anthropic/v1/messages", [("Authorization", "Bearer bedrock-api-key-0123")])
+    assert (keyed.action, keyed.route.sealed) == (Action.BRIDGE, False)  # a key is reusable: bridged
+    assert Gateway.job(keyed, "/anthropic/v1/messages", b"{}").metadata == {}
+    passed = decided(MANTLE, "GET", "/anthropic/v1/models", SIGV4)
+    assert (passed.action, passed.route.sealed) == (Action.PASS, False)
+
+
 def test_a_refusal_of_a_bridged_route_is_left_to_the_engine_to_record() -> None:
     headers = [("Authorization", "Bearer aib_nobody-0123456789abcdefghijkl")]
     decision = decided("api.openai.com", "POST", "/v1/chat/completions", headers)

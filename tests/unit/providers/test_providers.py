@@ -5,14 +5,27 @@ import json
 
 import pytest
 
-from addon.providers import FAMILIES, Api, Endpoint, Family, anthropic, azure, chatgpt, copilot, foundry, openai, vertex
+from addon.providers import (
+    FAMILIES,
+    Api,
+    Endpoint,
+    Family,
+    anthropic,
+    azure,
+    chatgpt,
+    copilot,
+    foundry,
+    mantle,
+    openai,
+    vertex,
+)
 from addon.providers.base import AUTH_HEADERS, host_matches
 from addon.wire import AnthropicMessages, OpenAIChat, OpenAIResponses
 
-ANTHROPIC, OPENAI, AZURE, CHATGPT, COPILOT, VERTEX, FOUNDRY = (
-    m.FAMILY for m in (anthropic, openai, azure, chatgpt, copilot, vertex, foundry)
+ANTHROPIC, OPENAI, AZURE, CHATGPT, COPILOT, VERTEX, FOUNDRY, MANTLE = (
+    m.FAMILY for m in (anthropic, openai, azure, chatgpt, copilot, vertex, foundry, mantle)
 )
-ANTHROPIC_SERVED = (ANTHROPIC, VERTEX, FOUNDRY)
+ANTHROPIC_SERVED = (ANTHROPIC, VERTEX, FOUNDRY, MANTLE)
 """The families that serve Anthropic's Messages API as Anthropic does (its errors, its 529)."""
 OPENAI_SERVED = (OPENAI, AZURE, CHATGPT, COPILOT)
 VERTEX_MODELS = "/v1/projects/my-proj/locations/us-east5/publishers/anthropic/models"
@@ -31,6 +44,7 @@ def test_the_registry_is_every_family_by_type_with_its_default_host() -> None:
         "vertex": "*aiplatform*.googleapis.com",
         "foundry": "*.services.ai.azure.com",
         "bedrock": "bedrock-runtime.*.amazonaws.com",
+        "bedrock-mantle": "bedrock-mantle.*.api.aws",
     }
     assert list(FAMILIES)[:2] == ["anthropic", "openai"]  # the defaults the configuration lists first
     assert all(isinstance(f, Family) and f.type == name for name, f in FAMILIES.items())
@@ -313,7 +327,13 @@ def test_only_anthropic_is_overloaded_at_529() -> None:
 
 
 def test_per_user_token_families_take_no_central_key() -> None:
-    assert {name for name, f in FAMILIES.items() if not f.central_keys} == {"chatgpt", "copilot", "vertex", "bedrock"}
+    assert {name for name, f in FAMILIES.items() if not f.central_keys} == {
+        "chatgpt",
+        "copilot",
+        "vertex",
+        "bedrock",
+        "bedrock-mantle",
+    }
     assert COPILOT.loop_headers == (("x-initiator", "agent"),)
     assert CHATGPT.account_header == "chatgpt-account-id"
     assert all(f.loop_headers == () for f in FAMILIES.values() if f is not COPILOT)

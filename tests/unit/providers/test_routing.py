@@ -6,7 +6,7 @@ import pytest
 
 from addon.config import parse_config
 from addon.providers import Api
-from addon.providers.routing import Route, classify
+from addon.providers.routing import Route, classify, sealed
 
 CONFIG = parse_config({"providers": {"openai-eu": {"type": "openai", "host": "eu.api.openai.com"}}})
 
@@ -139,6 +139,9 @@ FAMILIES_CONFIG = parse_config(
         ("bedrock-runtime.eu-west-1.amazonaws.com", "/model/m/converse-stream", "bedrock", CONVERSE, {"model": "m"}),
         ("bedrock-runtime.eu-west-1.amazonaws.com", "/model/m/converse", "bedrock", CONVERSE, {"model": "m"}),
         ("bedrock-runtime.eu-west-1.amazonaws.com", "/model/m/count-tokens", "bedrock", None, {}),
+        ("bedrock-mantle.us-east-1.api.aws", "/anthropic/v1/messages", "bedrock-mantle", Api.ANTHROPIC_MESSAGES, {}),
+        ("bedrock-mantle.us-east-1.api.aws", "/v1/chat/completions", "bedrock-mantle", Api.OPENAI_CHAT, {}),
+        ("bedrock-mantle.us-east-1.api.aws", "/v1/responses", "bedrock-mantle", Api.OPENAI_RESPONSES, {}),
     ],
 )
 def test_family_endpoints(host: str, path: str, provider: str, api: Api | None, params: dict[str, str]) -> None:
@@ -173,3 +176,30 @@ def test_a_bedrock_model_id_is_unquoted_and_the_path_says_it_streams() -> None:
     assert route is not None and route.endpoint is not None
     assert route.model == "anthropic.claude-sonnet-4-5-20250929-v1:0"
     assert (route.endpoint.stream, route.api.tapped if route.api else None) == (True, True)
+
+
+VERTEX_PATH = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
+
+
+def test_each_route_is_priced_as_its_family_names_models() -> None:
+    def vendor(host: str, path: str) -> str:
+        route = classify(FAMILIES_CONFIG, host, "POST", path)
+        assert route is not None
+        return route.price_vendor
+
+    assert vendor("api.anthropic.com", "/v1/messages") == "anthropic"
+    assert vendor("us-east5-aiplatform.googleapis.com", VERTEX_PATH) == "anthropic"
+    assert vendor("api.githubcopilot.com", "/v1/messages") == "anthropic"  # another host, Anthropic's models
+    assert vendor("bedrock-runtime.us-east-1.amazonaws.com", "/model/m/invoke") == "aws"  # Bedrock's own model ids
+    assert vendor("bedrock-runtime.us-east-1.amazonaws.com", "/model/m/converse") == "aws"
+    assert vendor("bedrock-mantle.us-east-1.api.aws", "/anthropic/v1/messages") == "aws"
+
+
+def test_only_a_sigv4_signed_recorded_route_is_sealed() -> None:
+    signed = [("Authorization", "AWS4-HMAC-SHA256 Credential=AKIA/20261202/us-east-1/bedrock/aws4_request")]
+    messages = classify(FAMILIES_CONFIG, "api.anthropic.com", "POST", "/v1/messages")
+    models = classify(FAMILIES_CONFIG, "api.anthropic.com", "GET", "/v1/models")
+    assert messages is not None and models is not None
+    assert sealed(messages, signed).tapped and not sealed(messages, signed).bridged
+    assert sealed(messages, [("authorization", "Bearer k")]) is messages
+    assert sealed(models, signed) is models  # passthrough: nothing to seal
