@@ -26,7 +26,17 @@ from addon.engine import loop, record
 from addon.engine.clients import client_session_id, detect_client
 from addon.engine.job import INTERCEPTION_HEADER, CutShort, Job, Reply, Status, UpstreamUnavailable
 from addon.engine.ports import NO_CALL, Observer, Recorder, Tool, ToolSource
-from addon.engine.relay import Relayed, decodes, guarded, is_sse, is_success, once, read_whole, readable, relay_round
+from addon.engine.relay import (
+    Relayed,
+    decodes,
+    guarded,
+    is_stream,
+    is_success,
+    once,
+    read_whole,
+    readable,
+    relay_round,
+)
 from addon.policy import Refusal
 from addon.policy.budgets import Ledger
 from addon.policy.pricing import PriceBook
@@ -179,9 +189,9 @@ class Engine:
             self.finish(job, Status.CANCELLED, "client disconnected before the upstream answered")
             raise
         try:
-            if not is_success(response) or (tool_loop is None and not is_sse(response)):
+            if not is_success(response) or (tool_loop is None and not is_stream(response)):
                 return await self._relay_whole(job, wire, response)
-            if tool_loop is not None and not is_sse(response):
+            if tool_loop is not None and not is_stream(response):
                 return await loop.blocking(tool_loop, response)
         except BaseException:
             await response.aclose()

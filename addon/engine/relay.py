@@ -12,8 +12,8 @@ import httpx
 
 from addon.engine.job import UpstreamUnavailable
 from addon.upstream.encoding import decode_body, stream_decoder
-from addon.wire import ResponseParser, WireFormat
-from addon.wire.sse import SSEEvent, SSEParser
+from addon.wire import ResponseParser, WireFormat, framing
+from addon.wire.sse import SSEEvent
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,9 @@ def is_success(response: httpx.Response) -> bool:
     return 200 <= response.status_code < 300
 
 
-def is_sse(response: httpx.Response) -> bool:
-    return response.headers.get("content-type", "").startswith("text/event-stream")
+def is_stream(response: httpx.Response) -> bool:
+    """Server-sent events, or Bedrock's event-stream frames."""
+    return framing.is_stream(response.headers.get("content-type", ""))
 
 
 def decodes(response: httpx.Response) -> bool:
@@ -64,8 +65,10 @@ class Relayed:
 async def relay_round(
     wire: WireFormat, response: httpx.Response, parser: ResponseParser, relayed: Relayed
 ) -> AsyncIterator[bytes]:
-    """One upstream response relayed through a parser: SSE event by event, or a body as it arrives."""
-    if not is_sse(response):
+    """One upstream response relayed through a parser: a stream event by event (in its own framing), or a
+    body as it arrives."""
+    frames = framing.framing_for(response.headers.get("content-type", ""))
+    if frames is None:
         chunks: list[bytes] = []
         async for chunk in response.aiter_raw():
             chunks.append(chunk)
@@ -77,25 +80,24 @@ async def relay_round(
         async for chunk in response.aiter_raw():  # an encoding the bridge cannot read: relay as is, unparsed
             yield chunk
         return
-    sse = SSEParser()
     last: SSEEvent | None = None
     async for raw in response.aiter_raw():
-        if not (events := sse.feed(decode(raw))):
+        if not (events := frames.feed(decode(raw))):
             continue
         last = _last_meaningful(events, last)
         out = []
         for event in events:
             if (data := _relayed(parser.feed_event, event)) is not None:
-                out.append(data)
+                out.append(frames.out(data, event))
                 if event is last and wire.ends_stream(event):  # relayed, not hidden (a loop's inner rounds)
                     relayed.final = True
         if out:
             yield out[0] if len(out) == 1 else b"".join(out)
-    if (tail := sse.close()) is not None:
+    if (tail := frames.close()) is not None:
         last = _last_meaningful([tail], last)
         if (data := _relayed(parser.feed_event, tail)) is not None:
             relayed.final = relayed.final or wire.ends_stream(tail)
-            yield data
+            yield frames.out(data, tail)
     if last is None or not wire.ends_stream(last):  # a clean close before the final event is a cut-off stream
         raise httpx.RemoteProtocolError("the stream ended before its final event (message_stop / [DONE])")
 

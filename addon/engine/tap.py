@@ -16,15 +16,13 @@ from addon.engine.core import Engine
 from addon.engine.job import Job, Status
 from addon.upstream.encoding import Decoder, decode_body, stream_decoder
 from addon.wire import Turn
-from addon.wire.bedrock import frame_event
-from addon.wire.eventstream import EventStreamDecoder
-from addon.wire.sse import SSEEvent, SSEParser
+from addon.wire.framing import Framing, framing_for
+from addon.wire.sse import SSEEvent
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 32 * 1024 * 1024
 """Bytes of a whole (non-streamed) response kept for the audit; beyond this it is relayed but not parsed."""
-EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
 class ResponseTap:
@@ -39,8 +37,7 @@ class ResponseTap:
         self._last: SSEEvent | None = None
         """The last event with a name or data: whether it was the stream's final one is asked only at the end."""
         self._encoding = ""
-        self._sse: SSEParser | None = None
-        self._frames: EventStreamDecoder | None = None
+        self._frames: Framing | None = None
         self._decode: Decoder | None = None
         self._body: list[bytes] | None = []
         self._size = 0
@@ -53,12 +50,9 @@ class ResponseTap:
         content_type = headers.get("content-type", "")
         if not 200 <= status < 300:
             return
-        if content_type.startswith("text/event-stream"):
-            self._sse = SSEParser()
-        elif content_type.startswith(EVENT_STREAM):
-            self._frames = EventStreamDecoder()
-        else:
+        if (frames := framing_for(content_type)) is None:
             return
+        self._frames = frames
         self._body, self._decode = None, stream_decoder(self._encoding)
         if self._decode is None:
             logger.warning("aibridge: a %s stream in %r encoding is relayed unread", self.job.api.value, self._encoding)
@@ -73,7 +67,7 @@ class ResponseTap:
         return chunk
 
     def _feed(self, chunk: bytes) -> None:
-        if self._sse is None and self._frames is None:
+        if self._frames is None:
             if self._body is not None:
                 self._size += len(chunk)
                 self._body.append(chunk)
@@ -83,12 +77,8 @@ class ResponseTap:
             return
         if self._decode is None:
             return  # an encoding the tap cannot read: relayed, not parsed
-        if self._sse is not None:
-            for event in self._sse.feed(self._decode(chunk)):
-                self._event(event)
-        elif self._frames is not None:
-            for frame in self._frames.feed(self._decode(chunk)):
-                self._event(frame_event(frame))
+        for event in self._frames.feed(self._decode(chunk)):
+            self._event(event)
 
     def _event(self, event: SSEEvent) -> None:
         self.parser.feed_event(event)
@@ -123,10 +113,10 @@ class ResponseTap:
     def _turn(self, *, final: bool) -> Turn:
         try:
             if final and not self._broken:
-                if self._sse is not None:
-                    if (tail := self._sse.close()) is not None:
+                if self._frames is not None:
+                    if (tail := self._frames.close()) is not None:
                         self._event(tail)
-                elif self._body is not None and self._frames is None:
+                elif self._body is not None:
                     self.parser.feed_body(decode_body(b"".join(self._body), self._encoding))
             return self.parser.turn()
         except Exception:  # boundary: as above; the interception still ends

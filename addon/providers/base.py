@@ -20,13 +20,14 @@ class Api(enum.Enum):
     OPENAI_CHAT = "openai-chat"
     OPENAI_RESPONSES = "openai-responses"
     BEDROCK_INVOKE = "bedrock-invoke"
-    """Bedrock's InvokeModel: Anthropic's Messages bodies, streamed in AWS event-stream frames."""
+    """Bedrock's InvokeModel: Anthropic's Messages bodies, streamed in AWS event-stream frames (bridged with a
+    Bedrock API key; a SigV4-signed request is sealed, so tapped)."""
     BEDROCK_CONVERSE = "bedrock-converse"
     """Bedrock's Converse: its own format for every model, streamed in AWS event-stream frames."""
 
     @property
     def tapped(self) -> bool:
-        return self in (Api.OPENAI_RESPONSES, Api.BEDROCK_INVOKE, Api.BEDROCK_CONVERSE)
+        return self in (Api.OPENAI_RESPONSES, Api.BEDROCK_CONVERSE)
 
     @property
     def reader(self) -> WireReader:
@@ -46,11 +47,14 @@ class Api(enum.Enum):
         return "anthropic" if self in (Api.ANTHROPIC_MESSAGES, Api.BEDROCK_INVOKE) else "openai"
 
 
-_WIRES: dict[Api, WireFormat] = {Api.ANTHROPIC_MESSAGES: AnthropicMessages(), Api.OPENAI_CHAT: OpenAIChat()}
+_WIRES: dict[Api, WireFormat] = {
+    Api.ANTHROPIC_MESSAGES: AnthropicMessages(),
+    Api.OPENAI_CHAT: OpenAIChat(),
+    Api.BEDROCK_INVOKE: BedrockInvoke(),
+}
 _READERS: dict[Api, WireReader] = {
     **_WIRES,
     Api.OPENAI_RESPONSES: OpenAIResponses(),
-    Api.BEDROCK_INVOKE: BedrockInvoke(),
     Api.BEDROCK_CONVERSE: BedrockConverse(),
 }
 

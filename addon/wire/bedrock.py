@@ -25,7 +25,7 @@ from addon.wire.base import (
     int_or_zero,
     json_object,
 )
-from addon.wire.eventstream import Frame
+from addon.wire.eventstream import Frame, encode
 from addon.wire.sse import SSEEvent
 
 _ERROR_CODES = {
@@ -40,6 +40,7 @@ _ERROR_CODES = {
     503: "ServiceUnavailableException",
 }
 _FINAL_EVENTS = ("metadata", "error")
+_CHUNK = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
 _KIND = re.compile(r'\s*\{\s*"type"\s*:\s*"([^"]+)"')
 
 
@@ -67,11 +68,24 @@ def frame_event(frame: Frame) -> SSEEvent:
     return SSEEvent(raw=b"", event=kind.group(1) if kind else "", data=data)
 
 
+def chunk_frame(data: str) -> bytes:
+    """One event as InvokeModel streams it: its JSON, base64, in a `chunk` frame."""
+    return encode(_CHUNK, dumps({"bytes": base64.b64encode(data.encode()).decode()}).encode())
+
+
 class BedrockInvoke(AnthropicMessages):
-    """InvokeModel: Anthropic's Messages bodies (the model in the path), Bedrock's error bodies."""
+    """InvokeModel: Anthropic's Messages bodies (the model in the path), streamed in `chunk` frames; Bedrock's
+    errors, in a body or, mid-stream, as an exception frame (boto3 raises `EventStreamError`)."""
 
     def error_body(self, status: int, message: str) -> bytes:
         return error_body(status, message)
+
+    def ping_event(self) -> bytes:
+        return chunk_frame('{"type": "ping"}')
+
+    def error_event(self, message: str) -> bytes:
+        headers = {":message-type": "exception", ":exception-type": "internalServerException"}
+        return encode({**headers, ":content-type": "application/json"}, dumps({"message": message}).encode())
 
 
 def to_usage(raw: JSON) -> Usage:

@@ -25,6 +25,8 @@ class FramingError(ValueError):
 class Frame:
     headers: dict[str, str]
     payload: bytes
+    raw: bytes = b""
+    """The frame as received, checksums and all."""
 
     @property
     def message_type(self) -> str:
@@ -51,7 +53,7 @@ class EventStreamDecoder:
             if zlib.crc32(frame[:-4]) != struct.unpack_from(">I", frame, total - 4)[0]:
                 raise FramingError("bad event-stream frame checksum")
             end = _PRELUDE + headers_length
-            frames.append(Frame(_headers(frame[_PRELUDE:end]), frame[end:-4]))
+            frames.append(Frame(_headers(frame[_PRELUDE:end]), frame[end:-4], frame))
         return frames
 
     @property

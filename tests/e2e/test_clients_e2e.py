@@ -12,7 +12,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from addon.engine.tap import EVENT_STREAM
+from addon.wire.framing import EVENT_STREAM
 from tests.e2e.test_tool_loop_e2e import mcp_test_server
 from tests.support.clients import binary, client_env, run
 from tests.support.mock_upstream import Answer, MockUpstream
@@ -52,6 +52,20 @@ def llm_mock(mock: MockUpstream) -> MockUpstream:
 
 def llm_calls(mock: MockUpstream, path: str) -> list[Any]:
     return [r for r in mock.requests if r.method == "POST" and r.path.split("?")[0] == path]
+
+
+def claude_adds(env: dict[str, str], tmp_path: Path) -> tuple[list[Any], dict[str, Any]]:
+    """`claude -p "add 2 and 3"` in stream-json: its messages and result, which must be the mock's final answer
+    with no injected tool in sight."""
+    done = run(
+        [str(binary("claude")), "-p", "add 2 and 3", "--output-format", "stream-json", "--verbose"], env, tmp_path / "w"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    [result] = [m for m in lines if m["type"] == "result"]
+    assert (result["result"], result["is_error"]) == ("The sum is 5.", False)
+    assert "bmcp_" not in done.stdout, "an injected tool reached Claude Code"
+    return lines, result
 
 
 def test_claude_code_prints_the_mock_text(
@@ -114,16 +128,7 @@ def test_claude_code_never_sees_the_injected_tool(
         Answer.sse(anthropic_events([""], msg_id="msg_1", tools=[("toolu_1", "bmcp_test_add", {"a": 2, "b": 3})])),
         Answer.sse(anthropic_events(["The sum ", "is 5."], msg_id="msg_2")),
     )
-    done = run(
-        [str(binary("claude")), "-p", "add 2 and 3", "--output-format", "stream-json", "--verbose"],
-        client_env(proxy, tmp_path / "home", **CLAUDE_QUIET),
-        tmp_path / "w",
-    )
-    assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    [result] = [m for m in lines if m["type"] == "result"]
-    assert (result["result"], result["is_error"]) == ("The sum is 5.", False)
-    assert "bmcp_" not in done.stdout, "an injected tool reached Claude Code"
+    lines, result = claude_adds(client_env(proxy, tmp_path / "home", **CLAUDE_QUIET), tmp_path)
     blocks = [b for m in lines if m["type"] == "assistant" for b in m["message"]["content"]]
     assert blocks and all(b["type"] != "tool_use" for b in blocks)
 
@@ -259,6 +264,7 @@ def test_claude_code_on_bedrock_is_recorded_and_passed_through_signed(
     models = {unquote(c.path.removeprefix("/model/").rsplit("/", 1)[0]) for c in calls}
     assert {(r["provider"], r["client"], r["status"]) for r in rows} == {("bedrock", "Claude Code", "completed")}
     assert {r["model"] for r in rows} == models and all(r["client_session_id"] for r in rows)
+    assert all(json.loads(r["metadata"])["tapped"] == "the body is SigV4-signed" for r in rows)  # and why
     assert {"prompt": "say hi"} in proxy.rows("SELECT prompt FROM user_prompts")  # besides its probes' "."
 
 
@@ -290,3 +296,66 @@ def test_claude_code_on_bedrock_mantle_with_an_api_key_is_bridged(
     rows = proxy.rows("SELECT provider, client, status, client_session_id, credential_hint FROM interceptions")
     assert {(r["provider"], r["client"], r["status"]) for r in rows} == {("bedrock-mantle", "Claude Code", "completed")}
     assert all(r["client_session_id"] for r in rows) and key not in json.dumps(rows, default=str)
+
+
+def test_claude_code_on_bedrock_with_an_api_key_gets_the_injected_tools(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """`AWS_BEARER_TOKEN_BEDROCK`: a key the bridge can reuse, so InvokeModel is bridged. The loop runs in the
+    bridge, its event-stream frames rewritten with valid checksums; Claude Code sees one answer, no injected
+    call."""
+    proxy = start_proxy(f'[providers.bedrock]\nupstream = "{mock.url}"\n' + mcp_test_server())
+
+    def answer(seen: Any) -> Answer:
+        if not seen.path.endswith("/invoke-with-response-stream"):
+            return Answer.json({})
+        body = seen.json()
+        last = body["messages"][-1]["content"]
+        if isinstance(last, list) and any(b.get("tool_use_id") == "toolu_1" for b in last if isinstance(b, dict)):
+            events = anthropic_events(["The sum ", "is 5."], msg_id="msg_2")
+        elif "bmcp_test_add" in [t["name"] for t in body.get("tools", [])]:
+            events = anthropic_events([""], msg_id="msg_1", tools=[("toolu_1", "bmcp_test_add", {"a": 2, "b": 3})])
+        else:
+            events = anthropic_events(["(no tools)"])
+        return Answer(headers={"content-type": EVENT_STREAM}, events=bedrock_frames(events))
+
+    mock.responder = answer
+    quiet = {k: v for k, v in CLAUDE_QUIET.items() if k != "ANTHROPIC_API_KEY"}
+    key = "ABSKbedrock-api-key-0123456789"
+    bedrock = {"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_REGION": "us-east-1", "AWS_BEARER_TOKEN_BEDROCK": key}
+    claude_adds(client_env(proxy, tmp_path / "home", **quiet, **bedrock), tmp_path)
+    streamed = [r for r in mock.requests if r.path.endswith("/invoke-with-response-stream")]
+    assert all(r.header("authorization") == f"Bearer {key}" for r in streamed)
+    assert any(r.json()["messages"][-1]["content"][0].get("tool_use_id") == "toolu_1" for r in streamed)
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, client, status FROM interceptions")
+    assert {(r["provider"], r["client"], r["status"]) for r in rows} == {("bedrock", "Claude Code", "completed")}
+    assert proxy.rows("SELECT tool, injected, invocation_error FROM tool_usages") == [
+        {"tool": "add", "injected": True, "invocation_error": None}
+    ]
+
+
+def test_claude_code_on_a_prefixed_anthropic_compatible_endpoint(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """`ANTHROPIC_BASE_URL=https://api.z.ai/api/anthropic`, as Z.ai documents it: a provider of type anthropic on
+    that host records `/api/anthropic/v1/messages` and injects the tools there."""
+    config = f'[providers.zai]\ntype = "anthropic"\nhost = "api.z.ai"\nupstream = "{mock.url}"\n'
+    proxy = start_proxy(config + mcp_test_server())
+
+    def answer(seen: Any) -> Answer:
+        if seen.method == "POST" and seen.path.split("?")[0] == "/api/anthropic/v1/messages":
+            return Answer.sse(anthropic_events(["Hello from ", "Z.ai."]))
+        return Answer.json({})
+
+    mock.responder = answer
+    env = client_env(proxy, tmp_path / "home", **CLAUDE_QUIET, ANTHROPIC_BASE_URL="https://api.z.ai/api/anthropic")
+    done = run([str(binary("claude")), "-p", "say hi"], env, tmp_path / "w")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hello from Z.ai."
+    calls = [r for r in mock.requests if r.method == "POST" and r.path.split("?")[0] == "/api/anthropic/v1/messages"]
+    assert any(t["name"].startswith("bmcp_") for c in calls for t in c.json().get("tools", []))
+    proxy.stop()
+    rows = proxy.rows("SELECT provider_name, client, status, client_session_id FROM interceptions")
+    assert {(r["provider_name"], r["client"], r["status"]) for r in rows} == {("zai", "Claude Code", "completed")}
+    assert all(r["client_session_id"] for r in rows)

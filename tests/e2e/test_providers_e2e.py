@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
-from addon.engine.tap import EVENT_STREAM
 from addon.wire.eventstream import encode
+from addon.wire.framing import EVENT_STREAM
 from tests.e2e.test_tool_loop_e2e import injected_names, mcp_test_server
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy

@@ -54,9 +54,10 @@ def test_the_registry_is_every_family_by_type_with_its_default_host() -> None:
 # --- Api ----------------------------------------------------------------------------------------------------
 
 
-def test_only_the_responses_api_and_bedrocks_apis_are_tapped() -> None:
-    assert [api for api in Api if api.tapped] == [Api.OPENAI_RESPONSES, Api.BEDROCK_INVOKE, Api.BEDROCK_CONVERSE]
-    assert isinstance(Api.BEDROCK_INVOKE.reader, AnthropicMessages)  # Anthropic's bodies, in other framing
+def test_only_the_responses_api_and_bedrocks_converse_are_tapped() -> None:
+    """Whatever the API, a SigV4-signed request is tapped too (`routing.sealed`): Bedrock's usually are."""
+    assert [api for api in Api if api.tapped] == [Api.OPENAI_RESPONSES, Api.BEDROCK_CONVERSE]
+    assert isinstance(Api.BEDROCK_INVOKE.wire, AnthropicMessages)  # Anthropic's bodies, in other framing
     assert Api.BEDROCK_INVOKE.vendor == "anthropic"
     assert Api.BEDROCK_CONVERSE.vendor == "aws"  # any model, by Bedrock's ids
 

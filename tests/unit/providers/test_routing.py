@@ -175,7 +175,7 @@ def test_a_bedrock_model_id_is_unquoted_and_the_path_says_it_streams() -> None:
     route = classify(FAMILIES_CONFIG, "bedrock-runtime.eu-west-1.amazonaws.com", "POST", path)
     assert route is not None and route.endpoint is not None
     assert route.model == "anthropic.claude-sonnet-4-5-20250929-v1:0"
-    assert (route.endpoint.stream, route.api.tapped if route.api else None) == (True, True)
+    assert (route.endpoint.stream, route.api.tapped if route.api else None) == (True, False)  # tapped if signed
 
 
 VERTEX_PATH = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
