@@ -345,3 +345,38 @@ def test_bedrock_converse_stream_and_converse_are_recorded_and_relayed_unchanged
     ]
     assert proxy.rows("SELECT content FROM model_thoughts") == [{"content": "hmm"}]
     assert proxy.rows("SELECT prompt FROM user_prompts") == [{"prompt": "hi"}] * 2
+
+
+def test_bedrock_invoke_with_an_api_key_runs_the_tool_loop_in_frames_botocore_reads(
+    mock: MockUpstream, proxy_for, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """boto3 with a Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`): bridged. The frames the client gets, rewritten
+    where the injected call is hidden, pass botocore's checksums; the blocking call gets one merged body."""
+    proxy = proxy_for(tools=True, bedrock={})
+    call = [("toolu_1", "bmcp_test_echo", {"message": "x"})]
+    mock.enqueue(
+        Answer(headers={"content-type": EVENT_STREAM}, events=bedrock_frames(anthropic_events([""], tools=call))),
+        Answer(headers={"content-type": EVENT_STREAM}, events=bedrock_frames(anthropic_events(["Echoed."]))),
+        Answer.json(anthropic_message("", tools=call)),
+        Answer.json(anthropic_message("Echoed whole.")),
+    )
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "ABSKbedrock-api-key-0123456789")
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", config=Config(retries={"max_attempts": 1}))
+    stream = client.invoke_model_with_response_stream(modelId=BEDROCK_MODEL, body=json.dumps(BEDROCK_BODY))["body"]
+    events = [json.loads(e["chunk"]["bytes"]) for e in stream]
+    assert "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta") == "Echoed."
+    assert all(e.get("content_block", {}).get("type") != "tool_use" for e in events)  # the injected call hidden
+    whole = json.loads(client.invoke_model(modelId=BEDROCK_MODEL, body=json.dumps(BEDROCK_BODY))["body"].read())
+    assert [b["text"] for b in whole["content"]] == ["Echoed whole."]
+    assert all(r.header("authorization") == "Bearer ABSKbedrock-api-key-0123456789" for r in mock.requests)
+    assert injected_names(mock.requests[0].json()) and mock.requests[1].json()["messages"][-1]["role"] == "user"
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, status, streaming, metadata FROM interceptions ORDER BY started_at")
+    assert [(r["provider"], r["status"], r["streaming"], r["metadata"]) for r in rows] == [
+        ("bedrock", "completed", True, None),
+        ("bedrock", "completed", False, None),
+    ]
+    assert proxy.rows("SELECT tool, injected FROM tool_usages") == [{"tool": "echo", "injected": True}] * 2
