@@ -17,7 +17,7 @@ from tests.e2e.test_tool_loop_e2e import mcp_test_server
 from tests.support.clients import binary, client_env, run
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy, provider_config
-from tests.support.scenarios import anthropic_events, bedrock_frames, responses_events
+from tests.support.scenarios import anthropic_events, bedrock_frames, converse_frames, responses_events
 
 pytestmark = pytest.mark.e2e
 
@@ -359,3 +359,40 @@ def test_claude_code_on_a_prefixed_anthropic_compatible_endpoint(
     rows = proxy.rows("SELECT provider_name, client, status, client_session_id FROM interceptions")
     assert {(r["provider_name"], r["client"], r["status"]) for r in rows} == {("zai", "Claude Code", "completed")}
     assert all(r["client_session_id"] for r in rows)
+
+
+def test_opencode_on_bedrock_converse_is_recorded(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """opencode's `amazon-bedrock` provider calls ConverseStream, SigV4-signed: recorded, relayed unchanged."""
+    proxy = start_proxy(f'[providers.bedrock]\nupstream = "{mock.url}"\n')
+
+    def answer(seen: Any) -> Answer:
+        if seen.path.endswith("/converse-stream"):
+            return Answer(headers={"content-type": EVENT_STREAM}, events=converse_frames(["Hello from ", "Converse."]))
+        return Answer.json({})
+
+    mock.responder = answer
+    env = client_env(
+        proxy,
+        tmp_path / "home",
+        **AWS_KEYS,
+        AWS_REGION="us-east-1",
+        OPENCODE_DISABLE_AUTOUPDATE="1",
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+    )
+    model = "amazon-bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"
+    done = run([str(binary("opencode")), "run", "-m", model, "say hi"], env, tmp_path / "w")
+    assert done.returncode == 0, done.stderr + str([r.path for r in mock.requests])
+    assert "Hello from Converse." in done.stdout
+    calls = [r for r in mock.requests if r.path.endswith("/converse-stream")]
+    assert calls and all(c.header("authorization").startswith("AWS4-HMAC-SHA256 ") for c in calls)
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, client, model, status, streaming FROM interceptions")
+    assert len(rows) == len(calls)
+    assert {(r["provider"], r["client"], r["status"], r["streaming"]) for r in rows} == {
+        ("bedrock", "OpenCode", "completed", True)
+    }
+    assert {"prompt": '"say hi"'} in proxy.rows("SELECT prompt FROM user_prompts")  # as opencode sends it
+    usage = proxy.rows("SELECT input_tokens, cost_micros FROM token_usages")
+    assert usage and all(u["input_tokens"] == 11 and u["cost_micros"] for u in usage)
