@@ -13,6 +13,7 @@ import httpx
 from addon.engine.job import UpstreamUnavailable
 from addon.upstream.encoding import decode_body, stream_decoder
 from addon.wire import ResponseParser, WireFormat, framing
+from addon.wire.eventstream import FramingError
 from addon.wire.sse import SSEEvent
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,11 @@ async def relay_round(
         return
     last: SSEEvent | None = None
     async for raw in response.aiter_raw():
-        if not (events := frames.feed(decode(raw))):
+        try:
+            events = frames.feed(decode(raw))
+        except FramingError as e:  # a bad checksum or length: the stream is broken from here on
+            raise httpx.RemoteProtocolError(f"the upstream's event stream is malformed: {e}") from e
+        if not events:
             continue
         last = _last_meaningful(events, last)
         out = []

@@ -53,17 +53,20 @@ def error_body(status: int, message: str) -> bytes:
 def frame_event(frame: Frame) -> SSEEvent:
     """A Bedrock frame as the event it carries: InvokeModel's `chunk` has one of the API's own events in a base64
     payload; Converse's frames are named by their `:event-type` with the event as the payload; an exception
-    becomes the API's error event."""
+    becomes the API's error event. A payload that is not what it should be is an event with no data."""
     if frame.message_type == "exception":
-        message = json.loads(frame.payload or b"{}").get("message") or frame.headers.get(":exception-type", "")
         kind = frame.headers.get(":exception-type", "exception")
+        message = (json_object(frame.payload) or {}).get("message") or kind
         data = json.dumps({"type": "error", "error": {"type": kind, "message": message}})
         return SSEEvent(raw=b"", event="error", data=data)
     name = frame.headers.get(":event-type", "")
     if name != "chunk":
         return SSEEvent(raw=b"", event=name, data=frame.payload.decode("utf-8", "replace"))
-    inner = json.loads(frame.payload or b"{}").get("bytes")
-    data = base64.b64decode(inner).decode("utf-8") if isinstance(inner, str) else ""
+    inner = (json_object(frame.payload) or {}).get("bytes")
+    try:
+        data = base64.b64decode(inner, validate=True).decode("utf-8") if isinstance(inner, str) else ""
+    except ValueError:  # binascii.Error and UnicodeDecodeError
+        data = ""
     kind = _KIND.match(data)  # the event's name, as SSE would carry it, without parsing the event twice
     return SSEEvent(raw=b"", event=kind.group(1) if kind else "", data=data)
 

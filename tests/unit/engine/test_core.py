@@ -32,7 +32,8 @@ from addon.policy import Refusal
 from addon.policy.budgets import Ledger, Reservation
 from addon.policy.pricing import PriceBook
 from addon.providers import Api
-from addon.providers.routing import Route
+from addon.providers.routing import Route, classify
+from addon.wire.eventstream import EventStreamDecoder
 from addon.wire.sse import SSEParser
 from tests.support.fakes import (
     ANTHROPIC_BODY,
@@ -48,6 +49,7 @@ from tests.support.fakes import (
     read,
     sse,
 )
+from tests.support.scenarios import bedrock_frames
 
 ANTHROPIC_EVENTS = [
     sse(
@@ -1076,3 +1078,52 @@ async def test_a_provider_serving_another_vendors_api_is_priced_as_that_vendor(
     assert recorder.started(job).provider == "copilot"
     (usage,) = recorder.of(TokensUsed)
     assert usage.cost_micros and usage.prices["source"].startswith("genai-prices openai/")
+
+
+# --- Bedrock's InvokeModel: the same engine, event-stream frames ------------------------------------------------
+
+BEDROCK_PATH = "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"
+
+
+def bedrock_job() -> Job:
+    route = classify(parse_config({}), "bedrock-runtime.us-east-1.amazonaws.com", "POST", BEDROCK_PATH)
+    assert route is not None and route.bridged  # a Bedrock API key: no signature to keep
+    body = json.dumps(
+        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    job = make_job(body, api=Api.BEDROCK_INVOKE, headers=[("authorization", "Bearer ABSK-key")], path=BEDROCK_PATH)
+    job.route = route
+    return job
+
+
+def bedrock_reply(chunks: list[bytes]) -> Callable[[httpx.Request], httpx.Response]:
+    headers = {"content-type": "application/vnd.amazon.eventstream"}
+    return lambda request: httpx.Response(200, headers=headers, stream=Chunks(chunks))
+
+
+async def test_a_bedrock_stream_with_nothing_injected_is_relayed_frame_for_frame(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    frames = b"".join(bedrock_frames(ANTHROPIC_EVENTS))
+    upstream.respond = bedrock_reply([frames[i : i + 37] for i in range(0, len(frames), 37)])
+    job = await admitted(engine, bedrock_job())
+    assert b"".join(await read(await engine.open(job))) == frames
+    end = recorder.ended(job)
+    assert (end.status, end.error) == ("completed", None)
+    assert recorder.of(TokensUsed)[0].cost_micros  # priced by Bedrock's model id
+    assert recorder.started(job).model == "anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+async def test_a_corrupt_bedrock_frame_ends_the_stream_with_an_exception_frame(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    frames = bedrock_frames(ANTHROPIC_EVENTS)
+    corrupt = frames[1][:-1] + bytes([frames[1][-1] ^ 0xFF])  # a bad checksum
+    upstream.respond = bedrock_reply([frames[0], corrupt, *frames[2:]])
+    job = await admitted(engine, bedrock_job())
+    chunks = await read(await engine.open(job))
+    assert chunks[0] == frames[0]
+    [frame] = EventStreamDecoder().feed(chunks[-1])
+    assert frame.headers[":message-type"] == "exception" and b"malformed" in frame.payload
+    end = recorder.ended(job)
+    assert end.status == "failed" and end.error is not None and "malformed" in end.error

@@ -93,3 +93,18 @@ def test_errors_read_as_botocore_reads_bedrocks() -> None:
         parsed = RestJSONParser().parse({"status_code": status, "headers": {}, "body": body}, None)
         assert parsed["Error"] == {"Code": code, "Message": "no"}
     assert BedrockInvoke().error_body(413, "big") == error_body(413, "big") == CONVERSE.error_body(413, "big")
+
+
+def test_a_frame_whose_payload_is_not_what_it_should_be_is_an_empty_event() -> None:
+    from addon.wire.eventstream import encode
+
+    headers = {":event-type": "chunk", ":message-type": "event"}
+    for payload in (b"not json", b'{"bytes": "%%%"}', b'{"bytes": 3}'):
+        [event] = [frame_event(f) for f in EventStreamDecoder().feed(encode(headers, payload))]
+        assert (event.event, event.data) == ("", "")
+    exception = encode({":message-type": "exception", ":exception-type": "modelStreamErrorException"}, b"<html>")
+    [event] = [frame_event(f) for f in EventStreamDecoder().feed(exception)]
+    assert json.loads(event.data)["error"] == {
+        "type": "modelStreamErrorException",
+        "message": "modelStreamErrorException",
+    }
