@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from addon.providers import FAMILIES, Api
 from addon.providers.base import host_matches
+from addon.providers.sigv4 import AwsCredentials, region_in
 
 ProviderType = str
 """A provider family's type: a key of `addon.providers.FAMILIES`."""
@@ -30,7 +31,8 @@ family's own (`aws` for Bedrock's model ids)."""
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_PROVIDER_KEYS = {"type", "host", "upstream", "extra_headers", "key", "allow_byok", "enabled"}
+_AWS_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_profile", "aws_region")
+_PROVIDER_KEYS = {"type", "host", "upstream", "extra_headers", "key", "allow_byok", "enabled", *_AWS_KEYS}
 _USER_KEYS = {"token", "groups"}
 _BUDGET_KEYS = {"users", "groups"}
 _PRICE_KEYS = {"input", "output", "cache_read", "cache_write", "cache_write_1h"}
@@ -90,6 +92,8 @@ class Provider:
     extra_headers: tuple[tuple[str, str], ...] = ()
     key: str | None = field(default=None, repr=False)
     """The central key, substituted upstream for requests authenticated by a bridge token."""
+    aws: AwsCredentials | None = None
+    """AWS credentials that sign such requests instead (Bedrock): each upstream call, the loop's too."""
     allow_byok: bool | None = None
     """None: the global setting."""
 
@@ -305,7 +309,13 @@ def _parse_provider(name: str, value: Any) -> Provider | None:
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     if "key" in table and not FAMILIES[ptype].central_keys:
+        if FAMILIES[ptype].sigv4_service:
+            raise ValueError(
+                f"{where}: {ptype} takes no central key: give it AWS credentials to sign with "
+                "(aws_access_key_id and aws_secret_access_key, or aws_profile)"
+            )
         raise ValueError(f"{where}: {ptype} takes no central key (each user's own token goes upstream)")
+    aws = _parse_aws(table, ptype, host, where)
     key = _secret(table["key"], f"{where}.key") if "key" in table else None
     allow_byok = table.get("allow_byok")  # None: the global setting
     if allow_byok is not None:
@@ -317,8 +327,41 @@ def _parse_provider(name: str, value: Any) -> Provider | None:
         upstream=parsed_upstream,
         extra_headers=tuple(headers.items()),
         key=key,
+        aws=aws,
         allow_byok=allow_byok,
     )
+
+
+def _parse_aws(table: dict[str, Any], ptype: ProviderType, host: str, where: str) -> AwsCredentials | None:
+    """The AWS credentials a SigV4 provider signs bridged calls with: keys (literal or env:VAR), or a profile."""
+    given = [k for k in _AWS_KEYS if k in table]
+    if not given:
+        return None
+    family = FAMILIES[ptype]
+    if family.sigv4_service is None:
+        raise ValueError(f"{where}: {ptype} takes no AWS credentials ({given[0]}): only SigV4 providers do")
+    region = table.get("aws_region")
+    if region is not None and (not isinstance(region, str) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", region)):
+        raise ValueError(f"{where}: aws_region must be an AWS region such as 'us-east-1'")
+    if region is None and host != family.host and region_in(family.host, host) is None:
+        raise ValueError(f"{where}: aws_region is required: the host {host!r} does not name the region to sign for")
+    if "aws_profile" in table:
+        if keys := [k for k in given if k not in ("aws_profile", "aws_region")]:
+            raise ValueError(f"{where}: aws_profile and {keys[0]} exclude each other: give keys or a profile")
+        profile = table["aws_profile"]
+        if not isinstance(profile, str) or not profile.strip():
+            raise ValueError(f"{where}: aws_profile must be the name of a profile in the AWS config files")
+        try:
+            return AwsCredentials.from_profile(profile, region)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+    for needed in ("aws_access_key_id", "aws_secret_access_key"):
+        if needed not in table:
+            raise ValueError(f"{where}: {needed} is missing: AWS credentials need both keys (or aws_profile)")
+    key_id = _secret(table["aws_access_key_id"], f"{where}.aws_access_key_id")
+    secret = _secret(table["aws_secret_access_key"], f"{where}.aws_secret_access_key")
+    token = _secret(table["aws_session_token"], f"{where}.aws_session_token") if "aws_session_token" in table else None
+    return AwsCredentials.from_keys(key_id, secret, token, region)
 
 
 def hash_token(token: str) -> str:

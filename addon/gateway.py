@@ -73,8 +73,8 @@ def decide(
     route = classify(config, host, method, path)
     if route is None:
         return None
-    route = sealed(route, headers)
     access = resolve(config, users, route.provider, headers, proxy_user)
+    route = sealed(route, access.headers)  # where the bridge signs, the client's signature is gone
     if route.api is None:
         return Decision(Action.PASS if access.refusal is None else Action.REFUSE, route, access)
     return Decision(Action.TAP if route.tapped else Action.BRIDGE, route, access)

@@ -187,6 +187,9 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
     async def _send(self, decision: Decision, path: str, method: str, body: bytes) -> httpx.Response:
         route = decision.route
         headers = upstream.request_headers(decision.access.headers, route.provider.extra_headers)  # as the proxy does
+        if decision.access.aws is not None:
+            target = route.upstream
+            headers = route.sign(decision.access.aws, target.authority, target.path + path, headers, body)
         return await upstream.send(self.bridge.upstream, method, route.upstream, path, headers, body)
 
 

@@ -44,6 +44,7 @@ CONFINED: dict[str, set[str]] = {
     "rich": {"cli"},
     "opentelemetry": {"observe"},
     "prometheus_client": {"observe"},
+    "botocore": {"providers"},
 }
 STDLIB = set(sys.stdlib_module_names)
 

@@ -155,6 +155,8 @@ class Engine:
         provider, target = job.route.provider, job.route.upstream
         url = target.url(job.path)
         headers = upstream.request_headers(job.headers, [*provider.extra_headers, *extra])
+        if job.aws is not None:
+            headers = job.route.sign(job.aws, target.authority, target.path + job.path, headers, body)
         call = self.observer.upstream(job, url, headers, body) or NO_CALL
         try:
             response = await upstream.send(self.transport, "POST", target, job.path, headers, body)

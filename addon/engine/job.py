@@ -13,6 +13,7 @@ from addon.policy.access import Access
 from addon.policy.budgets import Reservation
 from addon.providers import Api
 from addon.providers.routing import Route
+from addon.providers.sigv4 import AwsCredentials
 from addon.wire import RequestInfo
 
 INTERCEPTION_HEADER = "x-aibridge-interception-id"
@@ -42,6 +43,8 @@ class Job:
     initiator: str
     credential_kind: str | None = None
     credential_hint: str | None = None
+    aws: AwsCredentials | None = None
+    """The operator's AWS credentials: every upstream call is signed with them."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """Recorded on the interception: e.g. an in-process caller's `source` and `api_key_id`."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -69,6 +72,7 @@ class Job:
             initiator=initiator or access.initiator,
             credential_kind=access.credential_kind,
             credential_hint=access.credential_hint,
+            aws=access.aws,
             metadata=metadata,
         )
 

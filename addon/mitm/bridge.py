@@ -355,6 +355,16 @@ def _pass_through(flow: http.HTTPFlow, decision: Decision) -> None:
     _retarget(flow, decision.route)
     for name, value in provider.extra_headers:
         flow.request.headers[name] = value
+    if access.aws is not None:  # last: the signature covers the headers as they go
+        request = flow.request
+        signed = decision.route.sign(
+            access.aws,
+            request.host_header or request.host,
+            request.path,
+            list(request.headers.items(multi=True)),
+            request.raw_content or b"",
+        )
+        request.headers = http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed])
 
 
 def _retarget(flow: http.HTTPFlow, route: Route) -> None:

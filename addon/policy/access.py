@@ -4,8 +4,10 @@
   sends). Tokens are stored as SHA-256 hashes and compared in constant time.
 - Central keys: a request whose API key is a bridge token (prefix `aib_`) is authenticated by it, and the
   provider's configured key replaces it upstream; the token never leaves the proxy. A request from an
-  authenticated user that carries no key at all also gets the central key.
-- BYOK: any other key is the client's own and passes through untouched, unless `allow_byok = false`.
+  authenticated user that carries no key at all also gets the central key. For a provider given AWS
+  credentials instead, the bridge signs each upstream call with them (`Access.aws`).
+- BYOK: any other key is the client's own and passes through untouched, unless `allow_byok = false`; so is a
+  client's own SigV4 signature (its access key id is the credential).
 Secrets are never returned unmasked: the audit sees only the kind and a masked hint.
 """
 
@@ -18,7 +20,8 @@ from addon.config import TOKEN_PREFIX, Config, Provider, User, hash_token
 from addon.policy import Refusal
 from addon.policy.identity import mask_secret
 from addon.providers import FAMILIES
-from addon.providers.base import AUTH_HEADERS
+from addon.providers.base import AUTH_HEADERS, Family
+from addon.providers.sigv4 import SIGNATURE_HEADERS, AwsCredentials
 
 ACTOR_PREFIX = "x-ai-bridge-actor"
 _DUMMY_HASH = hash_token("aib_no-such-user")
@@ -68,6 +71,8 @@ class Access:
     credential_hint: str | None = None
     refusal: Refusal | None = None
     """Set when the request must not go upstream."""
+    aws: AwsCredentials | None = None
+    """The operator's AWS credentials, which sign every upstream call of the request (`Route.sign`)."""
 
 
 def _is_token(value: str) -> bool:
@@ -95,19 +100,41 @@ def resolve(
         if proxy_user is not None and owner.name != proxy_user:
             return Access(proxy_user, headers, refusal=Refusal(403, "the bridge token belongs to another user"))
         user = owner.name
-        if provider.key is None:
-            return Access(
-                user, headers, refusal=Refusal(403, f"provider {provider.name} has no central key configured")
-            )
-        headers, kind, hint = family.with_key(headers, provider.key), "centralized", mask_secret(provider.key)
+        if provider.key is None and provider.aws is None:
+            return Access(user, headers, refusal=Refusal(403, _no_central_credential(provider, family)))
+        headers, kind, hint = _central(provider, family, headers)
     elif credential is not None:
         allowed = provider.allow_byok if provider.allow_byok is not None else config.allow_byok
         if not allowed:
             message = "bring-your-own-key is not enabled: use your bridge token as the API key"
             return Access(user or "anonymous", headers, refusal=Refusal(403, message))
         kind, hint = "byok", mask_secret(credential)
-    elif provider.key is not None and user is not None:
-        headers, kind, hint = family.with_key(headers, provider.key), "centralized", mask_secret(provider.key)
+    elif (provider.key is not None or provider.aws is not None) and user is not None:
+        headers, kind, hint = _central(provider, family, headers)
     if config.send_actor_headers and user is not None:
         headers = [*headers, ("X-AI-Bridge-Actor-ID", user), ("X-AI-Bridge-Actor-Metadata-Username", user)]
-    return Access(user or "anonymous", headers, kind, hint)
+    aws = provider.aws if kind == "centralized" else None
+    return Access(user or "anonymous", headers, kind, hint, aws=aws)
+
+
+def _central(provider: Provider, family: Family, headers: list[tuple[str, str]]) -> tuple[list, str, str]:
+    """The headers with the provider's central credential in place of the client's: its key, or none where
+    its AWS credentials sign each call (the client's own signature then goes too)."""
+    if provider.key is not None:
+        return family.with_key(headers, provider.key), "centralized", mask_secret(provider.key)
+    assert provider.aws is not None
+    dropped = SIGNATURE_HEADERS | set(AUTH_HEADERS)
+    return (
+        [(n, v) for n, v in headers if n.lower() not in dropped],
+        "centralized",
+        mask_secret(provider.aws.access_key_id),
+    )
+
+
+def _no_central_credential(provider: Provider, family: Family) -> str:
+    if family.sigv4_service:
+        return (
+            f"provider {provider.name} has no AWS credentials configured to sign for bridge tokens "
+            "(aws_access_key_id and aws_secret_access_key, or aws_profile)"
+        )
+    return f"provider {provider.name} has no central key configured"

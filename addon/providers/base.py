@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from addon.providers import sigv4
 from addon.wire import AnthropicMessages, OpenAIChat, OpenAIResponses, WireFormat, WireReader
 from addon.wire.bedrock import BedrockConverse, BedrockInvoke
 
@@ -96,11 +97,6 @@ def host_matches(pattern: str, host: str) -> bool:
     return pattern == host or ("*" in pattern and fnmatch.fnmatchcase(host, pattern))
 
 
-def sigv4_signed(headers: Headers) -> bool:
-    """Whether an AWS SigV4 signature (over the body's hash, among others) authorizes the request."""
-    return any(n.lower() == "authorization" and v.lstrip().startswith("AWS4-HMAC-SHA256") for n, v in headers)
-
-
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     scheme, _, token = headers.get("authorization", "").strip().partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
@@ -130,6 +126,9 @@ class Family:
     prices: str | None = None
     """The price book's name for the family, where it names models its own way (Bedrock's
     `anthropic.claude-...-v1:0`); else the API's vendor's."""
+    sigv4_service: str | None = None
+    """The AWS service its SigV4 signatures are for, where clients sign (and the operator may give the bridge
+    AWS credentials to sign with); the region is the host's `*`."""
 
     def endpoint(self, path: str) -> tuple[Endpoint, dict[str, str]] | None:
         """The recorded endpoint `path` (query ignored) is, and its path parameters; the first that matches
@@ -141,7 +140,10 @@ class Family:
         return None
 
     def credential(self, headers: Mapping[str, str]) -> str | None:
-        """The provider credential the client sent (`headers` by lower-case name)."""
+        """The provider credential the client sent (`headers` by lower-case name): a key, or the access key id
+        of a SigV4 signature."""
+        if self.sigv4_service and (key_id := sigv4.access_key(headers.get("authorization", ""))):
+            return key_id
         if self.key_header and (key := headers.get(self.key_header, "").strip()):
             return key
         return bearer_token(headers)

@@ -19,4 +19,5 @@ FAMILY = Family(
     overloaded=frozenset({429, 503, 504}),
     central_keys=False,
     prices="aws",
+    sigv4_service="bedrock",
 )

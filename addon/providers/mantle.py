@@ -17,4 +17,5 @@ FAMILY = Family(
     overloaded=frozenset({429, 503, 504, 529}),
     central_keys=False,
     prices="aws",
+    sigv4_service="bedrock-mantle",
 )

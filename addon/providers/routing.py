@@ -4,8 +4,8 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
 from addon.config import Config, Provider, Upstream
-from addon.providers import FAMILIES, Api, Family
-from addon.providers.base import Endpoint, Headers, sigv4_signed
+from addon.providers import FAMILIES, Api, Family, sigv4
+from addon.providers.base import Endpoint, Headers
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,16 @@ class Route:
             return None
         return unquote(model)  # boto3 sends a Bedrock model id's `:` as `%3A`
 
+    def sign(
+        self, credentials: sigv4.AwsCredentials, host: str, path: str, headers: Headers, body: bytes
+    ) -> list[tuple[str, str]]:
+        """`headers` for a POST of `body` to `host` and `path`, SigV4-signed with the operator's `credentials`
+        for the family's service, in the configured region or the one the client's host names."""
+        service, region = self.family.sigv4_service, credentials.region or sigv4.region_in(self.family.host, self.host)
+        if service is None or region is None:  # the configuration's checks rule both out
+            raise ValueError(f"cannot sign for {self.host}: no AWS service or region")
+        return sigv4.sign(credentials, service, region, "POST", host, path, headers, body)
+
     def error_body(self, status: int, message: str) -> bytes:
         """A provider-shaped error: in the route's API's shape, else the family's."""
         return (self.api.reader if self.api else self.family.errors).error_body(status, message)
@@ -78,4 +88,4 @@ def classify(config: Config, host: str, method: str, path: str) -> Route | None:
 
 def sealed(route: Route, headers: Headers) -> Route:
     """The route of a request whose credential signs its body (SigV4): recorded, never changed."""
-    return replace(route, sealed=True) if route.bridged and sigv4_signed(headers) else route
+    return replace(route, sealed=True) if route.bridged and sigv4.signed(headers) else route

@@ -12,8 +12,11 @@ from urllib.parse import unquote
 
 import pytest
 
+from addon.cli.users import new_token
+from addon.config import hash_token
 from addon.wire.framing import EVENT_STREAM
 from tests.e2e.test_tool_loop_e2e import mcp_test_server
+from tests.support import sigv4
 from tests.support.clients import binary, client_env, run
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy, provider_config
@@ -236,6 +239,21 @@ def test_opencode_completes_through_the_anthropic_route(
 AWS_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY000000", "AWS_SECRET_ACCESS_KEY": "secret-example"}
 
 
+def adding_bedrock(seen: Any) -> Answer:
+    """Bedrock's side of `claude_adds`: the injected `add` called, then the sum; other calls get `{}`."""
+    if not seen.path.endswith("/invoke-with-response-stream"):
+        return Answer.json({})
+    body = seen.json()
+    last = body["messages"][-1]["content"]
+    if isinstance(last, list) and any(b.get("tool_use_id") == "toolu_1" for b in last if isinstance(b, dict)):
+        events = anthropic_events(["The sum ", "is 5."], msg_id="msg_2")
+    elif "bmcp_test_add" in [t["name"] for t in body.get("tools", [])]:
+        events = anthropic_events([""], msg_id="msg_1", tools=[("toolu_1", "bmcp_test_add", {"a": 2, "b": 3})])
+    else:
+        events = anthropic_events(["(no tools)"])
+    return Answer(headers={"content-type": EVENT_STREAM}, events=bedrock_frames(events))
+
+
 def test_claude_code_on_bedrock_is_recorded_and_passed_through_signed(
     mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
 ) -> None:
@@ -305,21 +323,7 @@ def test_claude_code_on_bedrock_with_an_api_key_gets_the_injected_tools(
     bridge, its event-stream frames rewritten with valid checksums; Claude Code sees one answer, no injected
     call."""
     proxy = start_proxy(f'[providers.bedrock]\nupstream = "{mock.url}"\n' + mcp_test_server())
-
-    def answer(seen: Any) -> Answer:
-        if not seen.path.endswith("/invoke-with-response-stream"):
-            return Answer.json({})
-        body = seen.json()
-        last = body["messages"][-1]["content"]
-        if isinstance(last, list) and any(b.get("tool_use_id") == "toolu_1" for b in last if isinstance(b, dict)):
-            events = anthropic_events(["The sum ", "is 5."], msg_id="msg_2")
-        elif "bmcp_test_add" in [t["name"] for t in body.get("tools", [])]:
-            events = anthropic_events([""], msg_id="msg_1", tools=[("toolu_1", "bmcp_test_add", {"a": 2, "b": 3})])
-        else:
-            events = anthropic_events(["(no tools)"])
-        return Answer(headers={"content-type": EVENT_STREAM}, events=bedrock_frames(events))
-
-    mock.responder = answer
+    mock.responder = adding_bedrock
     quiet = {k: v for k, v in CLAUDE_QUIET.items() if k != "ANTHROPIC_API_KEY"}
     key = "ABSKbedrock-api-key-0123456789"
     bedrock = {"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_REGION": "us-east-1", "AWS_BEARER_TOKEN_BEDROCK": key}
@@ -330,6 +334,38 @@ def test_claude_code_on_bedrock_with_an_api_key_gets_the_injected_tools(
     proxy.stop()
     rows = proxy.rows("SELECT provider, client, status FROM interceptions")
     assert {(r["provider"], r["client"], r["status"]) for r in rows} == {("bedrock", "Claude Code", "completed")}
+    assert proxy.rows("SELECT tool, injected, invocation_error FROM tool_usages") == [
+        {"tool": "add", "injected": True, "invocation_error": None}
+    ]
+
+
+def test_claude_code_on_bedrock_signed_by_the_bridge_gets_the_injected_tools(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """The operator gives the bridge AWS credentials; Claude Code skips its own Bedrock auth
+    (`CLAUDE_CODE_SKIP_BEDROCK_AUTH=1`, meant for gateways) and authenticates to the proxy as its user. Every
+    InvokeModel call, the tool loop's too, reaches Bedrock SigV4-signed by the bridge for its own body."""
+    token = new_token()
+    proxy = start_proxy(
+        f'[providers.bedrock]\nupstream = "{mock.url}"\naws_access_key_id = "AKIAOPERATOR00000000"\n'
+        'aws_secret_access_key = "env:TEST_OPERATOR_SECRET"\n\n'
+        f'[users.alice]\ntoken = "{hash_token(token)}"\n' + mcp_test_server(),
+        env={"TEST_OPERATOR_SECRET": "operator-secret-0123456789"},
+    )
+    mock.responder = adding_bedrock
+    quiet = {k: v for k, v in CLAUDE_QUIET.items() if k != "ANTHROPIC_API_KEY"}
+    bedrock = {"CLAUDE_CODE_USE_BEDROCK": "1", "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1", "AWS_REGION": "us-west-2"}
+    env = client_env(proxy, tmp_path / "home", **quiet, **bedrock)
+    env["HTTPS_PROXY"] = env["https_proxy"] = proxy.url.replace("://", f"://alice:{token}@", 1)
+    claude_adds(env, tmp_path)
+    streamed = [r for r in mock.requests if r.path.endswith("/invoke-with-response-stream")]
+    assert any(r.json()["messages"][-1]["content"][0].get("tool_use_id") == "toolu_1" for r in streamed)
+    for seen in (r for r in mock.requests if r.path.startswith("/model/")):
+        assert sigv4.scope(seen.header("authorization"))["region"] == "us-west-2"
+        assert sigv4.valid(seen.method, seen.path, seen.headers, seen.body, "operator-secret-0123456789"), seen.path
+    proxy.stop()
+    rows = proxy.rows("SELECT provider, client, status, initiator, credential_kind FROM interceptions")
+    assert {tuple(r.values()) for r in rows} == {("bedrock", "Claude Code", "completed", "alice", "centralized")}
     assert proxy.rows("SELECT tool, injected, invocation_error FROM tool_usages") == [
         {"tool": "add", "injected": True, "invocation_error": None}
     ]

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from addon.inprocess import Bridge, BridgeTransport
+from tests.support import sigv4
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import ROOT, provider_config
 from tests.support.scenarios import anthropic_events, anthropic_message, chat_completion, responses_events
@@ -264,3 +265,30 @@ async def test_responses_pass_through_unchanged_and_are_recorded(
     assert rows(tmp_path, "SELECT provider_response_id, input_tokens, cache_read_input_tokens FROM token_usages") == [
         ("resp_ip", 20, 100)
     ]
+
+
+async def test_bedrock_calls_are_signed_with_the_operators_aws_credentials(mock: MockUpstream, open_bridge) -> None:
+    """An in-process caller sending no credential, on a provider given AWS credentials: bridged, tapped and
+    passed-through calls each reach Bedrock signed by the bridge (what botocore's signer accepts)."""
+    bridge = await open_bridge(
+        f'[providers.bedrock]\nupstream = "{mock.url}"\n'
+        'aws_access_key_id = "AKIAOPERATOR00000000"\naws_secret_access_key = "operator-secret"\n'
+        'aws_region = "eu-west-1"\n'
+    )
+    mock.enqueue(
+        Answer.json(anthropic_message("Invoked.")),
+        Answer.json({"output": {"message": {"role": "assistant", "content": [{"text": "Conversed."}]}}}),
+        Answer.json({"inputTokens": 3}),
+    )
+    url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-sonnet-4-5-20250929-v1:0"
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8, "messages": MESSAGES}
+    async with httpx2.AsyncClient(transport=bridge.transport(source="t", initiator="u")) as client:
+        invoked = await client.post(f"{url}/invoke", json=body)
+        conversed = await client.post(
+            f"{url}/converse", json={"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+        )
+        counted = await client.post(f"{url}/count-tokens", json={"input": {"invokeModel": {"body": "{}"}}})
+    assert invoked.json()["content"][0]["text"] == "Invoked." and conversed.status_code == counted.status_code == 200
+    for seen in mock.requests:
+        assert sigv4.scope(seen.header("authorization"))["region"] == "eu-west-1"  # as configured
+        assert sigv4.valid(seen.method, seen.path, seen.headers, seen.body, "operator-secret"), seen.path

@@ -12,9 +12,12 @@ import httpx
 import openai
 import pytest
 
+from addon.cli.users import new_token
+from addon.config import hash_token
 from addon.wire.eventstream import encode
 from addon.wire.framing import EVENT_STREAM
 from tests.e2e.test_tool_loop_e2e import injected_names, mcp_test_server
+from tests.support import sigv4
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy
 from tests.support.scenarios import (
@@ -380,3 +383,82 @@ def test_bedrock_invoke_with_an_api_key_runs_the_tool_loop_in_frames_botocore_re
         ("bedrock", "completed", False, None),
     ]
     assert proxy.rows("SELECT tool, injected FROM tool_usages") == [{"tool": "echo", "injected": True}] * 2
+
+
+# --- Bedrock with the operator's AWS credentials: the bridge signs, so the loop runs -------------------------
+
+OPERATOR_SECRET = "operator-secret-0123456789"
+
+
+def signed_by_the_operator(seen: Any) -> bool:
+    return sigv4.scope(seen.header("authorization"))["key"] == "AKIAOPERATOR00000000" and sigv4.valid(
+        seen.method, seen.path, seen.headers, seen.body, OPERATOR_SECRET
+    )
+
+
+def test_bedrock_with_the_operators_aws_credentials_signs_every_call_and_runs_the_loop(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user on a closed proxy who sends no AWS credentials (boto3 unsigned), or their bridge token as the
+    Bedrock API key: the bridge signs each upstream call (the tool loop's too, each for its own body) with the
+    operator's credentials, which botocore's signer accepts; Converse is passed unchanged but signed; the
+    user's own SigV4 signature is theirs (BYOK) and passes as it came."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    token = new_token()
+    proxy = start_proxy(
+        f'[providers.bedrock]\nupstream = "{mock.url}"\naws_access_key_id = "AKIAOPERATOR00000000"\n'
+        'aws_secret_access_key = "env:TEST_OPERATOR_SECRET"\n\n'
+        f'[users.alice]\ntoken = "{hash_token(token)}"\n' + mcp_test_server(),
+        env={"TEST_OPERATOR_SECRET": OPERATOR_SECRET},
+    )
+    for var in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(var, proxy.url.replace("://", f"://alice:{token}@", 1))
+    call = [("toolu_1", "bmcp_test_echo", {"message": "x"})]
+    mock.enqueue(
+        Answer(headers={"content-type": EVENT_STREAM}, events=bedrock_frames(anthropic_events([""], tools=call))),
+        Answer(headers={"content-type": EVENT_STREAM}, events=bedrock_frames(anthropic_events(["Echoed."]))),
+        Answer.json(converse_response("Conversed.")),
+        Answer.json(anthropic_message("With the token.")),
+        Answer.json(anthropic_message("Own signature.")),
+    )
+    retries = {"retries": {"max_attempts": 1}}
+    unsigned = boto3.client(
+        "bedrock-runtime", region_name="us-east-1", config=Config(signature_version=UNSIGNED, **retries)
+    )
+    stream = unsigned.invoke_model_with_response_stream(modelId=BEDROCK_MODEL, body=json.dumps(BEDROCK_BODY))["body"]
+    events = [json.loads(e["chunk"]["bytes"]) for e in stream]
+    assert "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta") == "Echoed."
+    answer = unsigned.converse(modelId=BEDROCK_MODEL, **CONVERSE_BODY)
+    assert answer["output"]["message"]["content"] == [{"text": "Conversed."}]
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", token)
+    keyed = boto3.client("bedrock-runtime", region_name="us-east-1", config=Config(**retries))
+    whole = json.loads(keyed.invoke_model(modelId=BEDROCK_MODEL, body=json.dumps(BEDROCK_BODY))["body"].read())
+    assert whole["content"][0]["text"] == "With the token."
+    monkeypatch.delenv("AWS_BEARER_TOKEN_BEDROCK")
+    own = json.loads(bedrock().invoke_model(modelId=BEDROCK_MODEL, body=json.dumps(BEDROCK_BODY))["body"].read())
+    assert own["content"][0]["text"] == "Own signature."
+
+    loop_first, loop_second, converse, with_token, own_call = mock.requests
+    assert injected_names(loop_first.json()) and loop_second.json()["messages"][-1]["role"] == "user"
+    for seen in (loop_first, loop_second, converse, with_token):
+        assert signed_by_the_operator(seen), seen.headers
+        assert sigv4.scope(seen.header("authorization"))["region"] == "us-east-1"  # the host's
+    assert json.loads(converse.body) == CONVERSE_BODY  # tapped: signed as it came
+    assert own_call.header("authorization").startswith("AWS4-HMAC-SHA256 Credential=AKIAEXAMPLEKEY000000/")
+    assert all(token not in json.dumps(r.headers) for r in mock.requests)
+    proxy.stop()
+    rows = proxy.rows(
+        "SELECT initiator, credential_kind, credential_hint, status, metadata FROM interceptions ORDER BY started_at"
+    )
+    assert [(r["initiator"], r["credential_kind"], r["status"]) for r in rows] == [
+        ("alice", "centralized", "completed"),
+        ("alice", "centralized", "completed"),
+        ("alice", "centralized", "completed"),
+        ("alice", "byok", "completed"),
+    ]
+    assert [r["credential_hint"] for r in rows] == ["AKIA...0000"] * 4
+    assert json.loads(rows[3]["metadata"]) == {"tapped": "the body is SigV4-signed"}  # and the others bridged
+    assert proxy.rows("SELECT tool, injected FROM tool_usages") == [{"tool": "echo", "injected": True}]

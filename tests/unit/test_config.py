@@ -718,3 +718,53 @@ def test_the_first_error_in_a_config_is_reported() -> None:
 def test_the_module_docstring_points_at_the_readme_reference() -> None:
     assert '"### The TOML file"' in (config_module.__doc__ or "")
     assert "\n### The TOML file\n" in (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+# --- AWS credentials for SigV4 providers ---------------------------------------------------------------
+
+
+def test_aws_credentials_are_keys_from_the_environment_or_a_profile(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("BRIDGE_AWS_SECRET", "operator-secret")
+    keys = {"aws_access_key_id": "AKIAOPERATOR00000000", "aws_secret_access_key": "env:BRIDGE_AWS_SECRET"}
+    bedrock = by_name({"providers": {"bedrock": keys}})["bedrock"]
+    assert bedrock.aws is not None and bedrock.aws.access_key_id == "AKIAOPERATOR00000000"
+    assert bedrock.aws.source.get_frozen_credentials().secret_key == "operator-secret"
+    assert bedrock.aws.region is None  # the host's
+    assert "operator-secret" not in repr(bedrock)
+    (tmp_path / "credentials").write_text("[bridge]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = s\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    mantle = by_name({"providers": {"bedrock-mantle": {"aws_profile": "bridge", "aws_region": "eu-west-1"}}})
+    aws = mantle["bedrock-mantle"].aws
+    assert aws is not None and (aws.access_key_id, aws.region) == ("AKIAPROFILE", "eu-west-1")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"key": "x"}, r"providers\.bedrock: bedrock takes no central key: give it AWS credentials to sign with"),
+        ({"aws_access_key_id": "AKIA"}, r"aws_secret_access_key is missing: AWS credentials need both keys"),
+        ({"aws_secret_access_key": "s"}, r"aws_access_key_id is missing"),
+        ({"aws_profile": "p", "aws_access_key_id": "AKIA"}, r"aws_profile and aws_access_key_id exclude each other"),
+        ({"aws_profile": "no-such-profile"}, r"providers\.bedrock: AWS profile 'no-such-profile'"),
+        ({"aws_access_key_id": "AKIA", "aws_secret_access_key": "env:NO_SUCH_VAR_X"}, r"NO_SUCH_VAR_X is not set"),
+        ({"aws_region": "mars", "aws_profile": "p"}, r"aws_region must be an AWS region such as 'us-east-1'"),
+        (
+            {"host": "bedrock.internal", "aws_access_key_id": "A", "aws_secret_access_key": "s"},
+            r"aws_region is required: the host 'bedrock.internal' does not name the region",
+        ),
+    ],
+)
+def test_aws_credentials_errors_say_what_to_fix(table: dict, message: str, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(ValueError, match=message):
+        parse_config({"providers": {"bedrock": table}})
+
+
+def test_only_sigv4_families_take_aws_credentials() -> None:
+    with pytest.raises(ValueError, match=r"providers\.anthropic: anthropic takes no AWS credentials"):
+        parse_config({"providers": {"anthropic": {"aws_profile": "p"}}})
+    named = {"type": "bedrock", "host": "bedrock-runtime.eu-west-1.amazonaws.com"}
+    region_in_host = by_name({"providers": {"eu": {**named, "aws_access_key_id": "A", "aws_secret_access_key": "s"}}})
+    assert region_in_host["eu"].aws is not None

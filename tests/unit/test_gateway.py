@@ -432,3 +432,19 @@ def test_job_records_a_chatgpt_account_as_a_masked_hint() -> None:
 
     plain = Gateway.job(decided("api.openai.com", "POST", "/v1/responses", CHAT_HEADERS), "/v1/responses", b"{}")
     assert plain.metadata == {}
+
+
+def test_where_the_bridge_signs_a_signed_request_is_bridged_and_an_anonymous_one_tapped() -> None:
+    aws = {"aws_access_key_id": "AKIAOPERATOR00000000", "aws_secret_access_key": "operator-secret"}
+    config = parse_config(
+        {"providers": {"bedrock-mantle": aws}, "users": {"alice": {"token": hash_token("aib_alice-0123456789abcdef")}}}
+    )
+    token = [("Authorization", "Bearer aib_alice-0123456789abcdef")]
+    signed_for = decided(MANTLE, "POST", "/anthropic/v1/messages", token, config)
+    assert (signed_for.action, signed_for.route.sealed, signed_for.access.aws is not None) == (
+        Action.BRIDGE,
+        False,
+        True,
+    )
+    own = decided(MANTLE, "POST", "/anthropic/v1/messages", SIGV4, config, "alice")
+    assert (own.action, own.route.sealed, own.access.credential_kind) == (Action.TAP, True, "byok")

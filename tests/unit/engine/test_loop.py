@@ -8,17 +8,20 @@ import asyncio
 import gzip
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
 from addon.audit import InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
+from addon.config import parse_config
 from addon.engine.core import Engine
 from addon.engine.job import INTERCEPTION_HEADER, Reply
 from addon.providers import Api
 from addon.wire.base import LIMIT_NOTICE
 from addon.wire.sse import SSEParser
+from tests.support import sigv4
 from tests.support.fakes import (
     Chunks,
     FakeRecorder,
@@ -147,6 +150,7 @@ def chat_chunks(chunks: list[bytes]) -> list[Any]:
     return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in events if e.data]
 
 
+AWS_KEYS = {"aws_access_key_id": "AKIAOPERATOR00000000", "aws_secret_access_key": "operator-secret"}
 ECHO_CALL = ("call_1", ECHO.name, '{"text": "hi"}')
 
 
@@ -214,6 +218,26 @@ async def test_anthropic_stream_sends_the_tools_and_then_the_results_upstream(
     ]
     assert second.headers["x-api-key"] == first.headers["x-api-key"] == "sk-ant-api03-abcdefgh"
     assert str(second.url) == str(first.url) == "https://api.anthropic.com/v1/messages?beta=true"
+
+
+async def test_every_round_is_signed_for_its_own_body_where_the_bridge_signs(
+    engine: Engine, upstream: FakeUpstream
+) -> None:
+    """Bedrock Mantle with the operator's AWS credentials: each call the loop makes carries a SigV4 signature,
+    made for that call's body (which grows each round), that botocore accepts."""
+    config = parse_config({"providers": {"bedrock-mantle": {"upstream": "https://mantle.example:8443", **AWS_KEYS}}})
+    mantle = next(p for p in config.providers if p.type == "bedrock-mantle")
+    job = make_job(anthropic_request(), provider=mantle, headers=[("content-type", "application/json")])
+    job.route, job.aws = replace(job.route, host="bedrock-mantle.eu-west-1.api.aws"), mantle.aws
+    script(upstream, streamed(CALLS_ECHO), streamed(ANSWERS))
+    await read(await engine.open(await admitted(engine, job)))
+    first, second = upstream.requests
+    assert first.content != second.content
+    for request in (first, second):
+        headers = [(n, v) for n, v in request.headers.multi_items()]
+        assert sigv4.scope(request.headers["authorization"])["region"] == "eu-west-1"
+        assert request.headers["host"] == "mantle.example:8443"
+        assert sigv4.valid("POST", request.url.raw_path.decode(), headers, request.content, "operator-secret")
 
 
 async def test_anthropic_stream_records_each_round_and_the_run_call(

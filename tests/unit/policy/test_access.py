@@ -322,3 +322,55 @@ def test_forged_actor_headers_are_removed_on_refusals_too(key: str, user: str | 
     access = resolve(config, USERS, config.providers[0], [*anthropic_headers(key), *FORGED], user)
     assert access.refusal is not None and access.refusal.status == status
     assert not any(n.lower().startswith("x-ai-bridge-actor") for n, _ in access.headers)
+
+
+# --- SigV4 providers: the operator's AWS credentials, or the client's own signature ----------------------
+
+AWS = {"aws_access_key_id": "AKIAOPERATOR00000000", "aws_secret_access_key": "operator-secret"}
+SIGNED = [
+    ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIACLIENT0000000000/20261203/us-east-1/bedrock/aws4_request, x"),
+    ("X-Amz-Date", "20261203T000000Z"),
+    ("X-Amz-Security-Token", "client-session"),
+    ("Content-Type", "application/json"),
+]
+
+
+def bedrock(**table: Any) -> tuple[Config, Provider]:
+    config = make_config(providers={"bedrock": table}, **table.pop("top", {}))
+    return config, next(p for p in config.providers if p.name == "bedrock")
+
+
+def test_a_bridge_token_on_bedrock_is_signed_for_with_the_operators_credentials() -> None:
+    config, provider = bedrock(**AWS)
+    access = resolve(config, USERS, provider, [("Authorization", f"Bearer {ALICE_TOKEN}"), *SIGNED[3:]], None)
+    assert access.refusal is None and access.aws is provider.aws
+    assert (access.initiator, access.credential_kind, access.credential_hint) == ("alice", "centralized", "AKIA...0000")
+    assert access.headers == [("Content-Type", "application/json")]  # the token gone; the signature is the engine's
+
+
+def test_a_proxy_user_without_credentials_and_one_signing_with_the_bridges_get_its_signature() -> None:
+    config, provider = bedrock(**AWS)
+    bare = resolve(config, USERS, provider, [("Content-Type", "application/json")], "alice")  # skip-auth clients
+    assert (bare.credential_kind, bare.aws) == ("centralized", provider.aws)
+    anonymous = resolve(config, USERS, provider, [("Content-Type", "application/json")], None)
+    assert (anonymous.credential_kind, anonymous.aws) == (None, None)
+
+
+def test_a_clients_own_signature_is_its_own_key() -> None:
+    config, provider = bedrock(**AWS)
+    own = resolve(config, USERS, provider, SIGNED, "alice")
+    assert (own.credential_kind, own.credential_hint, own.aws) == ("byok", "AKIA...0000", None)
+    assert own.headers == SIGNED  # untouched: the signature covers them
+    config, provider = bedrock(top={"allow_byok": False})
+    refused = resolve(config, USERS, provider, SIGNED, None)
+    assert refused.refusal is not None and refused.refusal.status == 403
+
+
+def test_a_bridge_token_on_bedrock_without_aws_credentials_says_what_to_configure() -> None:
+    config, provider = bedrock()
+    access = resolve(config, USERS, provider, [("Authorization", f"Bearer {ALICE_TOKEN}")], None)
+    assert access.refusal == Refusal(
+        403,
+        "provider bedrock has no AWS credentials configured to sign for bridge tokens "
+        "(aws_access_key_id and aws_secret_access_key, or aws_profile)",
+    )
