@@ -71,6 +71,8 @@ UNTESTED: dict[str, str] = {
     "providers/foundry": "its facts, in providers/test_providers.py",
     "providers/bedrock": "its facts, in providers/test_providers.py",
     "providers/mantle": "its facts, in providers/test_providers.py",
+    "providers/gemini": "its facts, in providers/test_providers.py",
+    "providers/code_assist": "its facts, in providers/test_providers.py",
     "providers/base": "in providers/test_providers.py",
     "audit/endpoint": "the live query endpoint, in tests/e2e/test_cli_live_e2e.py",
     "cli/render": "through the commands in cli/test_main.py",

@@ -1,7 +1,19 @@
 """Each provider family's facts in one module (hosts, recorded API paths, credentials, errors, overload
 statuses), and the registry by type. Adding a provider is one module here, plus its wire format."""
 
-from addon.providers import anthropic, azure, bedrock, chatgpt, copilot, foundry, mantle, openai, vertex
+from addon.providers import (
+    anthropic,
+    azure,
+    bedrock,
+    chatgpt,
+    code_assist,
+    copilot,
+    foundry,
+    gemini,
+    mantle,
+    openai,
+    vertex,
+)
 from addon.providers.base import Api, Endpoint, Family
 
 FAMILIES: dict[str, Family] = {
@@ -16,6 +28,8 @@ FAMILIES: dict[str, Family] = {
         foundry.FAMILY,
         bedrock.FAMILY,
         mantle.FAMILY,
+        gemini.FAMILY,
+        code_assist.FAMILY,
     )
 }
 """Every family by type, in the order the configuration lists them; each is a default provider of its name."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from addon.providers import sigv4
 from addon.wire import AnthropicMessages, OpenAIChat, OpenAIResponses, WireFormat, WireReader
 from addon.wire.bedrock import BedrockConverse, BedrockInvoke
+from addon.wire.gemini import Gemini
 
 Headers = Sequence[tuple[str, str]]
 
@@ -25,6 +26,8 @@ class Api(enum.Enum):
     Bedrock API key; a SigV4-signed request is sealed, so tapped)."""
     BEDROCK_CONVERSE = "bedrock-converse"
     """Bedrock's Converse: its own format for every model, streamed in AWS event-stream frames."""
+    GEMINI = "gemini"
+    """Google's `generateContent` / `streamGenerateContent` (the Gemini API, Vertex AI, Code Assist)."""
 
     @property
     def tapped(self) -> bool:
@@ -45,6 +48,8 @@ class Api(enum.Enum):
         """Whose models the API serves, as the price book names them, whoever hosts it."""
         if self is Api.BEDROCK_CONVERSE:
             return "aws"  # any model Bedrock serves, priced by Bedrock's own ids
+        if self is Api.GEMINI:
+            return "google"
         return "anthropic" if self in (Api.ANTHROPIC_MESSAGES, Api.BEDROCK_INVOKE) else "openai"
 
 
@@ -52,6 +57,7 @@ _WIRES: dict[Api, WireFormat] = {
     Api.ANTHROPIC_MESSAGES: AnthropicMessages(),
     Api.OPENAI_CHAT: OpenAIChat(),
     Api.BEDROCK_INVOKE: BedrockInvoke(),
+    Api.GEMINI: Gemini(),
 }
 _READERS: dict[Api, WireReader] = {
     **_WIRES,
@@ -75,6 +81,10 @@ class Endpoint:
     """The path parameter that names the model, for bodies that carry none (Azure deployments, Vertex)."""
     stream: bool | None = None
     """Whether the endpoint streams whatever the body says (Bedrock's `invoke-with-response-stream`)."""
+    query: str | None = None
+    """A `name=value` the query must hold for the path to be this endpoint (Gemini's `alt=sse`)."""
+    tapped: bool = False
+    """Recorded but never changed, whatever its API (a stream framing the bridge does not write)."""
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,8 +96,10 @@ class Endpoint:
         parts.append(re.escape(self.pattern[last:]))
         object.__setattr__(self, "regex", re.compile("".join(parts)))
 
-    def match(self, path: str) -> dict[str, str] | None:
-        """The path parameters when `path` (without its query) is this endpoint's, else None."""
+    def match(self, path: str, query: str = "") -> dict[str, str] | None:
+        """The path parameters when `path` and its `query` are this endpoint's, else None."""
+        if self.query is not None and self.query not in query.split("&"):
+            return None
         m = self.regex.fullmatch(path)
         return m.groupdict() if m else None
 
@@ -131,11 +143,11 @@ class Family:
     AWS credentials to sign with); the region is the host's `*`."""
 
     def endpoint(self, path: str) -> tuple[Endpoint, dict[str, str]] | None:
-        """The recorded endpoint `path` (query ignored) is, and its path parameters; the first that matches
-        decides."""
-        bare = path.split("?", 1)[0]
+        """The recorded endpoint `path` is, and its path parameters; the first that matches decides (the query
+        only where an endpoint asks for a value in it)."""
+        bare, _, query = path.partition("?")
         for endpoint in self.endpoints:
-            if (params := endpoint.match(bare)) is not None:
+            if (params := endpoint.match(bare, query)) is not None:
                 return (endpoint, params) if endpoint.api is not None else None
         return None
 
@@ -154,5 +166,5 @@ class Family:
         return [*kept, (self.key_header, key) if self.key_header else ("authorization", f"Bearer {key}")]
 
 
-AUTH_HEADERS = ("authorization", "x-api-key", "api-key")
+AUTH_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
 """Headers a client's credential may be in, for any family."""

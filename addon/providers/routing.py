@@ -23,7 +23,9 @@ class Route:
 
     @property
     def tapped(self) -> bool:
-        return self.api is not None and (self.api.tapped or self.sealed)
+        return self.api is not None and (
+            self.api.tapped or self.sealed or (self.endpoint is not None and self.endpoint.tapped)
+        )
 
     @property
     def bridged(self) -> bool:

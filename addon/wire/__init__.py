@@ -2,11 +2,13 @@
 
 from addon.wire.anthropic_messages import AnthropicMessages
 from addon.wire.base import RequestInfo, ResponseParser, Thought, ToolCall, Turn, Usage, WireFormat, WireReader
+from addon.wire.gemini import Gemini
 from addon.wire.openai_chat import OpenAIChat
 from addon.wire.openai_responses import OpenAIResponses
 
 __all__ = [
     "AnthropicMessages",
+    "Gemini",
     "OpenAIChat",
     "OpenAIResponses",
     "RequestInfo",

@@ -258,15 +258,18 @@ def first_positive(body: JSON, *keys: str) -> int | None:
 
 
 def tool_names(body: JSON) -> frozenset[str]:
-    """The names a request's `tools` declare, in either shape: `{"name"}` or `{"function": {"name"}}`."""
+    """The names a request's `tools` declare, in any API's shape: `{"name"}`, `{"function": {"name"}}`, or
+    Gemini's `{"functionDeclarations": [{"name"}]}`."""
     tools = body.get("tools")
     names = set()
     for tool in tools if isinstance(tools, list) else []:
-        if isinstance(tool, dict):
-            function = tool.get("function")
-            name = function.get("name") if isinstance(function, dict) else tool.get("name")
-            if isinstance(name, str):
-                names.add(name)
+        if not isinstance(tool, dict):
+            continue
+        function, declarations = tool.get("function"), tool.get("functionDeclarations")
+        if isinstance(declarations, list):
+            names.update(d["name"] for d in declarations if isinstance(d, dict) and isinstance(d.get("name"), str))
+        elif isinstance(name := function.get("name") if isinstance(function, dict) else tool.get("name"), str):
+            names.add(name)
     return frozenset(names)
 
 

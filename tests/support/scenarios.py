@@ -394,3 +394,78 @@ def converse_frames(
         )
         for name, payload in events
     ]
+
+
+# --- Gemini ---------------------------------------------------------------------------------------------------
+
+GEMINI_MODEL = "gemini-2.5-pro"
+GEMINI_USAGE = {
+    "promptTokenCount": 12,
+    "candidatesTokenCount": 6,
+    "cachedContentTokenCount": 4,
+    "thoughtsTokenCount": 3,
+    "totalTokenCount": 21,
+    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 12}],
+}
+
+
+def gemini_chunks(
+    texts: list[str],
+    *,
+    thought: str | None = None,
+    calls: list[tuple[str, dict[str, Any]]] = (),  # type: ignore[assignment]
+    usage: dict[str, Any] | None = None,
+    response_id: str = "resp-1",
+    finish: str = "STOP",
+) -> list[dict[str, Any]]:
+    """A `streamGenerateContent` answer as the service sends it: a thought part (with its signature), text
+    pieces, then every function call whole in one chunk (each with a `thoughtSignature`), the finish reason and
+    the final usage on the last chunk; every chunk carries the usage so far, the model version and the id."""
+    usage = usage or GEMINI_USAGE
+    running = {k: v for k, v in usage.items() if k in ("promptTokenCount", "promptTokensDetails")}
+    parts: list[list[dict[str, Any]]] = []
+    if thought:
+        parts.append([{"text": thought, "thought": True, "thoughtSignature": "c2lnbmF0dXJlLTE="}])
+    parts += [[{"text": t}] for t in texts]
+    if calls:
+        parts.append(
+            [
+                {"functionCall": {"name": name, "args": args}, "thoughtSignature": f"c2ln-{i}"}
+                for i, (name, args) in enumerate(calls)
+            ]
+        )
+    chunks = []
+    for i, chunk_parts in enumerate(parts):
+        candidate: dict[str, Any] = {"content": {"parts": chunk_parts, "role": "model"}, "index": 0}
+        last = i == len(parts) - 1
+        if last:
+            candidate["finishReason"] = finish
+        chunks.append(
+            {
+                "candidates": [candidate],
+                "usageMetadata": usage if last else {**running, "totalTokenCount": running["promptTokenCount"]},
+                "modelVersion": GEMINI_MODEL,
+                "responseId": response_id,
+            }
+        )
+    return chunks
+
+
+def gemini_sse(chunks: list[dict[str, Any]]) -> list[bytes]:
+    """Chunks framed as `?alt=sse` frames them: `data: ` lines ended by CRLF CRLF."""
+    return [f"data: {json.dumps(c)}\r\n\r\n".encode() for c in chunks]
+
+
+def gemini_array(chunks: list[dict[str, Any]]) -> list[bytes]:
+    """Chunks as `streamGenerateContent` without `alt=sse` streams them: one JSON array, pretty-printed."""
+    out = [b"[" + json.dumps(chunks[0], indent=2).encode()]
+    out += [b",\r\n" + json.dumps(c, indent=2).encode() for c in chunks[1:]]
+    return [*out, b"]"]
+
+
+def gemini_response(texts: list[str], **kw: Any) -> dict[str, Any]:
+    """A whole `generateContent` answer: the stream's chunks in one response."""
+    chunks = gemini_chunks(texts, **kw)
+    parts = [p for c in chunks for p in c["candidates"][0]["content"]["parts"]]
+    final = chunks[-1]
+    return {**final, "candidates": [{**final["candidates"][0], "content": {"parts": parts, "role": "model"}}]}

@@ -21,7 +21,7 @@ from addon.config import (
     parse_upstream,
 )
 
-OTHERS = ["azure", "chatgpt", "copilot", "vertex", "foundry", "bedrock", "bedrock-mantle"]
+OTHERS = ["azure", "chatgpt", "copilot", "vertex", "foundry", "bedrock", "bedrock-mantle", "gemini", "code-assist"]
 """The default providers besides anthropic and openai."""
 
 
@@ -42,6 +42,8 @@ def test_defaults_are_one_provider_per_family() -> None:
         "*.services.ai.azure.com",
         "bedrock-runtime.*.amazonaws.com",
         "bedrock-mantle.*.api.aws",
+        "generativelanguage.googleapis.com",
+        "cloudcode-pa.googleapis.com",
     }
     anthropic, openai = providers["anthropic"], providers["openai"]
     assert (anthropic.type, anthropic.host, anthropic.extra_headers) == ("anthropic", "api.anthropic.com", ())
@@ -129,7 +131,7 @@ def test_custom_provider_upstream_defaults_to_its_host() -> None:
         ({"providers": {"-eu": {"type": "openai", "host": "x.example"}}}, "provider name '-eu'"),
         ({"providers": {"anthropic": {"hostname": "x"}}}, "providers.anthropic: unknown key(s) hostname"),
         ({"providers": {"eu": {"host": "x.example"}}}, "providers.eu: type must be one of anthropic, openai"),
-        ({"providers": {"eu": {"type": "gemini", "host": "x.example"}}}, "type must be one of anthropic, openai"),
+        ({"providers": {"eu": {"type": "palm", "host": "x.example"}}}, "type must be one of anthropic, openai"),
         ({"providers": {"eu": {"type": "openai"}}}, "providers.eu: host must be a host name such as 'api.openai.com'"),
         ({"providers": {"anthropic": {"host": "https://api.anthropic.com"}}}, "providers.anthropic: host must be"),
         ({"providers": {"anthropic": {"host": "api.anthropic.com:443"}}}, "host must be"),
@@ -425,10 +427,16 @@ def test_prices() -> None:
 @pytest.mark.parametrize(
     ("prices", "message"),
     [
-        ({"claude-sonnet-4-5": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws>/<model>"),
-        ({"gemini/pro": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws>/<model>"),
-        ({"anthropic/": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws>/<model>"),
-        ({"openai-eu/gpt-4.1": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws>/<model>"),
+        (
+            {"claude-sonnet-4-5": {"input": 3, "output": 15}},
+            "the name must be <anthropic or openai or aws or google>/<model>",
+        ),
+        ({"palm/pro": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws or google>/<model>"),
+        ({"anthropic/": {"input": 3, "output": 15}}, "the name must be <anthropic or openai or aws or google>/<model>"),
+        (
+            {"openai-eu/gpt-4.1": {"input": 3, "output": 15}},
+            "the name must be <anthropic or openai or aws or google>/<model>",
+        ),
         ({"openai/m": {"input": 3}}, 'prices."openai/m": input and output prices are required'),
         ({"openai/m": {"output": 3}}, "input and output prices are required"),
         ({"openai/m": {"input": -1, "output": 3}}, 'prices."openai/m".input must be a non-negative number'),

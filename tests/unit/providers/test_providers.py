@@ -45,6 +45,8 @@ def test_the_registry_is_every_family_by_type_with_its_default_host() -> None:
         "foundry": "*.services.ai.azure.com",
         "bedrock": "bedrock-runtime.*.amazonaws.com",
         "bedrock-mantle": "bedrock-mantle.*.api.aws",
+        "gemini": "generativelanguage.googleapis.com",
+        "code-assist": "cloudcode-pa.googleapis.com",
     }
     assert list(FAMILIES)[:2] == ["anthropic", "openai"]  # the defaults the configuration lists first
     assert all(isinstance(f, Family) and f.type == name for name, f in FAMILIES.items())
@@ -324,7 +326,9 @@ def test_only_anthropic_is_overloaded_at_529() -> None:
     for family in OPENAI_SERVED:
         assert family.overloaded == frozenset({429, 503, 504})
     assert FAMILIES["bedrock"].overloaded == frozenset({429, 503, 504})  # Bedrock throttles; it has no 529
-    assert set(ANTHROPIC_SERVED + OPENAI_SERVED) | {FAMILIES["bedrock"]} == set(FAMILIES.values())
+    google = {FAMILIES["gemini"], FAMILIES["code-assist"]}
+    assert all(f.overloaded == frozenset({429, 503, 504}) for f in google)
+    assert set(ANTHROPIC_SERVED + OPENAI_SERVED) | {FAMILIES["bedrock"]} | google == set(FAMILIES.values())
 
 
 def test_per_user_token_families_take_no_central_key() -> None:
@@ -334,7 +338,63 @@ def test_per_user_token_families_take_no_central_key() -> None:
         "vertex",
         "bedrock",
         "bedrock-mantle",
+        "code-assist",
     }
     assert COPILOT.loop_headers == (("x-initiator", "agent"),)
     assert CHATGPT.account_header == "chatgpt-account-id"
     assert all(f.loop_headers == () for f in FAMILIES.values() if f is not COPILOT)
+
+
+# --- Gemini -------------------------------------------------------------------------------------------------
+
+GEMINI_FAMILIES = (FAMILIES["gemini"], VERTEX, FAMILIES["code-assist"])
+
+
+@pytest.mark.parametrize(
+    ("family", "path", "stream", "tapped", "model"),
+    [
+        (
+            FAMILIES["gemini"],
+            "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            True,
+            False,
+            "gemini-2.5-pro",
+        ),
+        (FAMILIES["gemini"], "/v1beta/models/gemini-2.5-pro:streamGenerateContent?key=k&alt=sse", True, False, None),
+        (FAMILIES["gemini"], "/v1/models/gemini-2.5-flash:streamGenerateContent", True, True, "gemini-2.5-flash"),
+        (FAMILIES["gemini"], "/v1/models/gemini-2.5-flash:generateContent", False, False, "gemini-2.5-flash"),
+        (
+            VERTEX,
+            "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            True,
+            False,
+            "gemini-2.5-pro",
+        ),
+        (VERTEX, "/v1/publishers/google/models/gemini-2.5-pro:generateContent", False, False, "gemini-2.5-pro"),
+        (FAMILIES["code-assist"], "/v1internal:streamGenerateContent?alt=sse", True, True, None),
+        (FAMILIES["code-assist"], "/v1internal:generateContent", False, True, None),
+    ],
+)
+def test_gemini_endpoints_stream_by_their_path_and_the_json_array_stream_is_only_tapped(
+    family: Family, path: str, stream: bool, tapped: bool, model: str | None
+) -> None:
+    found = family.endpoint(path)
+    assert found is not None, path
+    endpoint, params = found
+    assert (endpoint.api, endpoint.stream, endpoint.tapped) == (Api.GEMINI, stream, tapped)
+    if model:
+        assert params[endpoint.model] == model
+    assert Api.GEMINI.vendor == "google"
+
+
+def test_other_gemini_paths_pass_through() -> None:
+    for path in ("/v1beta/models/gemini-2.5-pro:countTokens", "/v1beta/models", "/v1beta/cachedContents"):
+        assert FAMILIES["gemini"].endpoint(path) is None
+    assert FAMILIES["code-assist"].endpoint("/v1internal:loadCodeAssist") is None
+
+
+def test_gemini_keys_travel_in_x_goog_api_key() -> None:
+    gemini = FAMILIES["gemini"]
+    assert gemini.credential({"x-goog-api-key": "AIzaSy-key"}) == "AIzaSy-key"
+    assert gemini.with_key([("x-goog-api-key", "aib_token")], "AIzaCentral") == [("x-goog-api-key", "AIzaCentral")]
+    assert not FAMILIES["code-assist"].central_keys  # each user's own Google login

@@ -120,12 +120,12 @@ FAMILIES_CONFIG = parse_config(
             None,
             {},
         ),
-        (  # Gemini on Vertex: not recorded yet
+        (  # Gemini on Vertex
             "europe-west4-aiplatform.googleapis.com",
             "/v1/projects/p/locations/europe-west4/publishers/google/models/gemini-2.5-pro:streamGenerateContent",
             "vertex",
-            None,
-            {},
+            Api.GEMINI,
+            {"scope": "/v1/projects/p/locations/europe-west4", "model": "gemini-2.5-pro"},
         ),
         ("team-ai.services.ai.azure.com", "/anthropic/v1/messages", "foundry", Api.ANTHROPIC_MESSAGES, {"prefix": ""}),
         (
