@@ -24,9 +24,14 @@ _UA_PREFIXES_LATE: tuple[tuple[str, str], ...] = (
     ("coder-agents/", "Coder Agents"),
     ("charm crush/", "Charm Crush"),
     ("charm-crush/", "Charm Crush"),
+    ("geminicli", "Gemini CLI"),  # `GeminiCLI/<version>/<model> (...)`, `GeminiCLI-tui/...`
 )
 _ORIGINATORS = {"kilo-code": "Kilo Code", "roo-code": "Roo Code"}
-_UA_PREFIXES_LAST: tuple[tuple[str, str], ...] = (("opencode/", "OpenCode"), ("junie:", "Junie"))
+_UA_PREFIXES_LAST: tuple[tuple[str, str], ...] = (
+    ("opencode/", "OpenCode"),
+    ("junie:", "Junie"),
+    ("google-genai-sdk/", "Google GenAI SDK"),  # Python's `google-genai`; Node's is `@google/genai`'s
+)
 
 # Session headers per client, in order of preference.
 _SESSION_HEADERS: dict[str, tuple[str, ...]] = {

@@ -299,7 +299,7 @@ class ToolDefinitions:
         return specs
 
 
-WRAPPER_PREFIXES = ("<system-reminder>", "<environment_context>", "<user_instructions>")
+WRAPPER_PREFIXES = ("<system-reminder>", "<environment_context>", "<user_instructions>", "<session_context>")
 """Text blocks clients add to user turns that are not what the human typed."""
 
 

@@ -409,6 +409,10 @@ GEMINI_USAGE = {
 }
 
 
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def gemini_chunks(
     texts: list[str],
     *,
@@ -430,7 +434,7 @@ def gemini_chunks(
     if calls:
         parts.append(
             [
-                {"functionCall": {"name": name, "args": args}, "thoughtSignature": f"c2ln-{i}"}
+                {"functionCall": {"name": name, "args": args}, "thoughtSignature": _b64(f"sig-{i}")}
                 for i, (name, args) in enumerate(calls)
             ]
         )

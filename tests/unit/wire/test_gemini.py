@@ -170,7 +170,7 @@ def test_a_round_that_only_calls_injected_tools_is_hidden_and_continues() -> Non
     assert turn.assistant["parts"][0]["thoughtSignature"] == "c2lnbmF0dXJlLTE="
     assert turn.assistant["parts"][-1] == {
         "functionCall": {"name": ECHO.name, "args": {"text": "hi"}},
-        "thoughtSignature": "c2ln-0",
+        "thoughtSignature": "c2lnLTA=",
     }
 
 
@@ -190,7 +190,7 @@ def test_a_mixed_turn_goes_to_the_client_without_the_injected_call() -> None:
     parser = WIRE.loop_parser(state())
     seen = relay(parser, gemini_chunks([], calls=[ECHO_CALL, CLIENT_CALL]))
     parts = [p for c in seen for p in c["candidates"][0]["content"]["parts"]]
-    assert parts == [{"functionCall": {"name": "read_file", "args": {"path": "a.py"}}, "thoughtSignature": "c2ln-1"}]
+    assert parts == [{"functionCall": {"name": "read_file", "args": {"path": "a.py"}}, "thoughtSignature": "c2lnLTE="}]
     assert seen[-1]["candidates"][0]["finishReason"] == "STOP" and parser.turn().next is Next.FINAL
 
 
