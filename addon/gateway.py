@@ -11,7 +11,7 @@ own medium.
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from addon.policy.breaker import Breakers
 from addon.policy.budgets import Ledger, month_start
 from addon.policy.identity import mask_secret
 from addon.policy.pricing import PriceBook
-from addon.providers.routing import Route, classify, sealed
+from addon.providers.routing import Route, classify, query_key, sealed
 from addon.upstream.transport import Http1Transport
 
 MAX_REQUEST_BODY = 32 * 1024 * 1024
@@ -51,6 +51,8 @@ class Decision:
     action: Action
     route: Route
     access: Access
+    path: str | None = None
+    """The path and query to forward where they must change (a bridge token taken out of `?key=`), else None."""
 
     def error(self) -> tuple[int, bytes]:
         """A refusal's status and provider-shaped body."""
@@ -73,11 +75,28 @@ def decide(
     route = classify(config, host, method, path)
     if route is None:
         return None
-    access = resolve(config, users, route.provider, headers, proxy_user)
+    access, forwarded = _resolve(config, users, route, path, headers, proxy_user)
     route = sealed(route, access.headers)  # where the bridge signs, the client's signature is gone
     if route.api is None:
-        return Decision(Action.PASS if access.refusal is None else Action.REFUSE, route, access)
-    return Decision(Action.TAP if route.tapped else Action.BRIDGE, route, access)
+        return Decision(Action.PASS if access.refusal is None else Action.REFUSE, route, access, forwarded)
+    return Decision(Action.TAP if route.tapped else Action.BRIDGE, route, access, forwarded)
+
+
+def _resolve(
+    config: Config, users: Users, route: Route, path: str, headers: list[tuple[str, str]], proxy_user: str | None
+) -> tuple[Access, str | None]:
+    """Access for the request, and the path to forward if it must change. A key in the query (Gemini's
+    `?key=`) counts as the family's key header says: the client's own stays in its URL as it came; a bridge
+    token leaves the URL, and the central key goes in the header."""
+    family = route.family
+    name = family.key_header
+    key, without = query_key(path, family.key_param) if family.key_param else (None, path)
+    if key is None or name is None or any(n.lower() == name for n, _ in headers):
+        return resolve(config, users, route.provider, headers, proxy_user), None
+    access = resolve(config, users, route.provider, [*headers, (name, key)], proxy_user)
+    if access.credential_kind == "byok":
+        return replace(access, headers=[(n, v) for n, v in access.headers if (n, v) != (name, key)]), None
+    return access, without
 
 
 def too_large(route: Route | None, size: int) -> tuple[int, bytes, str] | None:

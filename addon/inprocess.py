@@ -127,6 +127,7 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
             message = f"aibridge: {request.url.host} is not a configured provider host".encode()
             return _response(404, {"content-type": "text/plain"}, message)
         body = await request.aread()
+        path = decision.path or path  # a bridge token taken out of the query
         if decision.action is Action.REFUSE:
             status, error = decision.error()
             return _response(status, {"content-type": "application/json"}, error)

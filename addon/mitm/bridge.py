@@ -210,6 +210,8 @@ class Bridge:
         if self._check_size(flow, len(request.raw_content or b""), decision.route):  # a chunked body, read whole
             return
         flow.metadata[META_ROUTE] = decision.route
+        if decision.path is not None:
+            request.path = decision.path  # a bridge token taken out of the query
         if decision.action is Action.TAP:
             await self._tap(flow, decision)
         elif decision.action is Action.BRIDGE:

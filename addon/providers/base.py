@@ -129,6 +129,8 @@ class Family:
     """Upstream statuses that mean "overloaded, try later": the circuit breaker counts them."""
     key_header: str | None = None
     """The header its API key travels in, when not `authorization: Bearer`; it wins over a bearer token."""
+    key_param: str | None = None
+    """A query parameter the key may travel in instead, read as the key header (Gemini's `?key=`)."""
     central_keys: bool = True
     """Whether a central key may stand in for the client's (not for per-user tokens: Copilot, ChatGPT)."""
     loop_headers: tuple[tuple[str, str], ...] = ()

@@ -17,4 +17,5 @@ FAMILY = Family(
     errors=Api.GEMINI.reader,
     overloaded=frozenset({429, 503, 504}),
     key_header="x-goog-api-key",
+    key_param="key",
 )

@@ -1,7 +1,7 @@
 """Which provider a request is for, and whether the bridge handles it or passes it through. Pure."""
 
 from dataclasses import dataclass, field, replace
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from addon.config import Config, Provider, Upstream
 from addon.providers import FAMILIES, Api, Family, sigv4
@@ -91,3 +91,17 @@ def classify(config: Config, host: str, method: str, path: str) -> Route | None:
 def sealed(route: Route, headers: Headers) -> Route:
     """The route of a request whose credential signs its body (SigV4): recorded, never changed."""
     return replace(route, sealed=True) if route.bridged and sigv4.signed(headers) else route
+
+
+def query_key(path: str, param: str) -> tuple[str | None, str]:
+    """The value of the query parameter `param` (a key sent in the URL), and the path without it; the rest of
+    the query stays as it was written."""
+    bare, sep, query = path.partition("?")
+    if not sep:
+        return None, path
+    pairs = query.split("&")
+    found = [p for p in pairs if p.split("=", 1)[0] == param]
+    if not found:
+        return None, path
+    kept = "&".join(p for p in pairs if p not in found)
+    return unquote_plus(found[-1].partition("=")[2]), bare + ("?" + kept if kept else "")

@@ -12,6 +12,8 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
+from addon.cli.users import new_token
+from addon.config import hash_token
 from tests.e2e.test_tool_loop_e2e import mcp_test_server
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy
@@ -26,7 +28,7 @@ STREAM_PATH = f"/v1beta/models/{GEMINI_MODEL}:streamGenerateContent?alt=sse"
 @pytest.fixture
 def gemini(mock: MockUpstream, start_proxy: Callable[..., Proxy]) -> Callable[..., Proxy]:
     def start(tools: bool = False, extra: str = "") -> Proxy:
-        config = f'[providers.gemini]\nupstream = "{mock.url}"\n\n[providers.vertex]\nupstream = "{mock.url}"\n'
+        config = f'[providers.vertex]\nupstream = "{mock.url}"\n\n[providers.gemini]\nupstream = "{mock.url}"\n'
         return start_proxy(config + extra + (mcp_test_server() if tools else ""))
 
     return start
@@ -201,3 +203,20 @@ def test_gemini_on_vertex_ai_is_bridged_with_the_google_token(mock: MockUpstream
     proxy.stop()
     rows = proxy.rows("SELECT provider, model, status FROM interceptions")
     assert rows == [{"provider": "vertex", "model": GEMINI_MODEL, "status": "completed"}]
+
+
+def test_a_bridge_token_in_the_url_is_replaced_by_the_central_key(mock: MockUpstream, gemini) -> None:
+    """`?key=<bridge token>` (as curl users write it): the token leaves the URL and never reaches Google."""
+    token = new_token()
+    proxy = gemini(extra=f'key = "AIzaSy-central-0123456789"\n\n[users.alice]\ntoken = "{hash_token(token)}"\n')
+    mock.enqueue(sse(gemini_chunks(["Central."])))
+    url = f"https://generativelanguage.googleapis.com{STREAM_PATH.replace('?', f'?key={token}&')}"
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    with httpx.Client(proxy=proxy.url.replace("://", f"://alice:{token}@", 1)) as http:
+        assert b"Central." in http.post(url, json=body).content
+    [seen] = mock.requests
+    assert seen.path == STREAM_PATH and seen.header("x-goog-api-key") == "AIzaSy-central-0123456789"
+    assert token not in json.dumps(seen.headers)
+    proxy.stop()
+    [row] = proxy.rows("SELECT initiator, credential_kind FROM interceptions")
+    assert row == {"initiator": "alice", "credential_kind": "centralized"}

@@ -448,3 +448,28 @@ def test_where_the_bridge_signs_a_signed_request_is_bridged_and_an_anonymous_one
     )
     own = decided(MANTLE, "POST", "/anthropic/v1/messages", SIGV4, config, "alice")
     assert (own.action, own.route.sealed, own.access.credential_kind) == (Action.TAP, True, "byok")
+
+
+GEMINI = "generativelanguage.googleapis.com"
+GEMINI_PATH = "/v1beta/models/gemini-2.5-pro:streamGenerateContent"
+
+
+def test_a_key_in_the_query_is_the_clients_own_and_stays_in_its_url() -> None:
+    own = decided(GEMINI, "POST", f"{GEMINI_PATH}?alt=sse&key=AIzaSy-own-key-0123", [])
+    assert (own.action, own.path, own.access.credential_kind) == (Action.BRIDGE, None, "byok")
+    assert own.access.credential_hint == mask_secret("AIzaSy-own-key-0123") and own.access.headers == []
+    refused = decided(GEMINI, "POST", f"{GEMINI_PATH}?key=AIzaSy-own-key-0123", [], NO_BYOK)
+    assert refused.access.refusal is not None and refused.access.refusal.status == 403
+
+
+def test_a_bridge_token_in_the_query_never_leaves_the_proxy() -> None:
+    token = "aib_alice-0123456789abcdef"
+    config = parse_config(
+        {"providers": {"gemini": {"key": "AIzaSy-central-0123"}}, "users": {"alice": {"token": hash_token(token)}}}
+    )
+    decision = decided(GEMINI, "POST", f"{GEMINI_PATH}?key={token}&alt=sse", [("Accept", "*/*")], config)
+    assert decision.path == f"{GEMINI_PATH}?alt=sse" and decision.access.initiator == "alice"
+    assert decision.access.headers == [("Accept", "*/*"), ("x-goog-api-key", "AIzaSy-central-0123")]
+    assert decision.action is Action.BRIDGE  # alt=sse still there: the SSE endpoint
+    header_wins = decided(GEMINI, "POST", f"{GEMINI_PATH}?key=AIza-q", [("x-goog-api-key", token)], config)
+    assert header_wins.path is None and header_wins.access.credential_kind == "centralized"

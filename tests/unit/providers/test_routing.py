@@ -6,7 +6,7 @@ import pytest
 
 from addon.config import parse_config
 from addon.providers import Api
-from addon.providers.routing import Route, classify, sealed
+from addon.providers.routing import Route, classify, query_key, sealed
 
 CONFIG = parse_config({"providers": {"openai-eu": {"type": "openai", "host": "eu.api.openai.com"}}})
 
@@ -203,3 +203,18 @@ def test_only_a_sigv4_signed_recorded_route_is_sealed() -> None:
     assert sealed(messages, signed).tapped and not sealed(messages, signed).bridged
     assert sealed(messages, [("authorization", "Bearer k")]) is messages
     assert sealed(models, signed) is models  # passthrough: nothing to seal
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "rest"),
+    [
+        ("/v1/m:g?key=AIza%2Bx&alt=sse", "AIza+x", "/v1/m:g?alt=sse"),
+        ("/v1/m:g?alt=sse&key=k", "k", "/v1/m:g?alt=sse"),
+        ("/v1/m:g?key=k", "k", "/v1/m:g"),
+        ("/v1/m:g?alt=sse", None, "/v1/m:g?alt=sse"),
+        ("/v1/m:g?apikey=k", None, "/v1/m:g?apikey=k"),
+        ("/v1/m:g", None, "/v1/m:g"),
+    ],
+)
+def test_a_key_in_the_query_is_found_and_taken_out(path: str, key: str | None, rest: str) -> None:
+    assert query_key(path, "key") == (key, rest)
