@@ -77,6 +77,9 @@ def client_session_id(client: str, headers: Mapping[str, str], body: Mapping[str
             return value
     if client == "Claude Code":
         return _claude_metadata_session(body)
+    if client == "Gemini CLI":  # logged in with Google: Code Assist's envelope carries it (API-key calls do not)
+        request = body.get("request")
+        return _clean(request.get("session_id")) if isinstance(request, dict) else None
     return None
 
 

@@ -1,5 +1,6 @@
 """Real AI clients, headless, through a real mitmdump against the mock provider: Claude Code (`claude -p`),
-Codex (`codex exec`, Responses API, after a WebSocket attempt) and opencode (`opencode run`).
+Codex (`codex exec`, Responses API, after a WebSocket attempt), opencode (`opencode run`) and Gemini CLI
+(`gemini -p`).
 
 Each client is configured only by the lines the proxy prints (tests/support/clients.py), in a throwaway HOME.
 """
@@ -20,7 +21,14 @@ from tests.support import sigv4
 from tests.support.clients import binary, client_env, run
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy, provider_config
-from tests.support.scenarios import anthropic_events, bedrock_frames, converse_frames, responses_events
+from tests.support.scenarios import (
+    anthropic_events,
+    bedrock_frames,
+    converse_frames,
+    gemini_chunks,
+    gemini_sse,
+    responses_events,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -432,3 +440,73 @@ def test_opencode_on_bedrock_converse_is_recorded(
     assert {"prompt": '"say hi"'} in proxy.rows("SELECT prompt FROM user_prompts")  # as opencode sends it
     usage = proxy.rows("SELECT input_tokens, cost_micros FROM token_usages")
     assert usage and all(u["input_tokens"] == 11 and u["cost_micros"] for u in usage)
+
+
+def gemini_adding(seen: Any) -> Answer:
+    """Gemini's side of "add 2 and 3": the injected `add` called, then the sum; other calls get `{}`."""
+    if ":streamGenerateContent" not in seen.path:
+        return Answer.json({})
+    body = seen.json()
+    last = body["contents"][-1]["parts"]
+    declared = [d["name"] for t in body.get("tools", []) for d in t.get("functionDeclarations", [])]
+    if any(p.get("functionResponse", {}).get("name") == "bmcp_test_add" for p in last):
+        chunks = gemini_chunks(["The sum ", "is 5."], response_id="resp-2")
+    elif "bmcp_test_add" in declared:
+        chunks = gemini_chunks([], thought="I can use add.", calls=[("bmcp_test_add", {"a": 2, "b": 3})])
+    else:
+        chunks = gemini_chunks(["(no tools)"])
+    for chunk in chunks:
+        chunk["modelVersion"] = "gemini-2.5-flash"
+    return Answer(headers={"content-type": "text/event-stream"}, events=gemini_sse(chunks))
+
+
+def test_gemini_cli_never_sees_the_injected_tool(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """Gemini CLI in headless mode with an API key: it streams with `alt=sse` and declares its own tools in
+    `parametersJsonSchema`; the bridge adds the MCP tools, runs the `add` the model calls, and the CLI prints
+    the answer of the second round, never having seen the call."""
+    proxy = start_proxy(f'[providers.gemini]\nupstream = "{mock.url}"\n' + mcp_test_server())
+    mock.responder = gemini_adding
+    home = tmp_path / "home"
+    (home / ".gemini").mkdir(parents=True)
+    settings = {"privacy": {"usageStatisticsEnabled": False}, "general": {"maxAttempts": 1}}
+    (home / ".gemini" / "settings.json").write_text(json.dumps(settings))  # no usage logging, no retries
+    (tmp_path / "tmp").mkdir()
+    env = client_env(
+        proxy,
+        home,
+        GEMINI_API_KEY="AIzaSy-gemini-cli-0123456789",
+        GEMINI_CLI_TRUST_WORKSPACE="true",
+        TMPDIR=str(tmp_path / "tmp"),
+    )
+    done = run(
+        [str(binary("gemini")), "-p", "add 2 and 3", "-m", "gemini-2.5-flash", "-o", "json"], env, tmp_path / "w"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["response"] == "The sum is 5."
+    assert "bmcp_" not in done.stdout, "an injected tool reached Gemini CLI"
+    calls = [r for r in mock.requests if ":streamGenerateContent" in r.path]
+    assert [r.path for r in calls] == ["/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"] * 2
+    first, second = (c.json() for c in calls)
+    own = [d["name"] for d in first["tools"][0]["functionDeclarations"]]
+    assert "read_file" in own and all(not n.startswith("bmcp_") for n in own)  # the CLI's own, first
+    assert "bmcp_test_add" in [d["name"] for d in first["tools"][-1]["functionDeclarations"]]
+    assert second["contents"][-1]["parts"] == [
+        {"functionResponse": {"name": "bmcp_test_add", "response": {"output": "5"}}}
+    ]
+    proxy.stop()
+    [row] = proxy.rows("SELECT provider, client, model, status, streaming FROM interceptions")
+    assert row == {
+        "provider": "gemini",
+        "client": "Gemini CLI",
+        "model": "gemini-2.5-flash",
+        "status": "completed",
+        "streaming": True,
+    }
+    assert {"prompt": "add 2 and 3"} in proxy.rows("SELECT prompt FROM user_prompts")  # not its session context
+    usage = proxy.rows("SELECT input_tokens, output_tokens FROM token_usages")
+    assert len(usage) == 2 and all(u["output_tokens"] > 0 for u in usage)
+    assert proxy.rows("SELECT tool, injected, invocation_error FROM tool_usages") == [
+        {"tool": "add", "injected": True, "invocation_error": None}
+    ]

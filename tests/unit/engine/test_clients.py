@@ -86,6 +86,8 @@ JSON_USER_ID = json.dumps({"device_id": "dev", "account_uuid": "acc", "session_i
         ("OpenCode", {"x-opencode-session": "oc", "x-session-affinity": "ses_aff"}, {}, "oc"),
         ("OpenCode", {"x-session-affinity": "ses_aff", "x-session-id": "sid"}, {}, "ses_aff"),
         ("OpenCode", {"x-session-id": "sid"}, {}, "sid"),
+        ("Gemini CLI", {}, {"model": "m", "request": {"contents": [], "session_id": "gcli-1"}}, "gcli-1"),
+        ("Gemini CLI", {}, {"contents": [], "session_id": "not-on-the-wire"}, None),  # API-key calls carry none
         ("Zed", {"x-claude-code-session-id": "x", "session-id": "y"}, {}, None),
         ("Cursor", {"x-session-id": "x"}, {}, None),
         (UNKNOWN, {"x-claude-code-session-id": "x"}, {"metadata": {"user_id": JSON_USER_ID}}, None),
