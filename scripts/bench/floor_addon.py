@@ -20,7 +20,7 @@ from mitmproxy import ctx, exceptions, http
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from addon.mitm import gc_policy  # a light import (gc only); the package is not installed
 
-PROVIDER_HOSTS = frozenset({"api.anthropic.com", "api.openai.com"})
+PROVIDER_HOSTS = frozenset({"api.anthropic.com", "api.openai.com", "generativelanguage.googleapis.com"})
 
 
 class Floor:

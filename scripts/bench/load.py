@@ -3,6 +3,7 @@ through a target (or straight to the mock), over a pooled or a fresh-connection 
 
 import json
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -15,8 +16,17 @@ from targets import Target
 
 from addon.engine.job import INTERCEPTION_HEADER
 
-FRAME_EVENTS = {"anthropic": 5, "openai": 4}
-"""Events a mock stream has besides its text deltas (OpenAI: with the usage chunk, which the client asks for)."""
+FRAME_EVENTS = {"anthropic": 5, "openai": 4, "gemini": 0}
+"""Events a mock stream has besides its text deltas (OpenAI: with the usage chunk, which the client asks for;
+Gemini: none, its last text chunk carries the finish reason and the usage, as the service sends it)."""
+_EVENT_END = re.compile(rb"[^\n]\n\n")
+"""The end of an SSE event once CRs are dropped: a blank line after a line (`\n\n`, or Gemini's `\r\n\r\n`).
+Further blank lines (a keep-alive's `\r\n`) end nothing."""
+
+
+def stream_events(fmt: str, events: int) -> int:
+    """Events in a mock stream of `events` text deltas (a Gemini stream has at least its one final chunk)."""
+    return (max(events, 1) if fmt == "gemini" else events) + FRAME_EVENTS[fmt]
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,13 @@ def request_body(fmt: str, stream: bool, knobs: Knobs) -> bytes:
         {"role": "assistant", "content": "Noted."},
         {"role": "user", "content": f"Say hello. {knobs.tag()}"},
     ]
+    if fmt == "gemini":  # the model and whether it streams are the path's
+        contents = [
+            {"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]}
+            for m in messages
+        ]
+        gemini = {"contents": contents, "systemInstruction": {"parts": [{"text": "You are a benchmark."}]}}
+        return json.dumps(gemini).encode()
     if fmt == "anthropic":
         body: dict[str, Any] = {
             "model": MODELS[fmt],
@@ -75,6 +92,8 @@ def request_headers(target: Target, fmt: str, knobs: Knobs) -> dict[str, str]:
     headers = {"content-type": "application/json", "x-bench-scenario": target.name, "user-agent": "aibridge-bench/1"}
     if fmt == "anthropic":
         headers |= {"x-api-key": "sk-ant-api03-bench-0123456789", "anthropic-version": "2023-06-01"}
+    elif fmt == "gemini":
+        headers["x-goog-api-key"] = "AIzaSy-bench-0123456789"
     else:
         headers["authorization"] = "Bearer sk-proj-bench-0123456789"
     if not target.knobs_in_body_only:
@@ -100,7 +119,7 @@ async def call(
     headers = request_headers(target, fmt, knobs)
     start = time.perf_counter()
     try:
-        async with session.post(target.urls[fmt], data=body, headers=headers, proxy=target.proxy) as response:
+        async with session.post(target.urls[fmt, stream], data=body, headers=headers, proxy=target.proxy) as response:
             if response.status != 200:
                 text = await response.text(errors="replace")
                 return Result(False, error=f"HTTP {response.status}: {text[:200]}")
@@ -114,8 +133,9 @@ async def call(
             gap_list: list[float] | None = [] if gaps else None
             async for chunk in response.content.iter_any():
                 now = time.perf_counter()
-                completed = (previous + chunk).count(b"\n\n")
-                previous = chunk[-1:]
+                data = previous + chunk.replace(b"\r", b"")
+                completed = len(_EVENT_END.findall(data))
+                previous = data[-2:]
                 for _ in range(completed):
                     if count == 0:
                         first = now
@@ -126,7 +146,7 @@ async def call(
             end = time.perf_counter()
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         return Result(False, error=f"{type(e).__name__}: {e}")
-    expected = knobs.events + FRAME_EVENTS[fmt]
+    expected = stream_events(fmt, knobs.events)
     if target.strict and count != expected:
         return Result(False, first - start, end - start, count, gap_list, f"{count} events, expected {expected}")
     return Result(count > 0, first - start, end - start, count, gap_list, "" if count else "no events")

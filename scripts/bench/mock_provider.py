@@ -1,4 +1,5 @@
-"""A mock LLM provider for the proxy benchmark: Anthropic and OpenAI chat wire formats, streaming and not, over TLS.
+"""A mock LLM provider for the proxy benchmark: Anthropic, OpenAI chat and Gemini wire formats, streaming and not,
+over TLS.
 
     .venv/bin/python scripts/bench/mock_provider.py [--port 0] [--dir DIR]
 
@@ -10,6 +11,9 @@ Routes (any path prefix, so a base URL ending in /v1 works too):
 - `POST .../v1/messages`: Anthropic Messages; SSE when the body has `"stream": true`, else one JSON message.
 - `POST .../v1/chat/completions`: OpenAI chat; SSE chunks (plus a usage chunk when `stream_options.include_usage`)
   and `data: [DONE]`, else one `chat.completion`.
+- `POST .../models/<model>:streamGenerateContent`: Gemini; with `?alt=sse` SSE, each event one
+  `GenerateContentResponse` chunk ended by CRLF CRLF, else the same chunks as one JSON array (streamed).
+  `POST .../models/<model>:generateContent`: one `GenerateContentResponse`.
 - `GET /stats`: per-scenario counters (requests, requests whose body carried injected `bmcp_` tools, distinct
   client connections), keyed by the request header `x-bench-scenario`; `POST /stats/reset` clears them.
 - `GET /gates/<name>`: how many requests wait at a gate; `POST /gates/<name>/open` releases them (and later ones).
@@ -18,9 +22,11 @@ Knobs, from a request header `x-mock-<knob>` (`_` written `-`: `x-mock-pace-ms`)
 `?<knob>=`, else a tag `[mock <knob>=N ...]` anywhere in the body (for proxies that forward neither):
 - `events`: text delta events (default 20); a stream also has its fixed frame events (Anthropic: message_start,
   content_block_start, content_block_stop, message_delta, message_stop; OpenAI: the role chunk, the finish chunk,
-  the usage chunk when asked for, [DONE]). A JSON answer's text is what the events would have carried.
+  the usage chunk when asked for, [DONE]; Gemini: none, the last text chunk carries `finishReason` and the final
+  usage, and a stream has at least that one). A JSON answer's text is what the events would have carried.
 - `bytes`: size of each text delta event on the wire, SSE framing included (default 200; at least one character of
-  text is sent, so tiny values give the format's minimum, about 110 B for Anthropic and 190 B for OpenAI).
+  text is sent, so tiny values give the format's minimum, about 110 B for Anthropic, 190 B for OpenAI and 215 B
+  for Gemini, whose every chunk carries usage, model version and response id; its last chunk is about 50 B more).
 - `pace_ms`: milliseconds between consecutive events (default 0: written as fast as possible, one write each).
 - `ttfe_ms`: milliseconds before the response starts (status, headers and first event go out together).
 - `gate` (a name): the request waits (at most 60 s) until the gate is opened, then `ttfe_ms`; a load client uses it
@@ -52,6 +58,9 @@ _BODY_TAG = re.compile(rb"\[mock ([^\]]{1,200})\]")
 _FILLER = "lorem ipsum dolor sit amet "
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
 OPENAI_MODEL = "gpt-4.1-2025-04-14"
+GEMINI_MODEL = "gemini-2.5-pro"
+GEMINI_PROMPT_TOKENS = 25
+_GEMINI_PATHS = (":generateContent", ":streamGenerateContent")
 
 
 def knobs(request: web.Request, body: bytes) -> tuple[dict[str, int], str | None]:
@@ -118,6 +127,31 @@ def openai_delta(size: int, usage: bool) -> tuple[bytes, str]:
     return chat_chunk("chatcmpl-bench", {"content": text}, usage=usage), text
 
 
+def gemini_chunk(text: str, response_id: str, tokens: int | None = None) -> dict[str, Any]:
+    """A `GenerateContentResponse` chunk with one text part; the last (`tokens`: the output's) also carries the
+    finish reason and the final usage, the others the usage so far (the prompt's)."""
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    usage: dict[str, int] = {"promptTokenCount": GEMINI_PROMPT_TOKENS, "totalTokenCount": GEMINI_PROMPT_TOKENS}
+    if tokens is not None:
+        candidate["finishReason"] = "STOP"
+        usage = {
+            "promptTokenCount": GEMINI_PROMPT_TOKENS,
+            "candidatesTokenCount": tokens,
+            "totalTokenCount": GEMINI_PROMPT_TOKENS + tokens,
+        }
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": GEMINI_MODEL, "responseId": response_id}
+
+
+def gemini_sse(chunk: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(chunk, separators=(',', ':'))}\r\n\r\n".encode()
+
+
+def gemini_delta(size: int, response_id: str, tokens: int | None = None) -> tuple[dict[str, Any], str]:
+    """One text chunk whose SSE event is about `size` bytes, and its text."""
+    text = _text(size - len(gemini_sse(gemini_chunk("", response_id, tokens))))
+    return gemini_chunk(text, response_id, tokens), text
+
+
 class Mock:
     def __init__(self) -> None:
         self.stats: dict[str, dict[str, Any]] = defaultdict(lambda: {"requests": 0, "injected": 0, "conns": set()})
@@ -169,7 +203,7 @@ class Mock:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         path = request.path
-        if request.method != "POST" or not path.endswith(("/v1/messages", "/chat/completions")):
+        if request.method != "POST" or not path.endswith(("/v1/messages", "/chat/completions", *_GEMINI_PATHS)):
             return web.json_response({"error": {"message": f"mock: no route {request.method} {path}"}}, status=404)
         try:
             payload = json.loads(body)
@@ -187,22 +221,34 @@ class Mock:
         if gate:
             await self.wait_gate(gate)
         anthropic = path.endswith("/v1/messages")
-        if not payload.get("stream"):
+        gemini = path.endswith(_GEMINI_PATHS)
+        if not (path.endswith(":streamGenerateContent") if gemini else payload.get("stream")):
             if k["ttfe_ms"]:
                 await asyncio.sleep(k["ttfe_ms"] / 1000)
-            answer = self.anthropic_json(k) if anthropic else self.openai_json(k)
+            json_answer = self.gemini_json if gemini else self.anthropic_json if anthropic else self.openai_json
+            answer = json_answer(k)
             return web.Response(body=answer, content_type="application/json")
+        if gemini:
+            alt_sse = request.query.get("alt") == "sse"
+            events = self.gemini_stream(k, alt_sse)
+            return await self.stream(request, events, k, "text/event-stream" if alt_sse else None)
         if anthropic:
             events = self.anthropic_stream(k)
         else:
             usage = bool((payload.get("stream_options") or {}).get("include_usage"))
             events = self.openai_stream(k, usage)
-        return await self.stream(request, events, k)
+        return await self.stream(request, events, k, "text/event-stream")
 
-    async def stream(self, request: web.Request, events: list[bytes], k: dict[str, int]) -> web.StreamResponse:
+    async def stream(
+        self, request: web.Request, events: list[bytes], k: dict[str, int], content_type: str | None = None
+    ) -> web.StreamResponse:
+        """`events` written one by one (`content_type` None: `application/json`, Gemini's array)."""
         if k["ttfe_ms"]:
             await asyncio.sleep(k["ttfe_ms"] / 1000)
-        response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        headers = {"content-type": content_type or "application/json"}
+        if content_type == "text/event-stream":
+            headers["cache-control"] = "no-cache"
+        response = web.StreamResponse(headers=headers)
         response.enable_chunked_encoding()
         pace = k["pace_ms"] / 1000
         with contextlib.suppress(ConnectionError):
@@ -305,6 +351,28 @@ class Mock:
             "usage": {"prompt_tokens": 25, "completion_tokens": max(1, k["events"]), "total_tokens": 25 + k["events"]},
         }
         return json.dumps(completion).encode()
+
+    def gemini_id(self) -> str:
+        return f"bench-{self.sequence:012d}"  # one width: a chunk's size does not change with the request
+
+    def gemini_stream(self, k: dict[str, int], sse: bool) -> list[bytes]:
+        """`events` text chunks (at least one), the last with the finish reason and the final usage."""
+        rid, n = self.gemini_id(), max(1, k["events"])
+        delta, _ = gemini_delta(k["bytes"], rid)
+        final, _ = gemini_delta(k["bytes"], rid, n)
+        if sse:
+            return [gemini_sse(delta)] * (n - 1) + [gemini_sse(final)]
+        middle = b",\r\n" + json.dumps(delta, separators=(",", ":")).encode()
+        last = b",\r\n" + json.dumps(final, separators=(",", ":")).encode() + b"]"
+        out = [middle] * (n - 1) + [last]
+        out[0] = b"[" + out[0][3:]
+        return out
+
+    def gemini_json(self, k: dict[str, int]) -> bytes:
+        rid = self.gemini_id()
+        _, text = gemini_delta(k["bytes"], rid)
+        answer = gemini_chunk(text * max(1, k["events"]), rid, max(1, k["events"]))
+        return json.dumps(answer).encode()
 
 
 def tls_context(directory: Path) -> tuple[ssl.SSLContext, Path]:

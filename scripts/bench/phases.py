@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 from load import Knobs, Result, call, client_session
-from plan import FORMATS, MODELS, Plan
+from plan import FORMATS, MIXED, MODELS, Plan
 from procs import proc_cpu
 from targets import Mock, Target
 
@@ -69,35 +69,43 @@ class Bench:
         return self.record(target, results), (cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None)
 
     async def latency(self, target: Target) -> None:
+        """Per format: short streams, then blocking JSON; then long streams, the mixed formats alternating (the
+        fast marginal per event), then long streams per format (each format's own marginal)."""
         p = self.plan
         short, long = Knobs(p.short_events, p.event_bytes), Knobs(p.long_events, p.event_bytes)
-        cpu_short: list[float] = []
-        for fmt in FORMATS:
+        fmts = [fmt for fmt in FORMATS if fmt in target.formats]
+        mixed = [fmt for fmt in MIXED if fmt in target.formats]
+        cpu_short: dict[str, float] = {}
+        for fmt in fmts:
             ok, cpu = await self.sequential(target, [fmt], True, short, p.seq)
             self.put(target, f"ttfe_warm_{fmt}_p50", pct((r.ttfe for r in ok), 50) * 1000)
             self.put(target, f"ttfe_warm_{fmt}_p99", pct((r.ttfe for r in ok), 99) * 1000)
             self.put(target, f"total_short_{fmt}_p50", pct((r.total for r in ok), 50) * 1000)
             if cpu is not None:
-                cpu_short.append(cpu / p.seq)
-        if cpu_short:
-            self.put(target, "cpu_short_ms", statistics.mean(cpu_short) * 1000)
+                cpu_short[fmt] = cpu / p.seq
+        short_mixed = [cpu_short[fmt] for fmt in mixed if fmt in cpu_short]
+        if short_mixed:
+            self.put(target, "cpu_short_ms", statistics.mean(short_mixed) * 1000)
         cpu_json: list[float] = []
-        for fmt in FORMATS:
+        for fmt in fmts:
             ok, cpu = await self.sequential(target, [fmt], False, short, p.seq)
             self.put(target, f"json_{fmt}_p50", pct((r.total for r in ok), 50) * 1000)
             self.put(target, f"json_{fmt}_p99", pct((r.total for r in ok), 99) * 1000)
-            if cpu is not None:
+            if cpu is not None and fmt in mixed:
                 cpu_json.append(cpu / p.seq)
         if cpu_json:
             self.put(target, "cpu_json_ms", statistics.mean(cpu_json) * 1000)
-        ok, cpu = await self.sequential(target, list(FORMATS), True, long, p.seq_long)
+        extra = p.long_events - p.short_events
+        ok, cpu = await self.sequential(target, mixed, True, long, p.seq_long)
         self.put(target, "total_long_p50", pct((r.total for r in ok), 50) * 1000)
         self.put(target, "total_long_p99", pct((r.total for r in ok), 99) * 1000)
-        if cpu is not None and cpu_short:
+        if cpu is not None and short_mixed:
             per_long = cpu / p.seq_long
-            self.put(
-                target, "cpu_event_us", (per_long - statistics.mean(cpu_short)) / (p.long_events - p.short_events) * 1e6
-            )
+            self.put(target, "cpu_event_us", (per_long - statistics.mean(short_mixed)) / extra * 1e6)
+        for fmt in fmts:
+            _, cpu = await self.sequential(target, [fmt], True, long, p.seq_long)
+            if cpu is not None and fmt in cpu_short:
+                self.put(target, f"cpu_event_{fmt}_us", (cpu / p.seq_long - cpu_short[fmt]) / extra * 1e6)
 
     async def event_cost(self, target: Target) -> None:
         """Marginal proxy CPU per event when every event is its own write (as LLM tokens arrive): short and long
@@ -112,7 +120,7 @@ class Bench:
                 cpu0 = target.cpu()
                 for wave in range(0, p.cost_streams, p.cost_concurrency):
                     size = min(p.cost_concurrency, p.cost_streams - wave)
-                    batch = (call(s, target, FORMATS[(wave + i) % 2], True, knobs) for i in range(size))
+                    batch = (call(s, target, MIXED[(wave + i) % len(MIXED)], True, knobs) for i in range(size))
                     results += await asyncio.gather(*batch)
                 cpu1 = target.cpu()
             self.record(target, results)
@@ -137,7 +145,7 @@ class Bench:
         knobs = Knobs(p.short_events, p.event_bytes)
         results: list[Result] = []
         async with client_session(target, concurrency) as s:
-            await asyncio.gather(*(call(s, target, FORMATS[i % 2], True, knobs) for i in range(concurrency)))
+            await asyncio.gather(*(call(s, target, MIXED[i % len(MIXED)], True, knobs) for i in range(concurrency)))
             issued = 0
             cpu0, harness0, mock0 = target.cpu(), time.process_time(), proc_cpu(self.mock.process.pid)
             start = time.perf_counter()
@@ -147,7 +155,7 @@ class Bench:
                 nonlocal issued
                 while issued < p.tput_max and time.perf_counter() < deadline:
                     issued += 1
-                    results.append(await call(s, target, FORMATS[issued % 2], True, knobs))
+                    results.append(await call(s, target, MIXED[issued % len(MIXED)], True, knobs))
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             elapsed = time.perf_counter() - start
@@ -172,7 +180,7 @@ class Bench:
             rss0 = target.rss()
             gate = f"{target.name}-{tag}-{key}"
             warm = [
-                asyncio.ensure_future(call(s, target, FORMATS[i % 2], False, Knobs(1, 100, gate=gate)))
+                asyncio.ensure_future(call(s, target, MIXED[i % len(MIXED)], False, Knobs(1, 100, gate=gate)))
                 for i in range(n)
             ]
             deadline = time.monotonic() + 60
@@ -194,7 +202,7 @@ class Bench:
                         call(
                             s,
                             target,
-                            FORMATS[i % 2],
+                            MIXED[i % len(MIXED)],
                             True,
                             Knobs(events, p.event_bytes, pace_ms, ttfe_ms=pace_ms * i // n),
                             gaps=True,
@@ -230,7 +238,7 @@ class Bench:
     async def warm_up(self, target: Target) -> None:
         """First requests: the bridge waits for MCP servers, imports and allocates what it needs once."""
         async with client_session(target, 4) as s:
-            for fmt in FORMATS:
+            for fmt in target.formats:
                 for stream in (True, False):
                     results = [await call(s, target, fmt, stream, Knobs(5)) for _ in range(self.plan.warmup)]
                     self.record(target, results)

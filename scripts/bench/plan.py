@@ -17,12 +17,26 @@ if str(ROOT) not in sys.path:
 
 from addon.providers import FAMILIES  # noqa: E402
 
-FORMATS: tuple[str, ...] = ("anthropic", "openai")
-PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
-"""Each format's bridged API path, as the clients call it."""
+FORMATS: tuple[str, ...] = ("anthropic", "openai", "gemini")
+"""The wire formats with figures of their own (sequential phases, one format at a time)."""
+MIXED: tuple[str, ...] = ("anthropic", "openai")
+"""The formats the mixed phases take in turn (paced, dense, throughput, per-event cost, the fast marginal's long
+streams) and the per-request CPU figures average over: Anthropic and OpenAI, as before Gemini came, so those
+figures keep their meaning."""
+NAMES = {"anthropic": "Anthropic", "openai": "OpenAI", "gemini": "Gemini"}
+MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1", "gemini": "gemini-2.5-pro"}
+PATHS: dict[tuple[str, bool], str] = {
+    ("anthropic", True): "/v1/messages",
+    ("anthropic", False): "/v1/messages",
+    ("openai", True): "/v1/chat/completions",
+    ("openai", False): "/v1/chat/completions",
+    ("gemini", True): f"/v1beta/models/{MODELS['gemini']}:streamGenerateContent?alt=sse",
+    ("gemini", False): f"/v1beta/models/{MODELS['gemini']}:generateContent",
+}
+"""Each (format, stream)'s bridged API path, as the clients call it (Gemini's path says the model and whether it
+streams; the others' bodies do)."""
 HOSTS = {name: FAMILIES[name].host for name in FORMATS}
 """The hosts clients call: proxied requests go there, and each proxy sends them to the mock."""
-MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1"}
 AUDIT_OFF = "bridge, audit off"
 WORKER = "bridge, worker"
 FLOOR_GC = "floor, bridge's GC"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from load import Knobs, call, client_session
 from phases import Bench
-from plan import BIN, FORMATS, Plan
+from plan import BIN, MIXED, Plan
 from procs import Procs, thread_cpu
 from targets import Target, start_proxy
 
@@ -114,7 +114,7 @@ async def profile_load(bench: Bench, target: Target, workload: str, seconds: int
     knobs = Knobs((seconds * 1000 + 1500) // pace_ms, plan.event_bytes, pace_ms)
     async with client_session(target, streams) as s:
         cpu0, start = target.cpu() or 0.0, time.perf_counter()
-        calls = (call(s, target, FORMATS[i % 2], True, knobs) for i in range(streams))
+        calls = (call(s, target, MIXED[i % len(MIXED)], True, knobs) for i in range(streams))
         results = bench.record(target, list(await asyncio.wait_for(asyncio.gather(*calls), seconds + 60)))
         cpu1, elapsed = target.cpu() or 0.0, time.perf_counter() - start
     events = sum(r.events for r in results)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from load import BODY_KB
 from phases import Bench
-from plan import FLOOR_GC, Plan
+from plan import FLOOR_GC, FORMATS, NAMES, Plan
 
 
 @dataclass(frozen=True)
@@ -26,26 +26,39 @@ class Row:
     digits: int = 2
 
 
+def per_format(label: str, key: str, kind: str, digits: int = 2) -> list[Row]:
+    """One row per format: `{name}` in the label is its name, `{fmt}` in the key its id."""
+    return [Row(label.replace("{name}", NAMES[f]), key.replace("{fmt}", f), kind, digits) for f in FORMATS]
+
+
 def rows(plan: Plan) -> list[Row]:
+    ttfe = [
+        Row(f"TTFE {q}, warm, {NAMES[f]} stream (ms, added)", f"ttfe_warm_{f}_{q}", "added")
+        for f in FORMATS
+        for q in ("p50", "p99")
+    ]
+    json_rows = [
+        Row(f"JSON response {q}, {NAMES[f]} (ms, added)", f"json_{f}_{q}", "added")
+        for f in FORMATS
+        for q in ("p50", "p99")
+    ]
     out = [
-        Row("TTFE p50, warm, Anthropic stream (ms, added)", "ttfe_warm_anthropic_p50", "added"),
-        Row("TTFE p99, warm, Anthropic stream (ms, added)", "ttfe_warm_anthropic_p99", "added"),
-        Row("TTFE p50, warm, OpenAI stream (ms, added)", "ttfe_warm_openai_p50", "added"),
-        Row("TTFE p99, warm, OpenAI stream (ms, added)", "ttfe_warm_openai_p99", "added"),
+        *ttfe,
         Row("TTFE p50, new connection per request (ms, added)", "ttfe_new_p50", "added"),
         Row("TTFE p99, new connection per request (ms, added)", "ttfe_new_p99", "added"),
-        Row("JSON response p50, Anthropic (ms, added)", "json_anthropic_p50", "added"),
-        Row("JSON response p99, Anthropic (ms, added)", "json_anthropic_p99", "added"),
-        Row("JSON response p50, OpenAI (ms, added)", "json_openai_p50", "added"),
-        Row("JSON response p99, OpenAI (ms, added)", "json_openai_p99", "added"),
-        Row(f"total stream time p50, {plan.short_events} events, Anthropic (ms)", "total_short_anthropic_p50", "abs"),
-        Row(f"total stream time p50, {plan.short_events} events, OpenAI (ms)", "total_short_openai_p50", "abs"),
+        *json_rows,
+        *per_format(
+            f"total stream time p50, {plan.short_events} events, {{name}} (ms)", "total_short_{fmt}_p50", "abs"
+        ),
         Row(f"total stream time p50, {plan.long_events} events (ms)", "total_long_p50", "abs"),
         Row(f"total stream time p99, {plan.long_events} events (ms)", "total_long_p99", "abs"),
         Row("proxy CPU per JSON request, warm (ms)", "cpu_json_ms", "proxy"),
         Row(f"proxy CPU per {plan.short_events}-event stream, warm (ms)", "cpu_short_ms", "proxy"),
         Row(f"proxy CPU per {plan.short_events}-event stream, new connection (ms)", "cpu_new_ms", "proxy"),
         Row("proxy CPU per relayed event, fast stream, marginal (µs)", "cpu_event_us", "proxy", 0),
+        *per_format(
+            "proxy CPU per relayed event, fast stream, marginal, {name} (µs)", "cpu_event_{fmt}_us", "proxy", 0
+        ),
         Row(
             f"proxy CPU per relayed event, {plan.cost_pace_ms} ms apart, marginal (µs)",
             "cpu_paced_event_us",
@@ -163,8 +176,9 @@ def render(
         f"after: {load_average()}",
         f"- machine: {machine()}; {versions()}",
         f"- {plan.rounds} interleaved round(s), medians over rounds; request bodies ~{BODY_KB} KB; text events "
-        f"{plan.event_bytes} B; sequential phases {plan.seq} requests per format ({plan.seq_long} long, "
-        f"{plan.seq_new} new-connection); throughput {plan.tput_seconds:g} s per level; paced streams "
+        f"{plan.event_bytes} B; sequential phases {plan.seq} requests per format ({plan.seq_long} long, formats "
+        f"alternating and again per format; {plan.seq_new} new-connection); throughput {plan.tput_seconds:g} s "
+        "per level; paced streams "
         f"{plan.paced_events} text events {plan.pace_ms} ms apart, {plan.paced_repeats} batches back to back "
         f"({plan.dense_repeats} of the dense pattern)",
         "",
@@ -175,12 +189,19 @@ def render(
         "between events minus the mock's pacing. Proxy CPU is the proxy process's utime+stime (all threads: the "
         "bridge's audit writer and local server included) over the phase. CPU per relayed event is a marginal cost: "
         f"fast: (CPU per {plan.long_events}-event stream − per {plan.short_events}-event stream) / "
-        f"{plan.long_events - plan.short_events}, events written back to back (so read and written in batches); "
+        f"{plan.long_events - plan.short_events}, events written back to back (so read and written in batches), "
+        "over Anthropic and OpenAI streams alternating, and per format (a format's long streams against its "
+        "short ones); "
         f"paced: streams of {plan.cost_events[0]} and {plan.cost_events[1]} events {plan.cost_pace_ms} ms apart, "
         f"{plan.cost_concurrency} at a time, per extra event: one read and one write per event, as LLM tokens "
         "arrive. RSS per stream: peak VmRSS with all streams open minus VmRSS of the fresh process before its "
         "first paced phase (connections included), per stream. Audit rows/s: one writer thread, in-process, a mix "
-        "of start/prompt/tokens/end rows.",
+        "of start/prompt/tokens/end rows. Figures that mix formats (per-request CPU, the alternating long streams, "
+        f"paced, dense, {plan.cost_pace_ms} ms apart, throughput) take Anthropic and OpenAI in turn; Gemini has its "
+        "per-format rows. Anthropic's and OpenAI's streams have 5 and 4 frame events besides their text deltas; "
+        "Gemini's is text chunks only (`data: {...}` ended by CRLF CRLF, the last with the finish reason and final "
+        "usage), each carrying usage, model version and response id, so its smallest text event is about 215 B "
+        f"(what it sends when {plan.event_bytes} B is asked for).",
         "",
         "Checks:",
     ]

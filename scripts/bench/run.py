@@ -3,13 +3,17 @@
     .venv/bin/python scripts/bench/run.py [--quick] [--litellm] [--audit-cost] [--floor-gc] [--worker] [--out FILE]
         [--rounds N] [--profile DIR]
 
-Everything runs on 127.0.0.1 with public tools: `mock_provider.py` (an aiohttp provider over TLS, Anthropic and
-OpenAI wire formats, knobs for events, size, pacing and time to first event) in a subprocess; per round, fresh
-mitmdump subprocesses (`floor_addon.py`, the do-nothing streaming addon; `addon/aibridge.py` without MCP servers;
-the same with `tests/support/mcp_server.py` over stdio, so tools are injected but the mock never calls them); and
-an aiohttp load client in this process speaking HTTPS through each proxy with CONNECT, trusting the CA from the
-proxy's printed `export SSL_CERT_FILE=` line. Proxied requests go to api.anthropic.com / api.openai.com, which
-each proxy sends to the mock; direct requests go to the mock itself.
+Everything runs on 127.0.0.1 with public tools: `mock_provider.py` (an aiohttp provider over TLS, Anthropic,
+OpenAI and Gemini wire formats, knobs for events, size, pacing and time to first event) in a subprocess; per
+round, fresh mitmdump subprocesses (`floor_addon.py`, the do-nothing streaming addon; `addon/aibridge.py` without
+MCP servers; the same with `tests/support/mcp_server.py` over stdio, so tools are injected but the mock never
+calls them); and an aiohttp load client in this process speaking HTTPS through each proxy with CONNECT, trusting
+the CA from the proxy's printed `export SSL_CERT_FILE=` line. Proxied requests go to api.anthropic.com,
+api.openai.com and generativelanguage.googleapis.com, which each proxy sends to the mock; direct requests go to
+the mock itself.
+Formats: Anthropic Messages, OpenAI chat, Gemini `streamGenerateContent?alt=sse` / `generateContent`; the phases
+that mix formats take Anthropic and OpenAI in turn (as they did before Gemini was added), and Gemini has the
+per-format figures (warm TTFE, JSON, 20-event total, CPU per event).
 
 Each round restarts the proxies and runs every phase for every scenario in a rotated order (phase by phase, so
 slow drifts in machine load hit all scenarios alike); figures are medians over rounds, and "added" figures are
@@ -23,8 +27,10 @@ per-round differences from the direct scenario of that round. Phases:
   streams several times back to back (3, dense 5) and pools the gaps: a p99 over one second of load says only
   whether a pause the process takes every few seconds (a full garbage collection) happened to fall in it.
 - sequential, keep-alive ("warm"): short streams (20 events) per format, blocking JSON per format, long streams
-  (200 events, formats alternating): time to first event, total time; proxy CPU (utime+stime from /proc) per
-  request; CPU per relayed event as the marginal cost (long minus short streams, per extra event).
+  (200 events, Anthropic and OpenAI alternating): time to first event, total time; proxy CPU (utime+stime from
+  /proc) per request (Anthropic and OpenAI's mean); CPU per relayed event as the marginal cost (long minus short
+  streams, per extra event). Then long streams per format, for each format's own marginal CPU per event (its
+  long minus its short streams).
 - sequential, new connection per request (CONNECT + TLS each time): time to first event and CPU per request.
 - per-event cost: streams of 10 and 110 events 5 ms apart, 4 at a time: marginal CPU per event when each event
   is its own read and write (the fast-stream marginal above batches them).
@@ -65,11 +71,11 @@ from pathlib import Path
 
 import aiohttp
 from phases import Bench, audit_rows_per_second, phase
-from plan import AUDIT_OFF, FLOOR_GC, FORMATS, FULL, PATHS, QUICK, WORKER, Plan
+from plan import AUDIT_OFF, FLOOR_GC, FULL, QUICK, WORKER, Plan
 from procs import Procs
 from profiling import profile
 from report import load_average, render
-from targets import Target, litellm_command, start_litellm, start_mock, start_proxy
+from targets import Target, litellm_command, start_litellm, start_mock, start_proxy, urls
 
 
 async def run(args: argparse.Namespace, procs: Procs) -> str:
@@ -87,11 +93,12 @@ async def run(args: argparse.Namespace, procs: Procs) -> str:
             notes.append(message)
         else:
             with_litellm = True
+            notes.append("litellm: Anthropic and OpenAI only (its Gemini cells are –: not set up through it).")
     tmp = Path(tempfile.mkdtemp(prefix="aibridge-bench-"))
     try:
         mock = await start_mock(procs, tmp)
         bench = Bench(plan, mock)
-        direct = Target("direct", {fmt: mock.url + PATHS[fmt] for fmt in FORMATS}, mock.ssl)
+        direct = Target("direct", urls(mock.url), mock.ssl)
         proxy_names = ["floor"] + ([FLOOR_GC] if args.floor_gc else []) + ["bridge", "bridge+MCP"]
         proxy_names += [AUDIT_OFF] if args.audit_cost else []
         proxy_names += [WORKER] if args.worker else []

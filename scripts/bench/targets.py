@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from plan import AUDIT_OFF, BIN, FLOOR_GC, FLOORS, FORMATS, HERE, HOSTS, MODELS, PATHS, ROOT, WORKER
+from plan import AUDIT_OFF, BIN, FLOOR_GC, FLOORS, FORMATS, HERE, HOSTS, MIXED, MODELS, PATHS, ROOT, WORKER
 from procs import Procs, clean_env, proc_cpu, proc_rss_mb, read_log, wait_for_line
 
 _EXPORT = re.compile(r"^export (\w+)=(.*)$", re.MULTILINE)
@@ -28,7 +28,8 @@ class Target:
     """How the load client reaches one scenario."""
 
     name: str
-    urls: dict[str, str]
+    urls: dict[tuple[str, bool], str]
+    """(format, stream): the URL to post to."""
     ssl: ssl.SSLContext | bool
     proxy: str | None = None
     process: subprocess.Popen[bytes] | None = None
@@ -37,6 +38,8 @@ class Target:
     strict: bool = True
     """The event count must be the mock's (false for gateways that re-encode streams)."""
     knobs_in_body_only: bool = False
+    formats: tuple[str, ...] = FORMATS
+    """The formats it serves: a format's figures are "–" for a target without it."""
     helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     """Processes of this scenario besides the proxy (the worker prototype's worker): counted with it."""
 
@@ -75,6 +78,16 @@ async def start_mock(procs: Procs, tmp: Path) -> Mock:
     return Mock(process, match.group(1), ca, ssl.create_default_context(cafile=str(ca)))
 
 
+def urls(base: str) -> dict[tuple[str, bool], str]:
+    """Every (format, stream)'s URL under one base URL."""
+    return {key: base + path for key, path in PATHS.items()}
+
+
+def providers_toml(upstream: str) -> str:
+    """The bridge's configuration: every benchmarked format's provider sent to the mock."""
+    return "".join(f'[providers.{fmt}]\nupstream = "{upstream}"\n\n' for fmt in FORMATS)
+
+
 def mcp_server_toml() -> str:
     return "\n".join(
         [
@@ -105,8 +118,7 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         cmd += ["-s", str(HERE / "floor_addon.py"), "--set", f"floor_upstream={mock.url}"]
         cmd += ["--set", "floor_gc_policy=true"] if name == FLOOR_GC else []
     elif name == WORKER:
-        config = f'[providers.anthropic]\nupstream = "{mock.url}"\n\n[providers.openai]\nupstream = "{mock.url}"\n'
-        (work / "aibridge.toml").write_text(config)
+        (work / "aibridge.toml").write_text(providers_toml(mock.url))
         worker_cmd = [sys.executable, str(HERE / "worker_prototype.py"), "--config", str(work / "aibridge.toml")]
         worker_cmd += ["--db", str(work / "audit.duckdb"), "--ca", str(mock.ca)]
         worker_log = work / "worker.log"
@@ -114,7 +126,7 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         hop = (await wait_for_line(helpers[0], worker_log, r"^READY (\S+)$", 60)).group(1)
         cmd += ["-s", str(HERE / "worker_prototype.py"), "--set", f"worker_hop={hop}"]
     else:
-        config = f'[providers.anthropic]\nupstream = "{mock.url}"\n\n[providers.openai]\nupstream = "{mock.url}"\n\n'
+        config = providers_toml(mock.url)
         if name == "bridge+MCP":
             config += mcp_server_toml()
         (work / "aibridge.toml").write_text(config)
@@ -131,7 +143,7 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
     exports = dict(_EXPORT.findall(log.read_text(errors="replace")))
     return Target(
         name=name,
-        urls={fmt: f"https://{HOSTS[fmt]}{PATHS[fmt]}" for fmt in FORMATS},
+        urls={(fmt, stream): f"https://{HOSTS[fmt]}{path}" for (fmt, stream), path in PATHS.items()},
         ssl=ssl.create_default_context(cafile=exports["SSL_CERT_FILE"]),
         proxy=exports["HTTPS_PROXY"],
         process=process,
@@ -152,7 +164,9 @@ def litellm_command() -> list[str] | None:
 
 
 async def start_litellm(procs: Procs, mock: Mock, tmp: Path, tag: str) -> Target:
-    """LiteLLM's proxy as a base-URL gateway (no CONNECT): clients talk plain HTTP to it, it calls the mock."""
+    """LiteLLM's proxy as a base-URL gateway (no CONNECT): clients talk plain HTTP to it, it calls the mock.
+    Anthropic and OpenAI only: Gemini through it (its `/v1beta/models/{model}:generateContent` routes, Gemini
+    models sent to the mock as `api_base`) is not set up or checked here, so its Gemini figures are "–"."""
     command = litellm_command()
     assert command is not None
     work = tmp / f"litellm-{tag}"
@@ -190,11 +204,12 @@ async def start_litellm(procs: Procs, mock: Mock, tmp: Path, tag: str) -> Target
                     if response.status == 200:
                         return Target(
                             name="litellm",
-                            urls={fmt: base + PATHS[fmt] for fmt in FORMATS},
+                            urls=urls(base),
                             ssl=False,
                             process=process,
                             strict=False,
                             knobs_in_body_only=True,
+                            formats=MIXED,
                         )
             await asyncio.sleep(0.5)
     tail = "\n".join(read_log(log).splitlines()[-30:])

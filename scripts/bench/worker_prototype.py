@@ -9,7 +9,7 @@ owns the audit file, so there is still one writer).
         # prints READY http://127.0.0.1:PORT
     mitmdump -s scripts/bench/worker_prototype.py --set worker_hop=http://127.0.0.1:PORT ...
 
-A prototype for the benchmark (`run.py --worker`), not a supported mode: it bridges the two recorded API paths
+A prototype for the benchmark (`run.py --worker`), not a supported mode: it bridges the benchmark's API paths
 and nothing else (no passthrough taps, proxy users, metrics or dumps), and the worker's CPU is counted with
 mitmdump's.
 """
@@ -39,7 +39,9 @@ from addon.tools import ToolManager  # noqa: E402
 
 HOST_HEADER = "x-aibridge-worker-host"
 BRIDGED_PATHS = ("/v1/messages", "/v1/chat/completions")
-"""What the benchmark's clients call on the default hosts (the families' bridged endpoints without a prefix)."""
+BRIDGED_SUFFIXES = (":streamGenerateContent", ":generateContent")
+"""What the benchmark's clients call on the default hosts (the families' bridged endpoints without a prefix;
+Gemini's `/v1beta/models/{model}:...`, the query kept)."""
 
 
 # --- the mitmproxy side ----------------------------------------------------------------------------------------
@@ -72,7 +74,8 @@ class ToWorker:
     def request(self, flow: http.HTTPFlow) -> None:
         if self.target is None or flow.request.method != "POST":
             return
-        if flow.request.path.split("?", 1)[0] not in BRIDGED_PATHS:
+        path = flow.request.path.split("?", 1)[0]
+        if path not in BRIDGED_PATHS and not path.endswith(BRIDGED_SUFFIXES):
             return
         flow.request.headers[HOST_HEADER] = flow.request.host
         flow.request.scheme, flow.request.host, flow.request.port = self.target

@@ -220,3 +220,20 @@ def test_a_bridge_token_in_the_url_is_replaced_by_the_central_key(mock: MockUpst
     proxy.stop()
     [row] = proxy.rows("SELECT initiator, credential_kind FROM interceptions")
     assert row == {"initiator": "alice", "credential_kind": "centralized"}
+
+
+def test_a_failing_second_round_ends_the_stream_with_googles_error(mock: MockUpstream, gemini) -> None:
+    proxy = gemini(tools=True)
+    sdk = client()
+    mock.enqueue(
+        sse(gemini_chunks(["Let me check. "], calls=[("bmcp_test_echo", {"message": "x"})])),
+        Answer.json({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}, status=503),
+    )
+    stream = sdk.models.generate_content_stream(model=GEMINI_MODEL, contents="echo x")
+    with pytest.raises(errors.APIError) as failed:
+        for chunk in stream:
+            assert not any(p.function_call for p in chunk.candidates[0].content.parts)
+    assert failed.value.status == "INTERNAL" and "503" in str(failed.value)
+    proxy.stop()
+    [row] = proxy.rows("SELECT status, error FROM interceptions")
+    assert row["status"] == "failed" and "overloaded" in row["error"]

@@ -236,3 +236,10 @@ def test_a_blocking_loop_merges_the_rounds() -> None:
     assert merged["responseId"] == "resp-1" and merged["usageMetadata"]["promptTokenCount"] == 24
     limited = json.loads(WIRE.merge_rounds([first], state(), limited=True))
     assert limited["candidates"][0]["content"]["parts"][-1] == {"text": LIMIT_NOTICE.format(rounds=1)}
+
+
+def test_an_injected_call_cut_off_by_max_tokens_is_hidden_and_not_run() -> None:
+    parser = WIRE.loop_parser(state())
+    seen = relay(parser, gemini_chunks(["Trying "], calls=[ECHO_CALL], finish="MAX_TOKENS"))
+    assert texts(seen) == "Trying " and seen[-1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert parser.turn().next is Next.FINAL
