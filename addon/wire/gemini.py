@@ -282,6 +282,18 @@ class GeminiLoopParser(GeminiParser):
         return turn
 
 
+def _takes_tools(request: JSON, config: JSON) -> bool:
+    """Whether function declarations may be added without the API refusing the request it accepted before:
+    not beside built-in tools (`googleSearch`, `codeExecution`, ...), not into structured output (Gemini CLI's
+    model-routing call), not where several candidates would each need a loop."""
+    tools = request.get("tools")
+    builtin = isinstance(tools, list) and any(isinstance(t, dict) and set(t) - {"functionDeclarations"} for t in tools)
+    structured = config.get("responseMimeType", "text/plain") != "text/plain" or bool(
+        {"responseSchema", "responseJsonSchema"} & set(config)
+    )
+    return not builtin and not structured and config.get("candidateCount") in (None, 1)
+
+
 class Gemini:
     provider_type = "gemini"
 
@@ -298,7 +310,7 @@ class Gemini:
             prompt=prompt,
             correlating_tool_call_id=correlating,
             max_output=max_output if isinstance(max_output, int) and max_output > 0 else None,
-            takes_tools=request is body and config.get("candidateCount") in (None, 1),  # one loop, one candidate
+            takes_tools=request is body and _takes_tools(request, config),
         )
 
     def ends_stream(self, event: SSEEvent) -> bool:

@@ -69,8 +69,22 @@ def test_a_function_response_is_no_prompt_and_names_its_call() -> None:
     assert WIRE.parse_request({"contents": no_id}).correlating_tool_call_id is None
 
 
-def test_several_candidates_take_no_tools_and_the_envelope_is_read_inside() -> None:
-    assert not WIRE.parse_request(request(generationConfig={"candidateCount": 2})).takes_tools
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"generationConfig": {"candidateCount": 2}},  # one loop cannot serve several candidates
+        {"tools": [{"googleSearch": {}}]},  # built-in tools refuse function declarations beside them
+        {"tools": [{"functionDeclarations": []}, {"codeExecution": {}}]},
+        {"generationConfig": {"responseMimeType": "application/json"}},  # Gemini CLI's routing call
+        {"generationConfig": {"responseJsonSchema": {"type": "object"}}},
+    ],
+)
+def test_requests_the_api_would_refuse_with_more_tools_take_none(extra: dict[str, Any]) -> None:
+    assert not WIRE.parse_request(request(**extra)).takes_tools
+    assert WIRE.parse_request(request(generationConfig={"responseMimeType": "text/plain"})).takes_tools
+
+
+def test_the_envelope_is_read_inside() -> None:
     wrapped = {"model": "gemini-2.5-flash", "project": "p", "user_prompt_id": "u1", "request": request()}
     info = WIRE.parse_request(wrapped)
     assert (info.model, info.prompt, info.max_output, info.takes_tools) == ("gemini-2.5-flash", "say hi", 256, False)
