@@ -17,7 +17,7 @@ from typing import Any
 
 from addon.audit import AuditWriter
 from addon.audit.lineage import Lineage
-from addon.config import Config
+from addon.config import TOKEN_PREFIX, Config
 from addon.engine.core import Engine
 from addon.engine.job import Job
 from addon.engine.ports import Observer, ToolSource
@@ -27,7 +27,7 @@ from addon.policy.breaker import Breakers
 from addon.policy.budgets import Ledger, month_start
 from addon.policy.identity import mask_secret
 from addon.policy.pricing import PriceBook
-from addon.providers.routing import Route, classify, query_key, sealed
+from addon.providers.routing import Route, classify, query_keys, sealed
 from addon.upstream.transport import Http1Transport
 
 MAX_REQUEST_BODY = 32 * 1024 * 1024
@@ -87,14 +87,18 @@ def _resolve(
 ) -> tuple[Access, str | None]:
     """Access for the request, and the path to forward if it must change. A key in the query (Gemini's
     `?key=`) counts as the family's key header says: the client's own stays in its URL as it came; a bridge
-    token leaves the URL, and the central key goes in the header."""
+    token never stays there, and the central key goes in the header."""
     family = route.family
     name = family.key_header
-    key, without = query_key(path, family.key_param) if family.key_param else (None, path)
-    if key is None or name is None or any(n.lower() == name for n, _ in headers):
+    keys, without = query_keys(path, family.key_param) if family.key_param and name else ([], path)
+    tokens = [k for k in keys if k.startswith(TOKEN_PREFIX)]
+    if not keys:
         return resolve(config, users, route.provider, headers, proxy_user), None
+    if any(n.lower() == name for n, _ in headers):  # the header is the credential; a token still leaves the URL
+        return resolve(config, users, route.provider, headers, proxy_user), without if tokens else None
+    key = tokens[0] if tokens else keys[-1]
     access = resolve(config, users, route.provider, [*headers, (name, key)], proxy_user)
-    if access.credential_kind == "byok":
+    if access.credential_kind == "byok" and not tokens:
         return replace(access, headers=[(n, v) for n, v in access.headers if (n, v) != (name, key)]), None
     return access, without
 

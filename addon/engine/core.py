@@ -156,7 +156,10 @@ class Engine:
         url = target.url(job.path)
         headers = upstream.request_headers(job.headers, [*provider.extra_headers, *extra])
         if job.aws is not None:
-            headers = job.route.sign(job.aws, target.authority, target.path + job.path, headers, body)
+            try:
+                headers = job.route.sign(job.aws, "POST", target.authority, target.path + job.path, headers, body)
+            except ValueError as e:
+                raise UpstreamUnavailable(502, str(e)) from e
         call = self.observer.upstream(job, url, headers, body) or NO_CALL
         try:
             response = await upstream.send(self.transport, "POST", target, job.path, headers, body)

@@ -25,6 +25,7 @@ from addon.mitm import gc_policy
 from addon.mitm.certs import protect_private_key, shell_lines, write_ca_bundle
 from addon.mitm.proxyauth import META_USER
 from addon.mitm.server import LocalServer
+from addon.observe.dumps import mask_target
 from addon.policy.access import Users
 from addon.policy.pricing import load_book
 from addon.providers.routing import Route
@@ -202,9 +203,14 @@ class Bridge:
             return
         request = flow.request
         headers = list(request.headers.items(multi=True))
-        decision = self.gateway.decide(
-            request.host, request.method, request.path, headers, flow.metadata.get(META_USER)
-        )
+        try:
+            decision = self.gateway.decide(
+                request.host, request.method, request.path, headers, flow.metadata.get(META_USER)
+            )
+        except Exception:  # boundary: fail closed, or mitmproxy forwards the request with its credentials
+            logger.exception("aibridge: cannot route %s %s", request.method, mask_target(request.pretty_url))
+            flow.response = http.Response.make(500, b"internal bridge error", {"content-type": "text/plain"})
+            return
         if decision is None:
             return
         if self._check_size(flow, len(request.raw_content or b""), decision.route):  # a chunked body, read whole
@@ -234,7 +240,9 @@ class Bridge:
         if (refused := too_large(route, size)) is None:
             return False
         status, body, message = refused
-        logger.warning("aibridge: %s %s refused: %s", flow.request.method, flow.request.pretty_url, message)
+        logger.warning(
+            "aibridge: %s %s refused: %s", flow.request.method, mask_target(flow.request.pretty_url), message
+        )
         flow.response = http.Response.make(status, body, {"content-type": "application/json"})
         return True
 
@@ -258,7 +266,7 @@ class Bridge:
             flow.request.headers = http.Headers(host=f"127.0.0.1:{self.server.port}")
             flow.request.content = b""
         except Exception as e:  # boundary: mitmproxy would forward a half-handled flow as it stands
-            logger.exception("aibridge: cannot bridge %s %s", flow.request.method, flow.request.pretty_url)
+            logger.exception("aibridge: cannot bridge %s %s", flow.request.method, mask_target(flow.request.pretty_url))
             job: Job | None = flow.metadata.get(META_JOB)
             if job is not None and self.gateway is not None:
                 self.gateway.engine.finish(job, Status.FAILED, f"bridge error: {e!r}", 500)
@@ -273,15 +281,18 @@ class Bridge:
         try:
             reply = await engine.admit(job, decision.access.refusal)
         except Exception as e:  # boundary: an audit failure must not cost the client its request
-            logger.exception("aibridge: cannot record %s %s", flow.request.method, flow.request.pretty_url)
+            logger.exception("aibridge: cannot record %s %s", flow.request.method, mask_target(flow.request.pretty_url))
             engine.finish(job, Status.FAILED, f"bridge error: {e!r}")
             _pass_through(flow, decision)
             return
         if reply is not None:  # refused: access rules or a spent budget
             flow.response = await _answer(reply)
             return
-        flow.metadata[META_TAP] = ResponseTap(engine, job)
         _pass_through(flow, decision)
+        if flow.response is not None:  # it could not be signed: answered here, so nothing comes to tap
+            engine.finish(job, Status.FAILED, flow.response.get_text(strict=False) or "", flow.response.status_code)
+            return
+        flow.metadata[META_TAP] = ResponseTap(engine, job)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if META_ROUTE not in flow.metadata or flow.response is None:
@@ -359,13 +370,21 @@ def _pass_through(flow: http.HTTPFlow, decision: Decision) -> None:
         flow.request.headers[name] = value
     if access.aws is not None:  # last: the signature covers the headers as they go
         request = flow.request
-        signed = decision.route.sign(
-            access.aws,
-            request.host_header or request.host,
-            request.path,
-            list(request.headers.items(multi=True)),
-            request.raw_content or b"",
-        )
+        headers = list(request.headers.items(multi=True))
+        try:
+            signed = decision.route.sign(
+                access.aws,
+                request.method,
+                request.host_header or request.host,
+                request.path,
+                headers,
+                request.raw_content or b"",
+            )
+        except ValueError as e:
+            logger.error("aibridge: %s", e)
+            body = decision.route.error_body(502, str(e))
+            flow.response = http.Response.make(502, body, {"content-type": "application/json"})
+            return
         request.headers = http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed])
 
 

@@ -56,14 +56,18 @@ class Route:
         return unquote(model)  # boto3 sends a Bedrock model id's `:` as `%3A`
 
     def sign(
-        self, credentials: sigv4.AwsCredentials, host: str, path: str, headers: Headers, body: bytes
+        self, credentials: sigv4.AwsCredentials, method: str, host: str, path: str, headers: Headers, body: bytes
     ) -> list[tuple[str, str]]:
-        """`headers` for a POST of `body` to `host` and `path`, SigV4-signed with the operator's `credentials`
-        for the family's service, in the configured region or the one the client's host names."""
+        """`headers` for `method` with `body` to `host` and `path`, SigV4-signed with the operator's
+        `credentials` for the family's service, in the configured region or the one the client's host names.
+        ValueError when they cannot sign (no region; credentials botocore cannot refresh)."""
         service, region = self.family.sigv4_service, credentials.region or sigv4.region_in(self.family.host, self.host)
         if service is None or region is None:  # the configuration's checks rule both out
             raise ValueError(f"cannot sign for {self.host}: no AWS service or region")
-        return sigv4.sign(credentials, service, region, "POST", host, path, headers, body)
+        try:
+            return sigv4.sign(credentials, service, region, method, host, path, headers, body)
+        except Exception as e:  # boundary: botocore's credential refresh raises many kinds
+            raise ValueError(f"cannot sign for {self.host} with the provider's AWS credentials: {e}") from e
 
     def error_body(self, status: int, message: str) -> bytes:
         """A provider-shaped error: in the route's API's shape, else the family's."""
@@ -93,15 +97,15 @@ def sealed(route: Route, headers: Headers) -> Route:
     return replace(route, sealed=True) if route.bridged and sigv4.signed(headers) else route
 
 
-def query_key(path: str, param: str) -> tuple[str | None, str]:
-    """The value of the query parameter `param` (a key sent in the URL), and the path without it; the rest of
-    the query stays as it was written."""
+def query_keys(path: str, param: str) -> tuple[list[str], str]:
+    """The values of the query parameter `param` (keys sent in the URL), and the path without any of them; the
+    rest of the query stays as it was written."""
     bare, sep, query = path.partition("?")
     if not sep:
-        return None, path
+        return [], path
     pairs = query.split("&")
     found = [p for p in pairs if p.split("=", 1)[0] == param]
     if not found:
-        return None, path
+        return [], path
     kept = "&".join(p for p in pairs if p not in found)
-    return unquote_plus(found[-1].partition("=")[2]), bare + ("?" + kept if kept else "")
+    return [unquote_plus(p.partition("=")[2]) for p in found], bare + ("?" + kept if kept else "")

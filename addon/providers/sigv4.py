@@ -54,12 +54,14 @@ class AwsCredentials:
     source: Credentials = field(repr=False)
     region: str | None = None
     """The signing region; None: the one the request's host names."""
+    access_key_id: str = ""
+    """As the credentials were loaded (the audit's masked hint): reading them later may mean a refresh."""
 
     @classmethod
     def from_keys(
         cls, access_key_id: str, secret_access_key: str, session_token: str | None = None, region: str | None = None
     ) -> "AwsCredentials":
-        return cls(Credentials(access_key_id, secret_access_key, session_token), region)
+        return cls(Credentials(access_key_id, secret_access_key, session_token), region, access_key_id)
 
     @classmethod
     def from_profile(cls, profile: str, region: str | None = None) -> "AwsCredentials":
@@ -71,11 +73,11 @@ class AwsCredentials:
             raise ValueError(f"AWS profile {profile!r}: {e}") from None
         if credentials is None:
             raise ValueError(f"AWS profile {profile!r} has no credentials")
-        return cls(credentials, region)
-
-    @property
-    def access_key_id(self) -> str:
-        return self.source.get_frozen_credentials().access_key
+        try:
+            key_id = credentials.get_frozen_credentials().access_key
+        except Exception as e:  # boundary: botocore's refresh (SSO, STS) raises many kinds
+            raise ValueError(f"AWS profile {profile!r}: its credentials cannot be read: {e}") from None
+        return cls(credentials, region, key_id)
 
 
 def sign(

@@ -22,5 +22,7 @@ FAMILY = Family(
     ),
     errors=Api.ANTHROPIC_MESSAGES.reader,
     overloaded=frozenset({429, 503, 504, 529}),
+    key_header="x-goog-api-key",  # express mode's API keys (`?key=` too); else the Google bearer token
+    key_param="key",
     central_keys=False,
 )

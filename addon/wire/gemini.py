@@ -57,8 +57,8 @@ _STATUSES = {
 _TOOL_DEFINITIONS = ToolDefinitions(
     lambda t: {"name": t.name, "description": t.description, "parametersJsonSchema": t.input_schema}
 )
-_FINAL = re.compile(r'"(?:finishReason|error)"\s*:')
-_NOTEWORTHY = re.compile(r'"(?:functionCall|thought|error|finishReason)"\s*:')
+_FINAL = re.compile(r'"(?:finishReason|error|blockReason)"\s*:')
+_NOTEWORTHY = re.compile(r'"(?:functionCall|thought|error|finishReason|blockReason)"\s*:')
 """What a chunk may hold beyond text and usage: a chunk none of this matches changes nothing but the usage."""
 
 
@@ -96,6 +96,9 @@ def _summed_usage(raw: JSON, total: Usage) -> JSON:
         if value or key in raw:
             summed[key] = value
     return summed
+
+
+_NO_CALL = ToolCall("", "", "")
 
 
 def _parts(content: Any) -> list[JSON]:
@@ -233,29 +236,32 @@ class GeminiLoopParser(GeminiParser):
         candidate = self._take(chunk)
         if state.first_id is None:
             state.first_id = self._turn.response_id
-        if candidate is None:
+        if "error" in chunk:
             return event.raw
-        noteworthy = _NOTEWORTHY.search(event.data) is not None
-        parts = _parts(candidate.get("content"))
+        parts = _parts(candidate.get("content")) if candidate is not None else []
         self._parts.extend(parts)
-        kept = [p for p in parts if (_call(p) or ToolCall("", "", "")).name not in state.injected]
-        finish = candidate.get("finishReason")
+        kept = [p for p in parts if (_call(p) or _NO_CALL).name not in state.injected]
+        finish = candidate.get("finishReason") if candidate is not None else None
         if isinstance(finish, str):
             stopped_for_tools = finish == "STOP" and bool(self._calls)
             self._next = decide(self._calls, state.injected, stopped_for_tools, state.last_round)
         continuing = self._next is Next.CONTINUE
-        limited = self._next is Next.LIMIT
-        if not noteworthy and state.round == 1 and not continuing:
+        if state.round == 1 and not continuing and not _NOTEWORTHY.search(event.data):
             return event.raw  # a text delta of the first round: as it came
-        new_candidate = dict(candidate)
-        if limited:
-            kept = [*kept, {"text": LIMIT_NOTICE.format(rounds=state.round)}]
-        if kept != parts:
-            new_candidate["content"] = {**(candidate.get("content") or {}), "parts": kept}
-        if continuing:
-            new_candidate.pop("finishReason", None)
-            new_candidate.pop("finishMessage", None)
-        new_chunk = {**chunk, "candidates": [new_candidate, *chunk["candidates"][1:]]}
+        new_chunk = dict(chunk)
+        if candidate is not None:
+            new_candidate = dict(candidate)
+            if self._next is Next.LIMIT:
+                kept = [*kept, {"text": LIMIT_NOTICE.format(rounds=state.round)}]
+            if kept != parts:
+                content = candidate.get("content")
+                new_candidate["content"] = {**(content if isinstance(content, dict) else {}), "parts": kept}
+            if continuing:
+                new_candidate.pop("finishReason", None)
+                new_candidate.pop("finishMessage", None)
+            new_chunk["candidates"] = [new_candidate, *chunk["candidates"][1:]]
+            if not kept and (parts or continuing) and "finishReason" not in new_candidate:
+                return None  # only hidden calls, or a continuing round's last chunk: nothing to show
         usage = chunk.get("usageMetadata")
         if continuing:
             new_chunk.pop("usageMetadata", None)
@@ -263,8 +269,6 @@ class GeminiLoopParser(GeminiParser):
             new_chunk["usageMetadata"] = _summed_usage(usage, sum_usage(state.usage, to_usage(usage)))
         if state.first_id is not None and "responseId" in chunk:
             new_chunk["responseId"] = state.first_id
-        if not kept and "finishReason" not in new_candidate:
-            return None  # only hidden calls, or a continuing round's last chunk: nothing to show
         return event.raw if new_chunk == chunk else _data(new_chunk)
 
     def feed_body(self, body: bytes) -> None:
@@ -348,17 +352,19 @@ class Gemini:
             part
             for body in bodies
             for part in _parts((_candidate(body) or {}).get("content"))
-            if (_call(part) or ToolCall("", "", "")).name not in state.injected
+            if (_call(part) or _NO_CALL).name not in state.injected
         ]
         candidate = dict(_candidate(final) or {"index": 0})
         if limited:
             parts.append({"text": LIMIT_NOTICE.format(rounds=state.round)})
             candidate["finishReason"] = "STOP"
-        candidate["content"] = {**(candidate.get("content") or {"role": "model"}), "parts": parts}
+        content = candidate.get("content")
+        candidate["content"] = {**(content if isinstance(content, dict) else {"role": "model"}), "parts": parts}
         final["candidates"] = [candidate]
         if "responseId" in bodies[0]:
             final["responseId"] = bodies[0]["responseId"]
-        final["usageMetadata"] = _summed_usage(final.get("usageMetadata") or {}, state.usage)
+        usage = final.get("usageMetadata")
+        final["usageMetadata"] = _summed_usage(usage if isinstance(usage, dict) else {}, state.usage)
         return dumps(final).encode()
 
     def ping_event(self) -> bytes:

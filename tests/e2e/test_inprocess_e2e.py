@@ -279,6 +279,7 @@ async def test_bedrock_calls_are_signed_with_the_operators_aws_credentials(mock:
         Answer.json(anthropic_message("Invoked.")),
         Answer.json({"output": {"message": {"role": "assistant", "content": [{"text": "Conversed."}]}}}),
         Answer.json({"inputTokens": 3}),
+        Answer.json({"asyncInvokeSummaries": []}),
     )
     url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-sonnet-4-5-20250929-v1:0"
     body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8, "messages": MESSAGES}
@@ -288,7 +289,12 @@ async def test_bedrock_calls_are_signed_with_the_operators_aws_credentials(mock:
             f"{url}/converse", json={"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
         )
         counted = await client.post(f"{url}/count-tokens", json={"input": {"invokeModel": {"body": "{}"}}})
-    assert invoked.json()["content"][0]["text"] == "Invoked." and conversed.status_code == counted.status_code == 200
+        listed = await client.get("https://bedrock-runtime.us-east-1.amazonaws.com/async-invoke")  # signed as a GET
+    assert (
+        invoked.json()["content"][0]["text"] == "Invoked."
+        and conversed.status_code == counted.status_code == listed.status_code == 200
+    )
+    assert [r.method for r in mock.requests] == ["POST", "POST", "POST", "GET"]
     for seen in mock.requests:
         assert sigv4.scope(seen.header("authorization"))["region"] == "eu-west-1"  # as configured
         assert sigv4.valid(seen.method, seen.path, seen.headers, seen.body, "operator-secret"), seen.path

@@ -473,3 +473,13 @@ def test_a_bridge_token_in_the_query_never_leaves_the_proxy() -> None:
     assert decision.action is Action.BRIDGE  # alt=sse still there: the SSE endpoint
     header_wins = decided(GEMINI, "POST", f"{GEMINI_PATH}?key=AIza-q", [("x-goog-api-key", token)], config)
     assert header_wins.path is None and header_wins.access.credential_kind == "centralized"
+    # A token in the URL leaves it, whatever else the request carries.
+    beside_a_header = decided(
+        GEMINI, "POST", f"{GEMINI_PATH}?alt=sse&key={token}", [("x-goog-api-key", "AIza")], config
+    )
+    assert beside_a_header.path == f"{GEMINI_PATH}?alt=sse"
+    beside_a_key = decided(GEMINI, "POST", f"{GEMINI_PATH}?key={token}&key=AIza-own", [], config)
+    assert beside_a_key.path == GEMINI_PATH and beside_a_key.access.credential_kind == "centralized"
+    vertex = "/v1/publishers/google/models/gemini-2.5-flash:generateContent"  # express mode takes keys too
+    on_vertex = decided("aiplatform.googleapis.com", "POST", f"{vertex}?key={token}", [], config)
+    assert on_vertex.path == vertex and on_vertex.access.refusal is not None  # no central key on Vertex

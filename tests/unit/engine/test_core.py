@@ -8,7 +8,7 @@ import gzip
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import brotli
@@ -33,6 +33,7 @@ from addon.policy.budgets import Ledger, Reservation
 from addon.policy.pricing import PriceBook
 from addon.providers import Api
 from addon.providers.routing import Route, classify
+from addon.providers.sigv4 import AwsCredentials
 from addon.wire.eventstream import EventStreamDecoder
 from addon.wire.sse import SSEParser
 from tests.support.fakes import (
@@ -1127,3 +1128,25 @@ async def test_a_corrupt_bedrock_frame_ends_the_stream_with_an_exception_frame(
     assert frame.headers[":message-type"] == "exception" and b"malformed" in frame.payload
     end = recorder.ended(job)
     assert end.status == "failed" and end.error is not None and "malformed" in end.error
+
+
+class _Expired:
+    """Credentials botocore can no longer refresh (an SSO session that ran out)."""
+
+    def get_frozen_credentials(self) -> None:
+        raise RuntimeError("the SSO session has expired")
+
+
+async def test_credentials_that_cannot_sign_give_a_502_and_nothing_goes_upstream(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    config = parse_config({"providers": {"bedrock-mantle": {"upstream": "https://mantle.example"}}})
+    mantle = next(p for p in config.providers if p.type == "bedrock-mantle")
+    job = make_job(provider=mantle, headers=[("content-type", "application/json")], path="/anthropic/v1/messages")
+    job.route = replace(job.route, host="bedrock-mantle.us-east-1.api.aws")
+    job.aws = AwsCredentials(_Expired(), access_key_id="AKIAEXPIRED")  # type: ignore[arg-type]
+    reply = await engine.open(await admitted(engine, job))
+    assert reply.status == 502 and upstream.requests == []
+    assert "SSO session has expired" in json.loads(b"".join(await read(reply)))["error"]["message"]
+    end = recorder.ended(job)
+    assert (end.status, end.http_status) == ("failed", 502)

@@ -6,7 +6,7 @@ import pytest
 
 from addon.config import parse_config
 from addon.providers import Api
-from addon.providers.routing import Route, classify, query_key, sealed
+from addon.providers.routing import Route, classify, query_keys, sealed
 
 CONFIG = parse_config({"providers": {"openai-eu": {"type": "openai", "host": "eu.api.openai.com"}}})
 
@@ -206,15 +206,16 @@ def test_only_a_sigv4_signed_recorded_route_is_sealed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "key", "rest"),
+    ("path", "keys", "rest"),
     [
-        ("/v1/m:g?key=AIza%2Bx&alt=sse", "AIza+x", "/v1/m:g?alt=sse"),
-        ("/v1/m:g?alt=sse&key=k", "k", "/v1/m:g?alt=sse"),
-        ("/v1/m:g?key=k", "k", "/v1/m:g"),
-        ("/v1/m:g?alt=sse", None, "/v1/m:g?alt=sse"),
-        ("/v1/m:g?apikey=k", None, "/v1/m:g?apikey=k"),
-        ("/v1/m:g", None, "/v1/m:g"),
+        ("/v1/m:g?key=AIza%2Bx&alt=sse", ["AIza+x"], "/v1/m:g?alt=sse"),
+        ("/v1/m:g?alt=sse&key=k", ["k"], "/v1/m:g?alt=sse"),
+        ("/v1/m:g?key=a&alt=sse&key=b", ["a", "b"], "/v1/m:g?alt=sse"),
+        ("/v1/m:g?key=k", ["k"], "/v1/m:g"),
+        ("/v1/m:g?alt=sse", [], "/v1/m:g?alt=sse"),
+        ("/v1/m:g?apikey=k", [], "/v1/m:g?apikey=k"),
+        ("/v1/m:g", [], "/v1/m:g"),
     ],
 )
-def test_a_key_in_the_query_is_found_and_taken_out(path: str, key: str | None, rest: str) -> None:
-    assert query_key(path, "key") == (key, rest)
+def test_keys_in_the_query_are_found_and_taken_out(path: str, keys: list[str], rest: str) -> None:
+    assert query_keys(path, "key") == (keys, rest)

@@ -257,3 +257,24 @@ def test_an_injected_call_cut_off_by_max_tokens_is_hidden_and_not_run() -> None:
     seen = relay(parser, gemini_chunks(["Trying "], calls=[ECHO_CALL], finish="MAX_TOKENS"))
     assert texts(seen) == "Trying " and seen[-1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
     assert parser.turn().next is Next.FINAL
+
+
+def test_a_blocked_prompt_ends_the_stream() -> None:
+    blocked = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 4}}
+    [event] = SSEParser().feed(f"data: {json.dumps(blocked)}\r\n\r\n".encode())
+    assert WIRE.ends_stream(event)
+
+
+def test_a_later_rounds_chunk_without_candidates_still_speaks_for_the_whole_answer() -> None:
+    s = state(2, usage=Usage(input=8, output=9))
+    s.first_id = "resp-1"
+    usage_only = {"usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 1}, "responseId": "resp-2"}
+    [seen] = relay(WIRE.loop_parser(s), [usage_only])
+    assert seen["responseId"] == "resp-1" and seen["usageMetadata"]["promptTokenCount"] == 18
+
+
+@pytest.mark.parametrize("content", [["not", "a", "dict"], "text", None])
+def test_hostile_shapes_never_break_a_merge(content: Any) -> None:
+    odd = {"candidates": [{"content": content, "finishReason": "STOP"}], "usageMetadata": ["x"]}
+    merged = json.loads(WIRE.merge_rounds([gemini_response(["a"]), odd], state(2), limited=False))
+    assert merged["candidates"][0]["content"]["parts"] == [{"text": "a"}]
