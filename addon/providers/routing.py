@@ -61,7 +61,13 @@ class Route:
         """`headers` for `method` with `body` to `host` and `path`, SigV4-signed with the operator's
         `credentials` for the family's service, in the configured region or the one the client's host names.
         ValueError when they cannot sign (no region; credentials botocore cannot refresh)."""
-        service, region = self.family.sigv4_service, credentials.region or sigv4.region_in(self.family.host, self.host)
+        family = self.family
+        region = (  # configured, else the region of the host the call goes to, else of the one the client called
+            credentials.region
+            or sigv4.region_in(family.host, self.upstream.host)
+            or sigv4.region_in(family.host, self.host)
+        )
+        service = family.sigv4_service
         if service is None or region is None:  # the configuration's checks rule both out
             raise ValueError(f"cannot sign for {self.host}: no AWS service or region")
         try:

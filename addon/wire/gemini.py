@@ -318,7 +318,18 @@ class Gemini:
         )
 
     def ends_stream(self, event: SSEEvent) -> bool:
-        return _FINAL.search(event.data) is not None
+        """The chunk with the finish reason, an error, or a blocked prompt's feedback (most chunks are decided
+        by the regex alone; a match is confirmed on the parsed chunk, as a function's args may hold the word)."""
+        if _FINAL.search(event.data) is None or (chunk := json_object(event.data)) is None:
+            return False
+        chunk = response_chunk(chunk)
+        feedback = chunk.get("promptFeedback")
+        candidate = _candidate(chunk) or {}
+        return (
+            "error" in chunk
+            or isinstance(candidate.get("finishReason"), str)
+            or (isinstance(feedback, dict) and "blockReason" in feedback)
+        )
 
     def prepare_request(self, raw: bytes, body: JSON) -> tuple[bytes, bool]:
         return raw, False  # every chunk carries its usage

@@ -69,3 +69,14 @@ def test_a_profile_gives_its_credentials_and_an_unknown_one_says_so(tmp_path, mo
     with pytest.raises(ValueError, match="AWS profile 'nope'"):
         AwsCredentials.from_profile("nope")
     assert "s3cret" not in repr(AwsCredentials.from_profile("bridge"))
+
+
+def test_the_signing_region_is_the_upstreams_where_it_names_one() -> None:
+    from addon.config import parse_config
+    from addon.providers.routing import classify
+
+    config = parse_config({"providers": {"bedrock": {"upstream": "https://bedrock-runtime.eu-west-1.amazonaws.com"}}})
+    route = classify(config, "bedrock-runtime.us-east-1.amazonaws.com", "POST", PATH)
+    assert route is not None
+    headers = route.sign(KEYS, "POST", "bedrock-runtime.eu-west-1.amazonaws.com", PATH, [], BODY)
+    assert scope(dict(headers)["Authorization"])["region"] == "eu-west-1"  # where the call goes

@@ -278,3 +278,12 @@ def test_hostile_shapes_never_break_a_merge(content: Any) -> None:
     odd = {"candidates": [{"content": content, "finishReason": "STOP"}], "usageMetadata": ["x"]}
     merged = json.loads(WIRE.merge_rounds([gemini_response(["a"]), odd], state(2), limited=False))
     assert merged["candidates"][0]["content"]["parts"] == [{"text": "a"}]
+
+
+def test_the_word_error_in_a_calls_args_does_not_end_a_stream() -> None:
+    chunk = gemini_chunks([], calls=[("report", {"error": "x"})])[0]
+    del chunk["candidates"][0]["finishReason"]
+    [event] = events([chunk])
+    assert not WIRE.ends_stream(event)
+    enveloped = {"response": gemini_chunks(["done"])[0], "traceId": "t"}  # Code Assist's last chunk
+    assert WIRE.ends_stream(events([enveloped])[0])
