@@ -315,7 +315,7 @@ def _parse_provider(name: str, value: Any) -> Provider | None:
                 "(aws_access_key_id and aws_secret_access_key, or aws_profile)"
             )
         raise ValueError(f"{where}: {ptype} takes no central key (each user's own token goes upstream)")
-    aws = _parse_aws(table, ptype, host, where)
+    aws = _parse_aws(table, ptype, host, parsed_upstream, where)
     key = _secret(table["key"], f"{where}.key") if "key" in table else None
     allow_byok = table.get("allow_byok")  # None: the global setting
     if allow_byok is not None:
@@ -332,7 +332,9 @@ def _parse_provider(name: str, value: Any) -> Provider | None:
     )
 
 
-def _parse_aws(table: dict[str, Any], ptype: ProviderType, host: str, where: str) -> AwsCredentials | None:
+def _parse_aws(
+    table: dict[str, Any], ptype: ProviderType, host: str, upstream: Upstream | None, where: str
+) -> AwsCredentials | None:
     """The AWS credentials a SigV4 provider signs bridged calls with: keys (literal or env:VAR), or a profile."""
     given = [k for k in _AWS_KEYS if k in table]
     if not given:
@@ -343,7 +345,8 @@ def _parse_aws(table: dict[str, Any], ptype: ProviderType, host: str, where: str
     region = table.get("aws_region")
     if region is not None and (not isinstance(region, str) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", region)):
         raise ValueError(f"{where}: aws_region must be an AWS region such as 'us-east-1'")
-    if region is None and host != family.host and region_in(family.host, host) is None:
+    named = host == family.host or region_in(family.host, host) or (upstream and region_in(family.host, upstream.host))
+    if region is None and not named:
         raise ValueError(f"{where}: aws_region is required: the host {host!r} does not name the region to sign for")
     if "aws_profile" in table:
         if keys := [k for k in given if k not in ("aws_profile", "aws_region")]:

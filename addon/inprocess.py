@@ -189,8 +189,7 @@ class BridgeTransport(httpx2.AsyncBaseTransport):
         route = decision.route
         headers = upstream.request_headers(decision.access.headers, route.provider.extra_headers)  # as the proxy does
         if decision.access.aws is not None:
-            target = route.upstream
-            headers = route.sign(decision.access.aws, method, target.authority, target.path + path, headers, body)
+            headers = route.sign(decision.access.aws, method, path, headers, body)
         return await upstream.send(self.bridge.upstream, method, route.upstream, path, headers, body)
 
 

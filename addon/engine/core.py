@@ -157,7 +157,7 @@ class Engine:
         headers = upstream.request_headers(job.headers, [*provider.extra_headers, *extra])
         if job.aws is not None:
             try:
-                headers = job.route.sign(job.aws, "POST", target.authority, target.path + job.path, headers, body)
+                headers = job.route.sign(job.aws, "POST", job.path, headers, body)
             except ValueError as e:
                 raise UpstreamUnavailable(502, str(e)) from e
         call = self.observer.upstream(job, url, headers, body) or NO_CALL

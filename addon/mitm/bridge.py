@@ -353,39 +353,33 @@ def _body(flow: http.HTTPFlow) -> bytes:
 async def _answer(reply: Reply) -> http.Response:
     """A reply the engine decided on its own (a refusal, a malformed request), as the flow's response."""
     body = b"".join([chunk async for chunk in reply.body])
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-    return http.Response.make(reply.status, body, headers)
+    return http.Response.make(reply.status, body, _mitm_headers(reply.headers))
 
 
 def _pass_through(flow: http.HTTPFlow, decision: Decision) -> None:
-    """Forward unchanged but for the credential rules, to the provider's configured upstream."""
+    """Forward unchanged but for the credential rules, to the provider's configured upstream (signed last, where
+    the bridge signs: the signature covers the headers as they go)."""
     if decision.access.refusal is not None:
         status, body = decision.error()
         flow.response = http.Response.make(status, body, {"content-type": "application/json"})
         return
-    access, provider = decision.access, decision.route.provider
-    flow.request.headers = http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in access.headers])
-    _retarget(flow, decision.route)
-    for name, value in provider.extra_headers:
-        flow.request.headers[name] = value
-    if access.aws is not None:  # last: the signature covers the headers as they go
-        request = flow.request
-        headers = list(request.headers.items(multi=True))
+    access, route, request = decision.access, decision.route, flow.request
+    extra = route.provider.extra_headers
+    replaced = {n.lower() for n, _ in extra}
+    headers = [*((n, v) for n, v in access.headers if n.lower() not in replaced), *extra]
+    if access.aws is not None:
         try:
-            signed = decision.route.sign(
-                access.aws,
-                request.method,
-                request.host_header or request.host,
-                request.path,
-                headers,
-                request.raw_content or b"",
-            )
+            headers = route.sign(access.aws, request.method, request.path, headers, request.raw_content or b"")
         except ValueError as e:
             logger.error("aibridge: %s", e)
-            body = decision.route.error_body(502, str(e))
-            flow.response = http.Response.make(502, body, {"content-type": "application/json"})
+            flow.response = http.Response.make(502, route.error_body(502, str(e)), {"content-type": "application/json"})
             return
-        request.headers = http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed])
+    request.headers = _mitm_headers(headers)
+    _retarget(flow, route)
+
+
+def _mitm_headers(headers: list[tuple[str, str]]) -> http.Headers:
+    return http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers])
 
 
 def _retarget(flow: http.HTTPFlow, route: Route) -> None:

@@ -56,22 +56,22 @@ class Route:
         return unquote(model)  # boto3 sends a Bedrock model id's `:` as `%3A`
 
     def sign(
-        self, credentials: sigv4.AwsCredentials, method: str, host: str, path: str, headers: Headers, body: bytes
+        self, credentials: sigv4.AwsCredentials, method: str, path: str, headers: Headers, body: bytes
     ) -> list[tuple[str, str]]:
-        """`headers` for `method` with `body` to `host` and `path`, SigV4-signed with the operator's
-        `credentials` for the family's service, in the configured region or the one the client's host names.
-        ValueError when they cannot sign (no region; credentials botocore cannot refresh)."""
-        family = self.family
-        region = (  # configured, else the region of the host the call goes to, else of the one the client called
-            credentials.region
-            or sigv4.region_in(family.host, self.upstream.host)
-            or sigv4.region_in(family.host, self.host)
+        """`headers` for `method` with `body` to the route's upstream at `path` (as the client sent it),
+        SigV4-signed with the operator's `credentials` for the family's service, in the configured region,
+        else the one the upstream's host names, else the client's. ValueError when they cannot sign (no
+        region; credentials botocore cannot refresh)."""
+        family, target = self.family, self.upstream
+        region = (
+            credentials.region or sigv4.region_in(family.host, target.host) or sigv4.region_in(family.host, self.host)
         )
-        service = family.sigv4_service
-        if service is None or region is None:  # the configuration's checks rule both out
+        if family.sigv4_service is None or region is None:  # the configuration's checks rule both out
             raise ValueError(f"cannot sign for {self.host}: no AWS service or region")
         try:
-            return sigv4.sign(credentials, service, region, method, host, path, headers, body)
+            return sigv4.sign(
+                credentials, family.sigv4_service, region, method, target.authority, target.path + path, headers, body
+            )
         except Exception as e:  # boundary: botocore's credential refresh raises many kinds
             raise ValueError(f"cannot sign for {self.host} with the provider's AWS credentials: {e}") from e
 

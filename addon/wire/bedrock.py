@@ -21,6 +21,7 @@ from addon.wire.base import (
     Turn,
     Usage,
     dumps,
+    first_positive,
     human_text,
     int_or_zero,
     json_object,
@@ -204,13 +205,12 @@ class BedrockConverse:
         model = body.get("model")
         prompt, correlating = _last_turn(body)
         config = body.get("inferenceConfig")
-        max_tokens = config.get("maxTokens") if isinstance(config, dict) else None
         return RequestInfo(
             model=model if isinstance(model, str) else None,
             stream=body.get("stream") is True,
             prompt=prompt,
             correlating_tool_call_id=correlating,
-            max_output=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+            max_output=first_positive(config, "maxTokens") if isinstance(config, dict) else None,
         )
 
     def parser(self) -> ConverseParser:

@@ -29,6 +29,7 @@ from addon.wire.base import (
     Usage,
     decide,
     dumps,
+    first_positive,
     human_text,
     int_or_zero,
     json_object,
@@ -166,6 +167,10 @@ class GeminiParser:
         self._usage: JSON | None = None
 
     def feed_event(self, event: SSEEvent) -> bytes | None:
+        # Once the ids are known, a plain text chunk adds nothing the last chunk will not say (its usage is
+        # cumulative): relayed without a JSON decode.
+        if self._turn.model and not _NOTEWORTHY.search(event.data):
+            return event.raw
         if (chunk := json_object(event.data)) is not None:
             self._take(response_chunk(chunk))
         return event.raw
@@ -307,13 +312,12 @@ class Gemini:
         prompt, correlating = _last_turn(request)
         config = request.get("generationConfig")
         config = config if isinstance(config, dict) else {}
-        max_output = config.get("maxOutputTokens")
         return RequestInfo(
             model=model if isinstance(model, str) else None,
             stream=body.get("stream") is True,
             prompt=prompt,
             correlating_tool_call_id=correlating,
-            max_output=max_output if isinstance(max_output, int) and max_output > 0 else None,
+            max_output=first_positive(config, "maxOutputTokens"),
             takes_tools=request is body and _takes_tools(request, config),
         )
 

@@ -27,8 +27,8 @@ STREAM_PATH = f"/v1beta/models/{GEMINI_MODEL}:streamGenerateContent?alt=sse"
 
 @pytest.fixture
 def gemini(mock: MockUpstream, start_proxy: Callable[..., Proxy]) -> Callable[..., Proxy]:
-    def start(tools: bool = False, extra: str = "") -> Proxy:
-        config = f'[providers.vertex]\nupstream = "{mock.url}"\n\n[providers.gemini]\nupstream = "{mock.url}"\n'
+    def start(tools: bool = False, extra: str = "", top: str = "") -> Proxy:
+        config = f'{top}[providers.vertex]\nupstream = "{mock.url}"\n\n[providers.gemini]\nupstream = "{mock.url}"\n'
         return start_proxy(config + extra + (mcp_test_server() if tools else ""))
 
     return start
@@ -237,3 +237,29 @@ def test_a_failing_second_round_ends_the_stream_with_googles_error(mock: MockUps
     proxy.stop()
     [row] = proxy.rows("SELECT status, error FROM interceptions")
     assert row["status"] == "failed" and "overloaded" in row["error"]
+
+
+def test_pings_while_a_tool_runs_are_blank_lines_the_sdk_skips(mock: MockUpstream, gemini) -> None:
+    """Keep-alives between rounds: the SDK's SSE reader must not take them for chunks."""
+    proxy = gemini(tools=True, top="keepalive_interval = 0.2\n")
+    sdk = client()
+    mock.enqueue(
+        sse(gemini_chunks([], calls=[("bmcp_test_slow", {"seconds": 1.2})])),
+        sse(gemini_chunks(["Rested."], response_id="resp-2")),
+    )
+    with httpx.stream(
+        "POST",
+        f"https://generativelanguage.googleapis.com{STREAM_PATH}",
+        json={"contents": [{"role": "user", "parts": [{"text": "rest"}]}]},
+        headers={"x-goog-api-key": KEY},
+        timeout=30,
+    ) as raw:
+        body = raw.read()
+    assert body.startswith(b"\r\n\r\n") and b"Rested." in body  # the pings came first, then the answer
+    mock.enqueue(
+        sse(gemini_chunks([], calls=[("bmcp_test_slow", {"seconds": 1.2})])),
+        sse(gemini_chunks(["Rested again."], response_id="resp-4")),
+    )
+    seen = list(sdk.models.generate_content_stream(model=GEMINI_MODEL, contents="rest"))
+    assert "".join(c.text or "" for c in seen) == "Rested again."
+    proxy.stop()

@@ -776,3 +776,6 @@ def test_only_sigv4_families_take_aws_credentials() -> None:
     named = {"type": "bedrock", "host": "bedrock-runtime.eu-west-1.amazonaws.com"}
     region_in_host = by_name({"providers": {"eu": {**named, "aws_access_key_id": "A", "aws_secret_access_key": "s"}}})
     assert region_in_host["eu"].aws is not None
+    upstream_names_it = {"host": "bedrock.internal", "upstream": "https://bedrock-runtime.eu-west-1.amazonaws.com"}
+    keys = {"aws_access_key_id": "A", "aws_secret_access_key": "s"}
+    assert by_name({"providers": {"eu": {"type": "bedrock", **upstream_names_it, **keys}}})["eu"].aws is not None

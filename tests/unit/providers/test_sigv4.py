@@ -78,5 +78,5 @@ def test_the_signing_region_is_the_upstreams_where_it_names_one() -> None:
     config = parse_config({"providers": {"bedrock": {"upstream": "https://bedrock-runtime.eu-west-1.amazonaws.com"}}})
     route = classify(config, "bedrock-runtime.us-east-1.amazonaws.com", "POST", PATH)
     assert route is not None
-    headers = route.sign(KEYS, "POST", "bedrock-runtime.eu-west-1.amazonaws.com", PATH, [], BODY)
+    headers = route.sign(KEYS, "POST", PATH, [], BODY)
     assert scope(dict(headers)["Authorization"])["region"] == "eu-west-1"  # where the call goes
