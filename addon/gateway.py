@@ -10,6 +10,7 @@ own medium.
 """
 
 import enum
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 
 from addon.audit import AuditWriter
 from addon.audit.lineage import Lineage
+from addon.audit.store import StoreError
 from addon.config import TOKEN_PREFIX, Config
 from addon.engine.core import Engine
 from addon.engine.job import Job
@@ -33,6 +35,8 @@ from addon.upstream.transport import Http1Transport
 MAX_REQUEST_BODY = 32 * 1024 * 1024
 """Bytes a recorded request's body may have (the providers' own limit is 32 MB); larger ones get a
 provider-shaped 413 and go nowhere."""
+
+logger = logging.getLogger(__name__)
 
 
 class Action(enum.Enum):
@@ -151,7 +155,12 @@ class Gateway:
         if not budgets.users and not budgets.groups:
             return None
         ledger = Ledger(budgets, self.config.users)
-        ledger.load(self.writer.spend_since(month_start(datetime.now(UTC))))
+        try:
+            ledger.load(self.writer.spend_since(month_start(datetime.now(UTC))))
+        except StoreError as e:
+            logger.error(
+                "aibridge: budgets start without this month's spend: %s cannot answer (%s)", self.writer.target, e
+            )
         return ledger
 
     def observe(self, observers: Sequence[Observer]) -> None:

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/gen_audit.py /tmp/audit-1m.duckdb [--interceptions 1000000] [--seed 1]
 
-The file is created through `addon.audit.writer.open_database`, so it has the real schema and migrations, and is
+The file is created through `addon.audit.duckfile.open_database`, so it has the real schema and migrations, and is
 filled in SQL (`range` + `INSERT ... SELECT`, no Python row loops). Every table is appended in time order, as the
 proxy's writer would, and ids are UUIDv7 built from each row's own time (sub-millisecond microseconds in rand_a),
 so they sort by time. Randomness is `hash(row, seed, salt)`: the same seed and size give the same rows.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from addon.audit.writer import open_database
+from addon.audit.duckfile import open_database
 
 DAYS = 90
 USERS = 2000

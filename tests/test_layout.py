@@ -35,6 +35,8 @@ ALLOWED: dict[str, set[str]] = {
 CONFINED: dict[str, set[str]] = {
     "mitmproxy": {"mitm"},
     "duckdb": {"audit"},
+    "psycopg": {"audit"},
+    "psycopg_pool": {"audit"},
     "mcp": {"tools"},
     "mcp_types": {"tools"},
     "httptools": {"upstream", "mitm"},

@@ -1,4 +1,4 @@
-"""The audit file: a DuckDB database the proxy appends to through one writer thread."""
+"""The audit: a DuckDB file or a PostgreSQL database the proxy appends to through one writer thread."""
 
 from addon.audit.events import (
     AuditEvent,
@@ -9,7 +9,8 @@ from addon.audit.events import (
     TokensUsed,
     ToolCalled,
 )
-from addon.audit.writer import AuditFileError, AuditFileLocked, AuditWriter
+from addon.audit.store import AuditFileError, AuditFileLocked
+from addon.audit.writer import AuditWriter
 
 __all__ = [
     "AuditEvent",

@@ -20,6 +20,8 @@ from typing import Final
 import duckdb
 
 from addon.audit import queries
+from addon.audit.duckfile import DuckReader
+from addon.audit.store import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ def socket_path(db_path: str) -> Path:
 
 
 class QueryEndpoint:
-    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection], db_path: str) -> None:
+    def __init__(self, connect: Callable[[], DuckReader], db_path: str) -> None:
         self._connect = connect
         self.path = socket_path(db_path)
         self._instance = f"{os.uname().nodename}-{Path(db_path).stem}"
@@ -67,7 +69,7 @@ class QueryEndpoint:
                     raise ValueError('expected {"query": name, "params": {...}}')
                 result = await asyncio.to_thread(self._run, request["query"], request.get("params") or {})
                 answer = {"ok": True, "result": result}
-            except (ValueError, duckdb.Error) as e:  # QueryError is a ValueError
+            except (ValueError, duckdb.Error, StoreError) as e:  # QueryError is a ValueError
                 answer = {"ok": False, "error": str(e)}
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
@@ -77,13 +79,13 @@ class QueryEndpoint:
             writer.close()
 
     def _run(self, name: str, params: dict) -> dict:
-        cursor = self._connect()
-        timer = threading.Timer(QUERY_TIMEOUT, cursor.interrupt)
+        reader = self._connect()
+        timer = threading.Timer(QUERY_TIMEOUT, reader.db.interrupt)
         timer.start()
         try:
-            return queries.run(cursor, name, params, instance=self._instance)
+            return queries.run(reader, name, params, instance=self._instance)
         except duckdb.InterruptException:
             raise queries.QueryError(f"the query took longer than {QUERY_TIMEOUT:.0f} s and was stopped") from None
         finally:
             timer.cancel()
-            cursor.close()
+            reader.close()

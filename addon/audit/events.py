@@ -116,3 +116,11 @@ class ThoughtRecorded(AuditEvent):
     content: str
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=_now)
+
+
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    kind.TABLE: tuple(f.name for f in fields(kind))
+    for kind in (InterceptionStarted, InterceptionEnded, TokensUsed, PromptSubmitted, ToolCalled, ThoughtRecorded)
+}
+"""Each table's columns in `row()`'s order."""
+JSON_COLUMNS: frozenset[str] = frozenset({"metadata", "prices"})

@@ -1,5 +1,6 @@
-"""The audit file's read side: a fixed set of parameterised queries, shared by the CLI and the proxy's live
-query endpoint, so both give the same answers. Results are plain JSON-able values (str, int, float, None,
+"""The audit's read side: a fixed set of parameterised queries, shared by the CLI and the proxy's live query
+endpoint, written once for both stores (a DuckDB file, PostgreSQL: `dialect` holds where they differ), so all
+give the same answers. Results are plain JSON-able values (str, int, float, None,
 lists and dicts), capped in size; no query takes SQL from its caller.
 
 Times are ISO 8601 UTC strings. Money is integer micro-dollars. Listings page with an opaque `after` cursor
@@ -12,24 +13,19 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import duckdb
 
-from addon.audit.writer import AuditFileError, AuditFileLocked, lock_holder
+from addon.audit.dialect import Dialect
 
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 50
-USAGE_GROUPS: Final = {
-    "user": "i.initiator",
-    "model": "i.model",
-    "client": "i.client",
-    "provider": "i.provider_name",
-    "day": "strftime(i.started_at AT TIME ZONE 'UTC', '%Y-%m-%d')",
-}
+USAGE_GROUPS: Final = ("user", "model", "client", "provider", "day")
 JSON = dict[str, Any]
 _SESSION_OF_START = "coalesce(i.client_session_id, i.thread_root_id::VARCHAR, i.id::VARCHAR)"
 """The `interceptions` view's session_id, over `interception_starts` (cheaper where ends are not needed)."""
@@ -44,12 +40,7 @@ def _cost_sql(sums: str) -> str:
     )
 
 
-_USAGE_KEYS: Final = {
-    **USAGE_GROUPS,
-    "day": "make_timestamp(epoch_us(i.started_at))::DATE",  # the UTC day, without a time zone conversion per row
-}
-_USAGE_KEY_TEXT: Final = {"day": "strftime(k, '%Y-%m-%d')"}
-"""How a grouped `_USAGE_KEYS` value becomes USAGE_GROUPS' text (formatted once per group, not per row)."""
+_USAGE_KEYS: Final = {"user": "i.initiator", "model": "i.model", "client": "i.client", "provider": "i.provider_name"}
 _FIRST_WINDOW: Final = timedelta(hours=1)
 """`sessions` looks for its page among the interceptions that ended this long before the newest first, then
 widens the window until the page is full (or the window holds everything)."""
@@ -57,6 +48,21 @@ widens the window until the page is full (or the window holds everything)."""
 
 class QueryError(ValueError):
     """A query the caller asked for wrongly: a bad filter, cursor or limit. The message says which."""
+
+
+class Reader(Protocol):
+    """A store's read side, on a connection of its own: rows of a `?`-parameterised statement."""
+
+    dialect: Dialect
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows."""
+        ...
+
+    def as_duckdb(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """The audit as a DuckDB database (the store itself, or a consistent copy of it), for `snapshot` and
+        `export`, which write what DuckDB writes."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,20 +146,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _iso_sql(column: str) -> str:
-    """SQL for `_iso`'s text of a TIMESTAMPTZ column, for results of thousands of rows: DuckDB writes it faster than
-    Python converts and formats the values (microseconds are left out when zero, as `isoformat` does)."""
-    micros = f"epoch_us({column})"
-    return (
-        f"CASE WHEN {micros} % 1000000 = 0 THEN strftime(make_timestamp({micros}), '%Y-%m-%dT%H:%M:%SZ') "
-        f"ELSE strftime(make_timestamp({micros}), '%Y-%m-%dT%H:%M:%S.%fZ') END"
-    )
+def _rows(db: Reader, sql: str, params: Sequence[Any] = ()) -> list[JSON]:
+    names, rows = db.fetch(sql, list(params))
+    return [{n: _plain(v) for n, v in zip(names, row, strict=True)} for row in rows]
 
 
-def _rows(cursor: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[JSON]:
-    result = cursor.execute(sql, list(params))
-    names = [d[0] for d in result.description]
-    return [{n: _plain(v) for n, v in zip(names, row, strict=True)} for row in result.fetchall()]
+def _one(db: Reader, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
+    return db.fetch(sql, list(params))[1][0]
 
 
 def encode_cursor(*parts: Any) -> str:
@@ -192,7 +191,7 @@ def _position(after: str, key_is_uuid: bool) -> tuple[datetime, str]:
 # interception ids; and the `interceptions` view (a LEFT JOIN) is only read where the end rows are needed.
 
 
-def _session_starts(session_ids: str) -> str:
+def _session_starts(dialect: Dialect, session_ids: str) -> str:
     """A subquery: the start rows of the sessions that the subquery `session_ids` lists (a `session_id` column),
     each with its session_id.
 
@@ -201,11 +200,11 @@ def _session_starts(session_ids: str) -> str:
     each a semi-join on one column, instead of writing every row's ids out as text: DuckDB pushes the join's
     bounds into the scan, so zone maps skip what time-ordered ids rule out. An id only equals a session id written
     the way DuckDB writes UUIDs, hence the round trip through UUID."""
-    uuids = f"""SELECT u FROM (SELECT TRY_CAST(session_id AS UUID) AS u, session_id FROM ({session_ids}))
+    uuids = f"""SELECT u FROM (SELECT {dialect.try_uuid("session_id")} AS u, session_id FROM ({session_ids}) ids) c
                 WHERE u::VARCHAR = session_id"""
     return f"""(
         SELECT *, client_session_id AS session_id FROM interception_starts
-        WHERE client_session_id IN (SELECT session_id FROM ({session_ids}))
+        WHERE client_session_id IN (SELECT session_id FROM ({session_ids}) ids)
         UNION ALL
         SELECT *, thread_root_id::VARCHAR AS session_id FROM interception_starts
         WHERE client_session_id IS NULL AND thread_root_id IN ({uuids})
@@ -214,19 +213,17 @@ def _session_starts(session_ids: str) -> str:
         WHERE client_session_id IS NULL AND thread_root_id IS NULL AND id IN ({uuids}))"""
 
 
-def _session_view(session_ids: str) -> str:
+def _session_view(dialect: Dialect, session_ids: str) -> str:
     """A subquery: the `interceptions` view's rows (same columns) of the sessions `session_ids` lists only."""
     return f"""(
         SELECT s.id, s.initiator, s.provider, s.provider_name, s.model, s.client, s.user_agent, s.client_session_id,
                s.session_id, s.thread_parent_id, s.thread_root_id, s.correlating_tool_call_id,
                s.credential_kind, s.credential_hint, s.streaming, s.route,
                e.status, e.error, e.http_status, e.response_model, s.started_at, e.ended_at, s.metadata
-        FROM {_session_starts(session_ids)} s LEFT JOIN interception_ends e ON e.interception_id = s.id)"""
+        FROM {_session_starts(dialect, session_ids)} s LEFT JOIN interception_ends e ON e.interception_id = s.id)"""
 
 
-def sessions(
-    db: duckdb.DuckDBPyConnection, filters: Filters, after: str | None = None, limit: int | None = None
-) -> JSON:
+def sessions(db: Reader, filters: Filters, after: str | None = None, limit: int | None = None) -> JSON:
     """Sessions, most recently active first; ended interceptions only (as the reference lists them).
 
     A session's last_active is its latest end among its (filtered) interceptions, so every session active at or
@@ -237,7 +234,7 @@ def sessions(
     just those sessions in full."""
     limit = _limit(limit)
     position = _position(after, key_is_uuid=False) if after is not None else None
-    oldest, newest = db.execute("SELECT min(ended_at), max(ended_at) FROM interception_ends").fetchall()[0]
+    oldest, newest = _one(db, "SELECT min(ended_at), max(ended_at) FROM interception_ends")
     if newest is None:
         return {"sessions": [], "next": None}
     anchor = min(newest, position[0]) if position is not None else newest
@@ -245,9 +242,9 @@ def sessions(
     window = _FIRST_WINDOW
     while True:
         bounded = window < span
-        keys = _session_keys(filters, position, anchor - window if bounded else None, limit + 1)
+        keys = _session_keys(db.dialect, filters, position, anchor - window if bounded else None, limit + 1)
         if bounded:
-            found = db.execute(f"SELECT count(*) FROM ({keys[0]})", keys[1]).fetchall()[0][0]
+            (found,) = _one(db, f"SELECT count(*) FROM ({keys[0]}) k", keys[1])
             if found <= limit:
                 window *= max(4, min(64, 2 * (limit + 1) // max(found, 1)))
                 continue
@@ -262,36 +259,38 @@ def sessions(
 
 
 def _session_keys(
-    filters: Filters, position: tuple[datetime, str] | None, since: datetime | None, count: int
+    dialect: Dialect, filters: Filters, position: tuple[datetime, str] | None, since: datetime | None, count: int
 ) -> tuple[str, list[Any]]:
     """A subquery: (session_id, user, pos) of up to `count` sessions after `position`, newest first, among those
     with an end row at or after `since` (None: all)."""
     where, params = filters.where(session_expr=_SESSION_OF_START)
     if since is not None:
-        # the window's starts are also bounded by the smallest id among its end rows: redundant with the join,
-        # but zone maps use it whatever join order the planner picks (e.g. starts first under a --user filter)
-        where += """ AND e.ended_at >= ?
-                     AND i.id >= (SELECT min(interception_id) FROM interception_ends WHERE ended_at >= ?)"""
-        params = [*params, since, since]
+        where += " AND e.ended_at >= ?"
+        params = [*params, since]
+        if not dialect.postgres:
+            # the window's starts are also bounded by the smallest id among its end rows: redundant with the
+            # join, but zone maps use it whatever join order the planner picks (e.g. starts first under --user)
+            where += " AND i.id >= (SELECT min(interception_id) FROM interception_ends WHERE ended_at >= ?)"
+            params = [*params, since]
     page_filter = ""
     if position is not None:
         page_filter = "WHERE (last_active, session_id) < (?::TIMESTAMPTZ, ?)"
         params = [*params, *position]
     return (
         f"""
-        SELECT session_id, user, row_number() OVER (ORDER BY last_active DESC, session_id DESC) AS pos
+        SELECT session_id, "user", row_number() OVER (ORDER BY last_active DESC, session_id DESC) AS pos
         FROM (
             SELECT * FROM (
-                SELECT {_SESSION_OF_START} AS session_id, i.initiator AS user, max(e.ended_at) AS last_active
+                SELECT {_SESSION_OF_START} AS session_id, i.initiator AS "user", max(e.ended_at) AS last_active
                 FROM interception_starts i JOIN interception_ends e ON e.interception_id = i.id
                 WHERE {where}
-                GROUP BY ALL) k
-            {page_filter} ORDER BY last_active DESC, session_id DESC LIMIT {count})""",
+                GROUP BY 1, 2) k
+            {page_filter} ORDER BY last_active DESC, session_id DESC LIMIT {count}) p""",
         params,
     )
 
 
-def _session_page(db: duckdb.DuckDBPyConnection, filters: Filters, keys: tuple[str, list[Any]]) -> list[JSON]:
+def _session_page(db: Reader, filters: Filters, keys: tuple[str, list[Any]]) -> list[JSON]:
     """The sessions the `keys` subquery lists, in its order: their (filtered, ended) interceptions summed up, with
     the tokens, cost and last prompt of all their interceptions."""
     where, params = filters.where()
@@ -299,11 +298,11 @@ def _session_page(db: duckdb.DuckDBPyConnection, filters: Filters, keys: tuple[s
         db,
         f"""
         WITH keys AS MATERIALIZED ({keys[0]}),
-        i AS MATERIALIZED (SELECT * FROM {_session_view("SELECT DISTINCT session_id FROM keys")}),
+        i AS MATERIALIZED (SELECT * FROM {_session_view(db.dialect, "SELECT DISTINCT session_id FROM keys")} v),
         s AS (
-            SELECT session_id, initiator AS user, arg_min(client, started_at) AS client,
-                   list(DISTINCT model ORDER BY model) AS models,
-                   list(DISTINCT provider_name ORDER BY provider_name) AS providers,
+            SELECT session_id, initiator AS "user", {db.dialect.arg_min("client", "started_at")} AS client,
+                   array_agg(DISTINCT model ORDER BY model) AS models,
+                   array_agg(DISTINCT provider_name ORDER BY provider_name) AS providers,
                    count(*) FILTER (WHERE thread_root_id IS NULL) AS threads,
                    count(*) AS interceptions,
                    min(started_at) AS started_at, max(ended_at) AS last_active
@@ -318,16 +317,16 @@ def _session_page(db: duckdb.DuckDBPyConnection, filters: Filters, keys: tuple[s
                    count(t.id) FILTER (WHERE t.cost_micros IS NULL) AS unpriced_rows
             FROM i LEFT JOIN token_usages t ON t.interception_id = i.id GROUP BY i.session_id),
         prompts AS (
-            SELECT i.session_id, arg_max(p.prompt, p.created_at) AS prompt
+            SELECT i.session_id, {db.dialect.arg_max("p.prompt", "p.created_at")} AS prompt
             FROM i JOIN user_prompts p ON p.interception_id = i.id GROUP BY i.session_id)
-        SELECT s.session_id, s.user, s.client, s.models, s.providers, s.threads, s.interceptions, s.started_at,
+        SELECT s.session_id, s."user", s.client, s.models, s.providers, s.threads, s.interceptions, s.started_at,
                s.last_active, coalesce(t.input_tokens, 0) AS input_tokens,
                coalesce(t.output_tokens, 0) AS output_tokens,
                coalesce(t.cache_read_tokens, 0) AS cache_read_tokens,
                coalesce(t.cache_write_tokens, 0) AS cache_write_tokens,
                coalesce(t.unpriced_rows, 0) AS unpriced_rows, {_cost_sql("t")} AS cost_micros,
                p.prompt AS last_prompt
-        FROM keys JOIN s ON s.session_id = keys.session_id AND s.user = keys.user
+        FROM keys JOIN s ON s.session_id = keys.session_id AND s."user" = keys."user"
         LEFT JOIN tokens t ON t.session_id = keys.session_id
         LEFT JOIN prompts p ON p.session_id = keys.session_id
         ORDER BY keys.pos""",
@@ -335,17 +334,19 @@ def _session_page(db: duckdb.DuckDBPyConnection, filters: Filters, keys: tuple[s
     )
 
 
-def session(db: duckdb.DuckDBPyConnection, session_id: str) -> JSON:
+def session(db: Reader, session_id: str) -> JSON:
     """One session's threads in order, each interception with its prompt and agentic actions."""
     # Ids and times come back as text (what `_plain` would make of them): a long session has thousands of rows.
+    iso = db.dialect.iso
     interceptions = _rows(
         db,
         f"""
-        SELECT id::VARCHAR AS id, initiator AS user, provider_name, model, response_model, client, streaming, status,
+        WITH wanted AS (SELECT ?::VARCHAR AS session_id)
+        SELECT id::VARCHAR AS id, initiator AS "user", provider_name, model, response_model, client, streaming, status,
                error, http_status, thread_parent_id::VARCHAR AS thread_parent_id,
-               thread_root_id::VARCHAR AS thread_root_id, {_iso_sql("started_at")} AS started_at,
-               {_iso_sql("ended_at")} AS ended_at
-        FROM {_session_view("SELECT $1::VARCHAR AS session_id")} i ORDER BY i.started_at, i.id LIMIT 5000""",
+               thread_root_id::VARCHAR AS thread_root_id, {iso("started_at")} AS started_at,
+               {iso("ended_at")} AS ended_at
+        FROM {_session_view(db.dialect, "SELECT session_id FROM wanted")} i ORDER BY i.started_at, i.id LIMIT 5000""",
         [session_id],
     )
     if not interceptions:
@@ -353,7 +354,7 @@ def session(db: duckdb.DuckDBPyConnection, session_id: str) -> JSON:
     ids = [i["id"] for i in interceptions]
     of_these = "interception_id IN (SELECT unnest(?::UUID[]))"
     head = "interception_id::VARCHAR AS interception_id"
-    created = f"{_iso_sql('created_at')} AS created_at"
+    created = f"{iso('created_at')} AS created_at"
     children: dict[str, dict[str, list[JSON]]] = {
         i["id"]: {"prompts": [], "tools": [], "thoughts": [], "usage": []} for i in interceptions
     }
@@ -419,9 +420,7 @@ def _totals(usage: list[JSON]) -> JSON:
     }
 
 
-def interceptions(
-    db: duckdb.DuckDBPyConnection, filters: Filters, after: str | None = None, limit: int | None = None
-) -> JSON:
+def interceptions(db: Reader, filters: Filters, after: str | None = None, limit: int | None = None) -> JSON:
     """Interceptions, newest first, with their token totals and cost."""
     limit = _limit(limit)
     where, params = filters.where(session_expr=_SESSION_OF_START)
@@ -442,7 +441,7 @@ def interceptions(
                    sum(cache_write_input_tokens)::BIGINT AS cache_write_tokens, sum(cost_micros)::BIGINT AS cost_micros,
                    count(*) FILTER (WHERE cost_micros IS NULL) AS unpriced_rows
             FROM token_usages WHERE interception_id IN (SELECT id FROM i) GROUP BY interception_id)
-        SELECT i.id, i.session_id, i.initiator AS user, i.client, i.provider_name, i.model, i.streaming, e.status,
+        SELECT i.id, i.session_id, i.initiator AS "user", i.client, i.provider_name, i.model, i.streaming, e.status,
                e.error, e.http_status, i.started_at, e.ended_at,
                coalesce(t.input_tokens, 0) AS input_tokens, coalesce(t.output_tokens, 0) AS output_tokens,
                coalesce(t.cache_read_tokens, 0) AS cache_read_tokens,
@@ -459,7 +458,7 @@ def interceptions(
     return {"interceptions": page, "next": cursor}
 
 
-def distinct(db: duckdb.DuckDBPyConnection, column: str, filters: Filters) -> JSON:
+def distinct(db: Reader, column: str, filters: Filters) -> JSON:
     """`clients` or `models`: each value with its interception count and last use."""
     if column not in ("client", "model"):
         raise QueryError(f"cannot list {column}")
@@ -475,7 +474,7 @@ def distinct(db: duckdb.DuckDBPyConnection, column: str, filters: Filters) -> JS
     return {f"{column}s": rows}
 
 
-def usage(db: duckdb.DuckDBPyConnection, by: str, filters: Filters) -> JSON:
+def usage(db: Reader, by: str, filters: Filters) -> JSON:
     """Tokens and cost grouped by user, model, client, provider or day, with the cache hit ratio."""
     if by not in USAGE_GROUPS:
         raise QueryError(f"--by must be one of {', '.join(USAGE_GROUPS)}")
@@ -483,8 +482,11 @@ def usage(db: duckdb.DuckDBPyConnection, by: str, filters: Filters) -> JSON:
     rows = _rows(
         db,
         f"""
-        SELECT {_USAGE_KEY_TEXT.get(by, "k")} AS key, * EXCLUDE (k) FROM (
-            SELECT {_USAGE_KEYS[by]} AS k, count(DISTINCT i.id) AS interceptions,
+        SELECT {db.dialect.day_text("k") if by == "day" else "k"} AS key, interceptions, input_tokens,
+               output_tokens, cache_read_tokens, cache_write_tokens, cost_micros, unpriced_rows
+        FROM (
+            SELECT {_USAGE_KEYS.get(by) or db.dialect.utc_day("i.started_at")} AS k,
+                   count(DISTINCT i.id) AS interceptions,
                    sum(t.input_tokens)::BIGINT AS input_tokens, sum(t.output_tokens)::BIGINT AS output_tokens,
                    sum(t.cache_read_input_tokens)::BIGINT AS cache_read_tokens,
                    sum(t.cache_write_input_tokens)::BIGINT AS cache_write_tokens,
@@ -492,7 +494,7 @@ def usage(db: duckdb.DuckDBPyConnection, by: str, filters: Filters) -> JSON:
                    count(*) FILTER (WHERE t.cost_micros IS NULL) AS unpriced_rows
             FROM token_usages t JOIN interception_starts i ON i.id = t.interception_id
             WHERE {where}
-            GROUP BY ALL)
+            GROUP BY 1) u
         ORDER BY cost_micros DESC NULLS LAST, input_tokens DESC LIMIT {MAX_LIMIT}""",
         params,
     )
@@ -503,7 +505,7 @@ def usage(db: duckdb.DuckDBPyConnection, by: str, filters: Filters) -> JSON:
     return {"by": by, "rows": rows}
 
 
-def tail(db: duckdb.DuckDBPyConnection, after: str | None = None, limit: int | None = None) -> JSON:
+def tail(db: Reader, after: str | None = None, limit: int | None = None) -> JSON:
     """Interceptions as they end, oldest first from the cursor (the last ten minutes without one)."""
     limit = _limit(limit)
     if after is not None:
@@ -512,7 +514,7 @@ def tail(db: duckdb.DuckDBPyConnection, after: str | None = None, limit: int | N
         ends, where = "e.ended_at >= ?", "(e.ended_at, s.id) > (?::TIMESTAMPTZ, ?::UUID)"
         params = [since, since, ident]
     else:
-        ends, where, params = "e.ended_at >= now() - INTERVAL 10 MINUTE", "TRUE", []
+        ends, where, params = "e.ended_at >= now() - INTERVAL '10 minutes'", "TRUE", []
     rows = _rows(
         db,
         f"""
@@ -527,7 +529,7 @@ def tail(db: duckdb.DuckDBPyConnection, after: str | None = None, limit: int | N
                    sum(output_tokens)::BIGINT AS output_tokens, sum(cost_micros)::BIGINT AS cost_micros,
                    count(*) FILTER (WHERE cost_micros IS NULL) AS unpriced_rows
             FROM token_usages WHERE interception_id IN (SELECT id FROM i) GROUP BY interception_id)
-        SELECT i.id, i.initiator AS user, i.client, i.provider_name, i.model, i.streaming, i.status, i.http_status,
+        SELECT i.id, i.initiator AS "user", i.client, i.provider_name, i.model, i.streaming, i.status, i.http_status,
                i.error, i.started_at, i.ended_at, coalesce(t.input_tokens, 0) AS input_tokens,
                coalesce(t.output_tokens, 0) AS output_tokens, {_cost_sql("t")} AS cost_micros,
                coalesce(t.unpriced_rows, 0) AS unpriced_rows
@@ -620,7 +622,7 @@ def _sql_string(value: str) -> str:
 # --- one entry point for the CLI and the live endpoint ------------------------------------------------------
 
 
-def run(db: duckdb.DuckDBPyConnection, name: str, params: JSON | None = None, *, instance: str = "aibridge") -> JSON:
+def run(db: Reader, name: str, params: JSON | None = None, *, instance: str = "aibridge") -> JSON:
     """Run the named query with JSON parameters; a QueryError says what was wrong with them."""
     params = dict(params or {})
     filters = Filters.from_json(params.pop("filters", None))
@@ -641,11 +643,14 @@ def run(db: duckdb.DuckDBPyConnection, name: str, params: JSON | None = None, *,
         case "tail":
             result = tail(db, after, limit)
         case "snapshot":
-            result = snapshot(db, _required(params, "path"))
+            path = _required(params, "path")
+            with db.as_duckdb() as duck:
+                result = snapshot(duck, path)
         case "export":
-            result = export_parquet(
-                db, _required(params, "directory"), params.pop("instance", None) or instance, params.pop("until", None)
-            )
+            directory, until = _required(params, "directory"), params.pop("until", None)
+            instance = params.pop("instance", None) or instance
+            with db.as_duckdb() as duck:
+                result = export_parquet(duck, directory, instance, until)
         case _:
             raise QueryError(f"unknown query {name!r}")
     if params:
@@ -658,18 +663,3 @@ def _required(params: JSON, key: str) -> str:
     if not isinstance(value, str) or not value:
         raise QueryError(f"{key} is required")
     return value
-
-
-def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
-    """The audit file attached read-only, as the CLI reads it with no proxy running. `AuditFileLocked` names the
-    process holding it; `AuditFileError` says why else it cannot be opened."""
-    db = duckdb.connect(config={"threads": "2", "memory_limit": "1GB"})
-    try:
-        db.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS audit (READ_ONLY)")
-    except duckdb.IOException as e:
-        db.close()
-        if (holder := lock_holder(e)) is not None:
-            raise AuditFileLocked(str(e), holder) from None
-        raise AuditFileError(str(e)) from None
-    db.execute("USE audit")
-    return db

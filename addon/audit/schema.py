@@ -1,13 +1,17 @@
-"""The audit schema, as an ordered list of named migrations applied on open.
+"""The audit schema, as ordered lists of named migrations applied on open: one for DuckDB files, one for
+PostgreSQL, with the same names, tables, columns and view.
 
 Interceptions are append-only: a start row and an end row, joined by the `interceptions` view (cheaper than
-UPDATEs in DuckDB, and a crash leaves a visible "never ended" row instead of a half-updated one). No primary
-keys: ids are UUIDv7, so zone maps prune lookups and appends stay cheap.
+UPDATEs, and a crash leaves a visible "never ended" row instead of a half-updated one). DuckDB has no primary
+keys: ids are UUIDv7, so zone maps prune lookups and appends stay cheap. PostgreSQL has them, and the indexes
+the queries' filters and joins use; its retried batches skip the rows a lost acknowledgement already wrote.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import duckdb
+import psycopg
 
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
 
@@ -123,3 +127,126 @@ def migrate(db: duckdb.DuckDBPyConnection) -> None:
         except BaseException:
             db.rollback()
             raise
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------------------
+
+POSTGRES_MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "m001_initial",
+        """
+        CREATE TABLE interception_starts (
+            id UUID PRIMARY KEY,
+            initiator TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            provider_name TEXT NOT NULL,
+            model TEXT NOT NULL,
+            client TEXT NOT NULL,
+            user_agent TEXT,
+            client_session_id TEXT,
+            thread_parent_id UUID,
+            thread_root_id UUID,
+            correlating_tool_call_id TEXT,
+            credential_kind TEXT,
+            credential_hint TEXT,
+            streaming BOOLEAN NOT NULL,
+            route TEXT NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            metadata JSONB
+        );
+        CREATE INDEX interception_starts_started_at ON interception_starts (started_at);
+        CREATE INDEX interception_starts_session ON interception_starts (client_session_id)
+            WHERE client_session_id IS NOT NULL;
+        CREATE INDEX interception_starts_thread_root ON interception_starts (thread_root_id)
+            WHERE thread_root_id IS NOT NULL;
+        CREATE TABLE interception_ends (
+            interception_id UUID PRIMARY KEY,
+            status TEXT NOT NULL,
+            error TEXT,
+            http_status INTEGER,
+            response_model TEXT,
+            ended_at TIMESTAMPTZ NOT NULL,
+            metadata JSONB
+        );
+        CREATE INDEX interception_ends_ended_at ON interception_ends (ended_at);
+        CREATE TABLE token_usages (
+            id UUID PRIMARY KEY,
+            interception_id UUID NOT NULL,
+            provider_response_id TEXT,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            cache_read_input_tokens BIGINT NOT NULL,
+            cache_write_input_tokens BIGINT NOT NULL,
+            metadata JSONB,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX token_usages_interception ON token_usages (interception_id);
+        CREATE INDEX token_usages_created_at ON token_usages (created_at);
+        CREATE TABLE user_prompts (
+            id UUID PRIMARY KEY,
+            interception_id UUID NOT NULL,
+            provider_response_id TEXT,
+            prompt TEXT NOT NULL,
+            metadata JSONB,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX user_prompts_interception ON user_prompts (interception_id);
+        CREATE TABLE tool_usages (
+            id UUID PRIMARY KEY,
+            interception_id UUID NOT NULL,
+            provider_response_id TEXT,
+            provider_tool_call_id TEXT,
+            server_url TEXT,
+            tool TEXT NOT NULL,
+            input TEXT,
+            injected BOOLEAN NOT NULL,
+            invocation_error TEXT,
+            metadata JSONB,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX tool_usages_interception ON tool_usages (interception_id);
+        CREATE INDEX tool_usages_call ON tool_usages (provider_tool_call_id) WHERE provider_tool_call_id IS NOT NULL;
+        CREATE TABLE model_thoughts (
+            id UUID PRIMARY KEY,
+            interception_id UUID NOT NULL,
+            content TEXT NOT NULL,
+            metadata JSONB,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX model_thoughts_interception ON model_thoughts (interception_id);
+        CREATE VIEW interceptions AS
+        SELECT s.id, s.initiator, s.provider, s.provider_name, s.model, s.client, s.user_agent,
+               s.client_session_id,
+               coalesce(s.client_session_id, s.thread_root_id::TEXT, s.id::TEXT) AS session_id,
+               s.thread_parent_id, s.thread_root_id, s.correlating_tool_call_id,
+               s.credential_kind, s.credential_hint, s.streaming, s.route,
+               e.status, e.error, e.http_status, e.response_model,
+               s.started_at, e.ended_at, s.metadata
+        FROM interception_starts s
+        LEFT JOIN interception_ends e ON e.interception_id = s.id;
+        """,
+    ),
+    (
+        "m002_costs",
+        """
+        ALTER TABLE token_usages ADD COLUMN cost_micros BIGINT, ADD COLUMN input_cost_micros BIGINT,
+            ADD COLUMN output_cost_micros BIGINT, ADD COLUMN cache_read_cost_micros BIGINT,
+            ADD COLUMN cache_write_cost_micros BIGINT, ADD COLUMN prices JSONB;
+        """,
+    ),
+]
+MIGRATION_LOCK = 0x41494252  # "AIBR": the advisory lock that lets one of several starting proxies migrate
+
+
+def migrate_postgres(conn: psycopg.Connection[Any]) -> None:
+    """Apply the missing PostgreSQL migrations, each with its record, in one transaction under an advisory lock:
+    proxies starting together migrate once, and a failed migration leaves nothing half done."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+        conn.execute("CREATE TABLE IF NOT EXISTS _aibridge_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ)")
+        applied = {name for (name,) in conn.execute("SELECT name FROM _aibridge_migrations").fetchall()}
+        for name, sql in POSTGRES_MIGRATIONS:
+            if name not in applied:
+                with conn.transaction():
+                    conn.execute(sql)
+                    conn.execute("INSERT INTO _aibridge_migrations VALUES (%s, now())", [name])

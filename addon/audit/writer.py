@@ -1,29 +1,27 @@
-"""The one writer of the audit file: a thread that appends batches, so recording never slows traffic.
+"""The one writer of the audit: a thread that appends batches, so recording never slows traffic.
 
 Hooks call `emit()` (a non-blocking queue put). The thread collects events for up to `FLUSH_INTERVAL`, then
-appends them in one transaction with one Appender per table. When a write fails, the batch is kept and retried
-with backoff (a warning says why), and traffic goes on; a fatal DuckDB error reopens the database.
-With `retention_days` set, the same thread purges old interceptions in small batches between its appends
-(`retention`).
+appends them to the store (`duckfile` or `postgres`) in one transaction. When a write fails, the batch is kept
+and retried with backoff (a warning says why), and traffic goes on; at most `MAX_QUEUED` events wait, beyond
+that new ones are dropped and counted (`dropped`), with an error in the log. With `retention_days` set, the same
+thread purges old interceptions in small batches between its appends (`retention`).
 """
 
-import contextlib
 import logging
 import queue
-import re
 import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Final
 from uuid import UUID
 
-import duckdb
-
 from addon.audit import retention
+from addon.audit.duckfile import DuckStore
 from addon.audit.events import AuditEvent
-from addon.audit.schema import migrate
+from addon.audit.postgres import PostgresStore
+from addon.audit.queries import Reader
+from addon.audit.store import Store, StoreError, is_postgres
 
 logger = logging.getLogger(__name__)
 
@@ -33,69 +31,20 @@ FLUSH_INTERVAL: Final = 1.0
 once a second, not five times."""
 MAX_BATCH: Final = 5000
 MAX_RETRY_DELAY: Final = 5.0
-DB_CONFIG: Final = {
-    # Files stay readable by DuckDB 1.5 tools, such as the duckdb CLI from PyPI.
-    "storage_compatibility_version": "v1.5.0",
-    "threads": "2",
-    "memory_limit": "512MB",
-}
+MAX_QUEUED: Final = 500_000
+"""Events kept while the store is down (a few hundred MB at most): about an hour of a busy proxy."""
 _STOP = object()
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
-class AuditFileError(Exception):
-    """The audit file cannot be opened; the message says why."""
-
-
-class AuditFileLocked(AuditFileError):
-    """Another process has the audit file open: `holder` names it."""
-
-    def __init__(self, message: str, holder: str) -> None:
-        super().__init__(message)
-        self.holder = holder
-
-
-def lock_holder(error: Exception) -> str | None:
-    """The process DuckDB says holds a file's lock, e.g. `PID 42 (python proxy.py)`; None for other errors."""
-    if match := _LOCK_HOLDER.search(str(error)):
-        return describe_process(int(match.group(2)), match.group(1))
-    return None
-
-
-def describe_process(pid: int, fallback: str) -> str:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        cmdline = ""
-    return f"PID {pid} ({cmdline or fallback})"
-
-
-def open_database(path: str) -> duckdb.DuckDBPyConnection:
-    """Open (creating and migrating) the audit file; `AuditFileLocked` names the process holding it."""
-    created = path != ":memory:" and not Path(path).exists()
-    try:
-        db = duckdb.connect(path, config=DB_CONFIG)
-    except duckdb.IOException as e:
-        if (holder := lock_holder(e)) is not None:
-            raise AuditFileLocked(
-                f"audit file {path} is held by another process: {holder}. Close it (a duckdb shell left open "
-                f"counts) or point aibridge_db elsewhere.",
-                holder,
-            ) from None
-        raise
-    if created:  # prompts and tool calls: the file is its user's alone (the proxy's umask covers the WAL too)
-        Path(path).chmod(0o600)
-    migrate(db)
-    return db
+def open_store(target: str) -> Store:
+    """The store `target` names: a `postgresql://` URL, else a DuckDB file path."""
+    return PostgresStore(target) if is_postgres(target) else DuckStore(target)
 
 
 class AuditWriter:
     def __init__(self, path: str) -> None:
         self.path = path
-        try:
-            self._db: duckdb.DuckDBPyConnection | None = open_database(path)
-        except duckdb.Error as e:
-            raise AuditFileError(str(e)) from e
+        self.store = open_store(path)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="aibridge-audit-writer", daemon=True)
         self._stopping = threading.Event()
@@ -105,6 +54,8 @@ class AuditWriter:
         self.pending = 0
         """Events accepted but not yet committed."""
         self.write_errors = 0
+        self.dropped = 0
+        """Events refused because MAX_QUEUED were already waiting (the store was down too long)."""
         self.purged = 0
         """Interceptions removed by retention since start."""
         self.retention_days: int | None = None
@@ -125,60 +76,62 @@ class AuditWriter:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def target(self) -> str:
+        """The store as messages name it (a URL without its password)."""
+        return self.store.target
+
     def emit(self, event: AuditEvent) -> None:
         """Queue an event; safe from any thread, never blocks."""
+        if self._queue.qsize() >= MAX_QUEUED:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                logger.error(
+                    "aibridge: %d audit events dropped: %d are waiting for %s, which is not taking writes",
+                    self.dropped,
+                    MAX_QUEUED,
+                    self.target,
+                )
+            return
         self._queue.put(event)
 
     def close(self, timeout: float = 15.0) -> None:
-        """Flush everything queued and close the file."""
+        """Flush everything queued and close the store."""
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._stopping.set()
             self._thread.join(timeout)
         else:
             self._drain_and_flush_once()
-        if self._db is not None:
-            with contextlib.suppress(duckdb.Error):
-                self._db.close()
+        self.store.close()
 
     def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None:
-        """(interception id, its thread root) of the interception that recorded a client tool call."""
+        """(interception id, its thread root) of the interception that recorded a client tool call; None also
+        when the store cannot answer (lineage is best effort)."""
         try:
-            cursor = self._db.cursor()  # type: ignore[union-attr]
-        except (duckdb.Error, AttributeError):
-            return None
-        try:
-            rows = cursor.execute(
+            rows = self.store.fetch(
                 """SELECT t.interception_id, s.thread_root_id FROM tool_usages t
                    JOIN interception_starts s ON s.id = t.interception_id
                    WHERE t.provider_tool_call_id = ? ORDER BY t.created_at DESC LIMIT 1""",
                 [tool_call_id],
-            ).fetchall()
-        except duckdb.Error:
+            )
+        except StoreError:
             return None
-        finally:
-            cursor.close()
         return (rows[0][0], rows[0][1]) if rows else None
 
-    def reader(self) -> duckdb.DuckDBPyConnection:
-        """A cursor of its own for reading in another thread (the live query endpoint)."""
-        if self._db is None:
-            raise duckdb.ConnectionException("the audit file is not open (writes are failing)")
-        return self._db.cursor()
+    def reader(self) -> Reader:
+        """A reader of its own, for another thread (the live query endpoint)."""
+        return self.store.reader()
 
     def spend_since(self, since: datetime) -> dict[str, int]:
-        """Micro-dollars spent per initiator since `since`, as recorded (budgets are rebuilt from it)."""
-        assert self._db is not None
-        cursor = self._db.cursor()
-        try:
-            rows = cursor.execute(
-                """SELECT s.initiator, sum(t.cost_micros)::BIGINT FROM token_usages t
-                   JOIN interception_starts s ON s.id = t.interception_id
-                   WHERE t.created_at >= ? AND t.cost_micros IS NOT NULL GROUP BY s.initiator""",
-                [since],
-            ).fetchall()
-        finally:
-            cursor.close()
+        """Micro-dollars spent per initiator since `since`, as recorded (budgets are rebuilt from it); raises
+        StoreError when the store cannot answer."""
+        rows = self.store.fetch(
+            """SELECT s.initiator, sum(t.cost_micros)::BIGINT FROM token_usages t
+               JOIN interception_starts s ON s.id = t.interception_id
+               WHERE t.created_at >= ? AND t.cost_micros IS NOT NULL GROUP BY s.initiator""",
+            [since],
+        )
         return {user: int(total) for user, total in rows}
 
     def _run(self) -> None:
@@ -196,7 +149,7 @@ class AuditWriter:
             time.sleep(0.2)
             self._flush(pending)
         if pending:
-            logger.error("aibridge: %d audit events could not be written to %s", len(pending), self.path)
+            logger.error("aibridge: %d audit events could not be written to %s", len(pending), self.target)
 
     def _collect(self, pending: list[AuditEvent]) -> bool:
         """Sleep FLUSH_INTERVAL (not when a full batch is already queued), then take what is queued; True when
@@ -235,27 +188,13 @@ class AuditWriter:
         by_table: dict[str, list[tuple[object, ...]]] = defaultdict(list)
         for event in pending:
             by_table[event.TABLE].append(event.row())
-        if self._db is None and not self._reopen():
-            self._on_failure(RuntimeError("the audit file is not open"))
-            return
-        assert self._db is not None
         try:
-            self._db.begin()
-            for table, rows in by_table.items():
-                with self._db.appender(table) as appender:
-                    appender.append_rows(rows)
-            self._db.commit()
-        except duckdb.FatalException as e:
-            self._on_failure(e)
-            self._reopen()
-            return
-        except duckdb.Error as e:
-            with contextlib.suppress(duckdb.Error):
-                self._db.rollback()
+            self.store.append(by_table)
+        except StoreError as e:
             self._on_failure(e)
             return
         if self._failures:
-            logger.warning("aibridge: audit file %s writable again; %d events written", self.path, len(pending))
+            logger.warning("aibridge: audit store %s writable again; %d events written", self.target, len(pending))
         self._failures = 0
         self.rows_written += len(pending)
         pending.clear()
@@ -269,12 +208,10 @@ class AuditWriter:
             self._next_purge = time.monotonic() + retention.INTERVAL
             self._purge_below = retention.boundary(datetime.now(UTC) - timedelta(days=self.retention_days))
             self._purge_count = 0
-        if self._db is None:
-            return
         try:
-            count = retention.purge_batch(self._db, self._purge_below, retention.BATCH)
-        except duckdb.Error as e:
-            logger.warning("aibridge: retention purge of %s failed (retried in an hour): %s", self.path, e)
+            count = self.store.purge_batch(self._purge_below, retention.BATCH)
+        except StoreError as e:
+            logger.warning("aibridge: retention purge of %s failed (retried in an hour): %s", self.target, e)
             self._purge_below = None
             return
         self._purge_count += count
@@ -285,7 +222,7 @@ class AuditWriter:
                     "aibridge: retention purged %d interceptions older than %d days from %s",
                     self._purge_count,
                     self.retention_days,
-                    self.path,
+                    self.target,
                 )
             self._purge_below = None
 
@@ -296,17 +233,5 @@ class AuditWriter:
         self._retry_at = time.monotonic() + delay
         if self._failures == 1 or self._failures % 20 == 0:
             logger.warning(
-                "aibridge: cannot write the audit file %s (%s); records are kept and retried", self.path, error
+                "aibridge: cannot write the audit store %s (%s); records are kept and retried", self.target, error
             )
-
-    def _reopen(self) -> bool:
-        if self._db is not None:
-            with contextlib.suppress(duckdb.Error):
-                self._db.close()
-        self._db = None
-        try:
-            self._db = open_database(self.path)
-        except (duckdb.Error, AuditFileLocked, OSError) as e:
-            logger.warning("aibridge: cannot reopen the audit file %s: %s", self.path, e)
-            return False
-        return True

@@ -1,7 +1,8 @@
-"""The `aibridge` command: sessions, threads, usage and spend from the audit file, live while the proxy runs.
+"""The `aibridge` command: sessions, threads, usage and spend from the audit, live while the proxy runs.
 
-Every listing takes `--json`. The answers come from the running proxy's query endpoint when there is one, else
-from the file itself (read-only); both run the same queries.
+Every listing takes `--json`. For a DuckDB file the answers come from the running proxy's query endpoint when
+there is one, else from the file itself (read-only); a `postgresql://` URL is queried directly. All run the
+same queries.
 """
 
 import json
@@ -27,7 +28,8 @@ def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--db",
         default=lambda: os.environ.get("AIBRIDGE_DB", DEFAULT_DB),
         show_default="aibridge.duckdb or $AIBRIDGE_DB",
-        help="The audit file (the proxy's aibridge_db); its live endpoint is <file>.sock.",
+        help="The audit (the proxy's aibridge_db): a DuckDB file, whose live endpoint is <file>.sock, or a "
+        "postgresql:// URL.",
     )(fn)
 
 

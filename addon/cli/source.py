@@ -1,7 +1,9 @@
-"""Where the CLI's answers come from: the running proxy's endpoint, or the audit file opened read-only.
+"""Where the CLI's answers come from: the running proxy's endpoint, the audit file opened read-only, or
+PostgreSQL.
 
-Both run the same `queries.run`, so they answer alike. The endpoint is tried first (a socket beside the file);
-without a proxy, the file is attached read-only; when neither works, the message says why.
+All run the same `queries.run`, so they answer alike. For a file, the endpoint is tried first (a socket beside
+the file); without a proxy, the file is attached read-only; when neither works, the message says why. A
+`postgresql://` URL is queried directly, whatever proxies write to it.
 """
 
 import json
@@ -13,8 +15,10 @@ from typing import Any, Protocol
 import click
 
 from addon.audit import queries
+from addon.audit.duckfile import DuckReader, open_read_only
 from addon.audit.endpoint import socket_path
-from addon.audit.writer import AuditFileError, AuditFileLocked
+from addon.audit.postgres import connect_reader
+from addon.audit.store import AuditFileError, AuditFileLocked, StoreError, is_postgres, masked
 
 
 class Source(Protocol):
@@ -47,20 +51,28 @@ class Live:
         return answer["result"]
 
 
-class Offline:
-    def __init__(self, db_path: Path) -> None:
-        self.description = f"from the file ({db_path}; no proxy running)"
-        self._instance = f"{os.uname().nodename}-{db_path.stem}"  # as the proxy's endpoint names its exports
-        self._db = queries.open_read_only(db_path)
+class Direct:
+    """Queries run here, on the file attached read-only or on PostgreSQL."""
+
+    def __init__(self, reader: queries.Reader, description: str, instance: str) -> None:
+        self.description = description
+        self._reader = reader
+        self._instance = instance
 
     def run(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         try:
-            return queries.run(self._db, name, params, instance=self._instance)
-        except queries.QueryError as e:
+            return queries.run(self._reader, name, params, instance=self._instance)
+        except (queries.QueryError, StoreError) as e:
             raise click.ClickException(str(e)) from None
 
 
 def open_source(db: str) -> Source:
+    if is_postgres(db):
+        try:
+            reader = connect_reader(db)
+        except StoreError as e:
+            raise click.ClickException(f"{e}. Check --db (or $AIBRIDGE_DB) and that the server runs.") from None
+        return Direct(reader, f"from PostgreSQL ({masked(db)})", f"{os.uname().nodename}-postgresql")
     db_path = Path(db)
     sock = socket_path(db)
     if sock.exists():
@@ -74,7 +86,9 @@ def open_source(db: str) -> Source:
     if not db_path.exists():
         raise click.ClickException(f"no audit file at {db_path} (and no proxy answering at {sock}); use --db")
     try:
-        return Offline(db_path)
+        # the instance as the proxy's endpoint names its exports
+        reader = DuckReader(open_read_only(db_path))
+        return Direct(reader, f"from the file ({db_path}; no proxy running)", f"{os.uname().nodename}-{db_path.stem}")
     except AuditFileLocked as e:
         raise click.ClickException(
             f"{db_path} is held by {e.holder}, and no proxy query endpoint answers at {sock}. "

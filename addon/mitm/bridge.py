@@ -17,6 +17,7 @@ from mitmproxy import ctx, exceptions, http, tls
 from addon import upstream
 from addon.audit import AuditFileError, AuditFileLocked, AuditWriter
 from addon.audit.endpoint import QueryEndpoint
+from addon.audit.store import is_postgres, masked
 from addon.config import Config, load_config
 from addon.engine.job import Job, Reply, Status
 from addon.engine.tap import ResponseTap
@@ -83,7 +84,8 @@ class Bridge:
             "aibridge_db",
             str,
             "aibridge.duckdb",
-            "Path of the DuckDB audit file every interception is recorded to.",
+            "Where every interception is recorded: the path of a DuckDB audit file, or a postgresql:// URL "
+            "(one database a fleet of proxies shares).",
         )
         loader.add_option(
             "aibridge_read_timeout",
@@ -145,7 +147,7 @@ class Bridge:
         except AuditFileLocked as e:
             raise exceptions.OptionsError(f"aibridge_db: {e}") from None
         except (AuditFileError, OSError) as e:
-            raise exceptions.OptionsError(f"aibridge_db: cannot open {path}: {e}") from None
+            raise exceptions.OptionsError(f"aibridge_db: cannot open {masked(path)}: {e}") from None
         writer.start()
         if self.writer is not None:
             self.writer.close()
@@ -155,8 +157,9 @@ class Bridge:
         assert self.server is not None and self.tools is not None and self.gateway is not None
         await self.server.start()
         self.gateway.engine.shutting_down = ctx.master.should_exit.is_set
-        self.endpoint = QueryEndpoint(self.gateway.writer.reader, self.gateway.writer.path)
-        await self.endpoint.start()
+        if not is_postgres(self.gateway.writer.path):  # PostgreSQL serves its readers itself
+            self.endpoint = QueryEndpoint(self.gateway.writer.reader, self.gateway.writer.path)  # type: ignore[arg-type]
+            await self.endpoint.start()
         await self.tools.start()  # connects in the background: start-up does not wait for MCP servers
         self._ready.set()
         self._announce()
@@ -181,7 +184,7 @@ class Bridge:
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         lines = "\n".join(shell_lines(url, bundle))
         logger.info(
-            f"aibridge ready; audit file {self.writer.path if self.writer else '-'}. "
+            f"aibridge ready; audit {self.writer.target if self.writer else '-'}. "
             f"Paste into a developer shell:\n{lines}"
         )
 

@@ -1,12 +1,15 @@
-"""Time the audit CLI's queries on an audit file, opened exactly as the CLI opens it without a proxy.
+"""Time the audit CLI's queries on an audit file (or PostgreSQL database), opened exactly as the CLI opens it
+without a proxy.
 
     .venv/bin/python scripts/bench/cli_queries.py /tmp/audit-1m.duckdb [--runs 5] [--dump results.json]
+    .venv/bin/python scripts/bench/cli_queries.py postgresql://aibridge@127.0.0.1:5432/audit
 
-Each run of each query opens the file afresh with `addon.cli.source.Offline` (an in-memory DuckDB that ATTACHes
-the file READ_ONLY), as every `aibridge ...` invocation does, and times `queries.run` alone: "cold" is that first
-query on the new connection (DuckDB's own cache empty; the OS page cache is warm after the first run), "warm" is the
-same query repeated on that connection. Prints a markdown table of median and max milliseconds, with the floors
-from the product issue. `--queries FILE` benchmarks another copy of queries.py (e.g. the committed one, from
+Each run of each query opens the audit afresh with `addon.cli.source.open_source` (for a file: an in-memory
+DuckDB that ATTACHes it READ_ONLY; for PostgreSQL: a new connection), as every `aibridge ...` invocation does,
+and times `queries.run` alone: "cold" is that first query on the new connection (DuckDB's own cache empty; the OS
+page cache is warm after the first run), "warm" is the same query repeated on that connection. Prints a markdown
+table of median and max milliseconds, with the floors from the product issue.
+`--queries FILE` benchmarks another copy of queries.py (e.g. the committed one, from
 `git show HEAD:addon/audit/queries.py`), and `--dump` writes every query's JSON result, to compare two versions.
 """
 
@@ -23,8 +26,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from addon.audit import queries
+from addon.audit.store import is_postgres
 from addon.cli import source
-from addon.cli.source import Offline
+from addon.cli.source import Direct, open_source
 
 FLOORS_MS = {"sessions (first page)": 300.0, "usage --by model": 1000.0, "session <id>": 100.0}
 
@@ -37,22 +41,28 @@ def load_queries(path: str) -> ModuleType:
     return module
 
 
-def cases(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
+def opened(audit: str) -> Direct:
+    found = open_source(audit)
+    assert isinstance(found, Direct), "stop the proxy first: this times the queries without its endpoint"
+    return found
+
+
+def cases(audit: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(label, query, params) for every benchmarked query; picks the busiest user and the longest session."""
-    offline = Offline(path)
-    db = offline._db
-    (user,) = db.execute(
-        "SELECT initiator FROM interception_starts GROUP BY ALL ORDER BY count(*) DESC, initiator LIMIT 1"
-    ).fetchone()  # type: ignore[misc]
-    (longest, size) = db.execute(
+    offline = opened(audit)
+    db = offline._reader
+    (user,) = db.fetch(
+        "SELECT initiator FROM interception_starts GROUP BY 1 ORDER BY count(*) DESC, initiator LIMIT 1"
+    )[1][0]
+    (longest, size) = db.fetch(
         """SELECT session_id, count(*) FROM interceptions WHERE ended_at IS NOT NULL
-           GROUP BY ALL ORDER BY count(*) DESC, session_id LIMIT 1"""
-    ).fetchone()  # type: ignore[misc]
+           GROUP BY 1 ORDER BY count(*) DESC, session_id LIMIT 1"""
+    )[1][0]
     first = offline.run("sessions", {"filters": {}, "limit": 50})
-    back = db.execute(
+    back = db.fetch(
         "SELECT ended_at, interception_id FROM interception_ends ORDER BY ended_at DESC, interception_id DESC "
         "LIMIT 1 OFFSET 300"
-    ).fetchall()
+    )[1]
     found = [
         ("sessions (first page)", "sessions", {"filters": {}, "limit": 50}),
         ("sessions (page 2)", "sessions", {"filters": {}, "after": first["next"], "limit": 50}),
@@ -68,7 +78,7 @@ def cases(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
     if back:  # what `aibridge tail` polls every second: the ends after its cursor
         after = queries.encode_cursor(back[0][0], str(back[0][1]))
         found.append(("tail (300 ends after a cursor)", "tail", {"after": after, "limit": 200}))
-    offline._db.close()
+    offline._reader.close()  # type: ignore[attr-defined]
     return found
 
 
@@ -78,16 +88,16 @@ def floor_of(label: str) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("audit", type=Path, help="the audit file (no process may hold it read-write)")
+    parser.add_argument("audit", help="the audit file (no process may hold it read-write), or a postgresql:// URL")
     parser.add_argument("--runs", type=int, default=5, help="fresh opens per query (default 5)")
     parser.add_argument("--warm", type=int, default=3, help="repeats on each open connection (default 3)")
     parser.add_argument("--queries", help="benchmark this copy of queries.py instead of addon/audit/queries.py")
     parser.add_argument("--dump", type=Path, help="write each query's JSON result to this file")
     args = parser.parse_args()
-    if not args.audit.exists():
+    if not is_postgres(args.audit) and not Path(args.audit).exists():
         parser.error(f"no file {args.audit}")
     module = load_queries(args.queries) if args.queries else queries
-    source.queries = module  # type: ignore[attr-defined]  # what Offline.run calls
+    source.queries = module  # type: ignore[attr-defined]  # what Direct.run calls
 
     todo = cases(args.audit)
     opens: list[float] = []
@@ -98,17 +108,18 @@ def main() -> None:
         warm: list[float] = []
         for _ in range(args.runs):
             began = time.perf_counter()
-            offline = Offline(args.audit)
+            offline = opened(args.audit)
             opens.append(time.perf_counter() - began)
             for i in range(1 + args.warm):
                 began = time.perf_counter()
                 result = offline.run(name, json.loads(json.dumps(params)))
                 (cold if i == 0 else warm).append((time.perf_counter() - began) * 1000)
-            offline._db.close()
+            offline._reader.close()  # type: ignore[attr-defined]
         results[label] = result
         rows.append((label, cold, warm))
 
-    print(f"{args.audit} ({args.audit.stat().st_size / 1e6:.0f} MB), queries from {module.__file__}")
+    size = "PostgreSQL" if is_postgres(args.audit) else f"{Path(args.audit).stat().st_size / 1e6:.0f} MB"
+    print(f"{args.audit} ({size}), queries from {module.__file__}")
     print(
         f"{args.runs} fresh opens per query (open: median {statistics.median(opens) * 1000:.1f} ms), "
         f"{args.warm} warm repeats each\n"

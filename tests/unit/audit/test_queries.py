@@ -1,5 +1,6 @@
-"""The audit file's read side (addon/audit/queries.py) on a small, fully known audit file written by the real
-`AuditWriter`: listings and their filters, the cost rules (nothing used costs 0; usage none of which could be
+"""The audit's read side (addon/audit/queries.py) on a small, fully known audit written by the real `AuditWriter`,
+once to a DuckDB file and once to a real PostgreSQL server, each test run against both with the same
+expectations: listings and their filters, the cost rules (nothing used costs 0; usage none of which could be
 priced costs NULL and counts in `unpriced_rows`), paging, and bad queries refused with a `QueryError`."""
 
 from collections.abc import Iterator
@@ -7,13 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-import duckdb
 import pytest
 
 from addon.audit import AuditWriter, InterceptionEnded, PromptSubmitted, TokensUsed
-from addon.audit.queries import MAX_LIMIT, QueryError, encode_cursor, open_read_only, run
+from addon.audit.duckfile import DuckReader, open_read_only
+from addon.audit.postgres import connect_reader
+from addon.audit.queries import MAX_LIMIT, QueryError, Reader, encode_cursor, run
+from addon.audit.store import is_postgres
 from tests.support.audit_rows import T0, started
 
 HOUR = timedelta(hours=1)
@@ -88,9 +91,13 @@ CALLS = {
 ID = {name: str(c.id) for name, c in CALLS.items()}
 
 
-@pytest.fixture(scope="module")
-def path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = str(tmp_path_factory.mktemp("queries") / "audit.duckdb")
+@pytest.fixture(scope="module", params=["duckdb", "postgresql"])
+def path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The audit's target: a DuckDB file or a PostgreSQL database."""
+    if request.param == "postgresql":
+        path = request.getfixturevalue("postgres_server").create_database(f"queries_{uuid4().hex[:12]}")
+    else:
+        path = str(tmp_path_factory.mktemp("queries") / "audit.duckdb")
     writer = AuditWriter(path)
     for call in CALLS.values():
         writer.emit(
@@ -137,13 +144,13 @@ def path(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def db(path: str) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = open_read_only(Path(path))
-    yield connection
-    connection.close()
+def db(path: str) -> Iterator[Reader]:
+    reader = connect_reader(path) if is_postgres(path) else DuckReader(open_read_only(Path(path)))
+    yield reader
+    reader.close()  # type: ignore[attr-defined]
 
 
-def listed(db: duckdb.DuckDBPyConnection, filters: dict[str, str] | None = None, **params: Any) -> list[str]:
+def listed(db: Reader, filters: dict[str, str] | None = None, **params: Any) -> list[str]:
     """The interception names the `interceptions` listing gives, in its order."""
     result = run(db, "interceptions", {"filters": filters, **params})
     names = {v: k for k, v in ID.items()}
@@ -153,7 +160,7 @@ def listed(db: duckdb.DuckDBPyConnection, filters: dict[str, str] | None = None,
 # --- interceptions ------------------------------------------------------------------------------------------
 
 
-def test_interceptions_are_listed_newest_first_running_ones_too(db: duckdb.DuckDBPyConnection) -> None:
+def test_interceptions_are_listed_newest_first_running_ones_too(db: Reader) -> None:
     assert listed(db) == ["c1", "b2", "b1", "a2", "a1"]
     rows = {row["id"]: row for row in run(db, "interceptions")["interceptions"]}
     a1 = rows[ID["a1"]]
@@ -186,11 +193,11 @@ def test_interceptions_are_listed_newest_first_running_ones_too(db: duckdb.DuckD
         ({"provider": "openai", "model": "claude-sonnet-4-5"}, []),
     ],
 )
-def test_interception_filters(db: duckdb.DuckDBPyConnection, filters: dict[str, str], expected: list[str]) -> None:
+def test_interception_filters(db: Reader, filters: dict[str, str], expected: list[str]) -> None:
     assert listed(db, filters) == expected
 
 
-def test_interception_costs(db: duckdb.DuckDBPyConnection) -> None:
+def test_interception_costs(db: Reader) -> None:
     rows = {row["id"]: row for row in run(db, "interceptions")["interceptions"]}
     cost = {name: (rows[ID[name]]["cost_micros"], rows[ID[name]]["unpriced_rows"]) for name in ID}
     assert cost == {
@@ -203,7 +210,7 @@ def test_interception_costs(db: duckdb.DuckDBPyConnection) -> None:
     assert (rows[ID["b2"]]["input_tokens"], rows[ID["b2"]]["output_tokens"]) == (0, 0)
 
 
-def test_interceptions_page_without_gaps_or_repeats(db: duckdb.DuckDBPyConnection) -> None:
+def test_interceptions_page_without_gaps_or_repeats(db: Reader) -> None:
     first = run(db, "interceptions", {"limit": 2})
     assert [r["id"] for r in first["interceptions"]] == [ID["c1"], ID["b2"]]
     assert first["next"] is not None
@@ -218,7 +225,7 @@ def test_interceptions_page_without_gaps_or_repeats(db: duckdb.DuckDBPyConnectio
 # --- sessions -----------------------------------------------------------------------------------------------
 
 
-def test_sessions_are_ended_interceptions_summed_most_recently_active_first(db: duckdb.DuckDBPyConnection) -> None:
+def test_sessions_are_ended_interceptions_summed_most_recently_active_first(db: Reader) -> None:
     result = run(db, "sessions")
     assert result["next"] is None
     sessions = result["sessions"]
@@ -246,17 +253,17 @@ def test_sessions_are_ended_interceptions_summed_most_recently_active_first(db: 
         ({"since": iso(T0 + timedelta(seconds=30))}, [ID["b2"], ID["b1"], "cc-1"]),
     ],
 )
-def test_session_filters(db: duckdb.DuckDBPyConnection, filters: dict[str, str], expected: list[str]) -> None:
+def test_session_filters(db: Reader, filters: dict[str, str], expected: list[str]) -> None:
     assert [s["session_id"] for s in run(db, "sessions", {"filters": filters})["sessions"]] == expected
 
 
-def test_a_session_narrowed_by_time_sums_only_its_matching_interceptions(db: duckdb.DuckDBPyConnection) -> None:
+def test_a_session_narrowed_by_time_sums_only_its_matching_interceptions(db: Reader) -> None:
     (cc1,) = run(db, "sessions", {"filters": {"user": "alice", "since": iso(T0 + timedelta(seconds=30))}})["sessions"]
     assert cc1["interceptions"] == 1
     assert cc1["started_at"] == iso(CALLS["a2"].start)
 
 
-def test_sessions_page(db: duckdb.DuckDBPyConnection) -> None:
+def test_sessions_page(db: Reader) -> None:
     first = run(db, "sessions", {"limit": 2})
     assert [s["session_id"] for s in first["sessions"]] == [ID["b2"], ID["b1"]]
     second = run(db, "sessions", {"limit": 2, "after": first["next"]})
@@ -264,7 +271,7 @@ def test_sessions_page(db: duckdb.DuckDBPyConnection) -> None:
     assert second["next"] is None
 
 
-def test_one_session_in_full_with_its_totals(db: duckdb.DuckDBPyConnection) -> None:
+def test_one_session_in_full_with_its_totals(db: Reader) -> None:
     session = run(db, "session", {"session_id": "cc-1"})
     assert session["user"] == "alice"
     assert [i["id"] for t in session["threads"] for i in t["interceptions"]] == [ID["a1"], ID["a2"]]
@@ -285,7 +292,7 @@ def test_one_session_in_full_with_its_totals(db: duckdb.DuckDBPyConnection) -> N
 # --- usage, clients, models, tail ---------------------------------------------------------------------------
 
 
-def test_usage_by_user(db: duckdb.DuckDBPyConnection) -> None:
+def test_usage_by_user(db: Reader) -> None:
     result = run(db, "usage", {"by": "user"})
     assert result["by"] == "user"
     rows = {r["key"]: r for r in result["rows"]}
@@ -297,13 +304,13 @@ def test_usage_by_user(db: duckdb.DuckDBPyConnection) -> None:
     assert [r["key"] for r in result["rows"]] == ["alice", "carol", "bob"]  # by cost, unpriced last
 
 
-def test_usage_defaults_to_by_model_and_honours_filters(db: duckdb.DuckDBPyConnection) -> None:
+def test_usage_defaults_to_by_model_and_honours_filters(db: Reader) -> None:
     result = run(db, "usage", {"filters": {"provider": "anthropic", "until": "2026-03-02"}})
     assert result["by"] == "model"
     assert [(r["key"], r["input_tokens"]) for r in result["rows"]] == [("claude-sonnet-4-5", 40)]
 
 
-def test_clients_and_models(db: duckdb.DuckDBPyConnection) -> None:
+def test_clients_and_models(db: Reader) -> None:
     clients = run(db, "clients")["clients"]
     assert [(c["name"], c["interceptions"]) for c in clients] == [("Claude Code", 3), ("Codex", 2)]
     assert clients[0]["last_seen"] == iso(CALLS["c1"].start)
@@ -311,7 +318,7 @@ def test_clients_and_models(db: duckdb.DuckDBPyConnection) -> None:
     assert [(m["name"], m["interceptions"]) for m in models] == [("claude-sonnet-4-5", 2)]
 
 
-def test_tail_from_a_cursor_lists_the_later_ends_oldest_first(db: duckdb.DuckDBPyConnection) -> None:
+def test_tail_from_a_cursor_lists_the_later_ends_oldest_first(db: Reader) -> None:
     after = encode_cursor(CALLS["a1"].end, ID["a1"])
     result = run(db, "tail", {"after": after})
     assert [(r["id"], r["cost_micros"], r["unpriced_rows"]) for r in result["interceptions"]] == [
@@ -322,7 +329,7 @@ def test_tail_from_a_cursor_lists_the_later_ends_oldest_first(db: duckdb.DuckDBP
     assert run(db, "tail", {"after": result["next"]}) == {"interceptions": [], "next": result["next"]}
 
 
-def test_tail_without_a_cursor_shows_only_the_last_ten_minutes(db: duckdb.DuckDBPyConnection) -> None:
+def test_tail_without_a_cursor_shows_only_the_last_ten_minutes(db: Reader) -> None:
     assert run(db, "tail") == {"interceptions": [], "next": None}  # the file's history is months old
 
 
@@ -352,9 +359,7 @@ def test_tail_without_a_cursor_shows_only_the_last_ten_minutes(db: duckdb.DuckDB
         ("snapshot", {"path": "/tmp/x.tmp"}, "the snapshot path must not end in .tmp"),
     ],
 )
-def test_a_bad_query_is_refused_saying_why(
-    db: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None, message: str
-) -> None:
+def test_a_bad_query_is_refused_saying_why(db: Reader, name: str, params: dict[str, Any] | None, message: str) -> None:
     with pytest.raises(QueryError) as info:
         run(db, name, params)
     assert message in str(info.value)

@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
-import duckdb
 import pytest
 
 from addon.audit import AuditWriter, InterceptionEnded, PromptSubmitted, ThoughtRecorded, TokensUsed, retention
-from addon.audit.writer import open_database
+from addon.audit.duckfile import DuckStore
 from tests.support.audit_rows import query, started, tool
 
 TABLES = ("interception_starts", "interception_ends", "token_usages", "user_prompts", "tool_usages", "model_thoughts")
@@ -89,8 +88,8 @@ def test_the_writer_purges_old_interceptions_in_batches_while_writing(
     batches: list[int] = []
     real = retention.purge_batch
 
-    def counting(db: duckdb.DuckDBPyConnection, below: UUID, batch: int) -> int:
-        batches.append(n := real(db, below, batch))
+    def counting(run: retention.Run, below: UUID, batch: int) -> int:
+        batches.append(n := real(run, below, batch))
         return n
 
     monkeypatch.setattr(retention, "purge_batch", counting)
@@ -124,14 +123,14 @@ def test_without_retention_nothing_is_purged(fixture_db: tuple[str, list[UUID], 
 
 def test_purge_batch_and_boundary(fixture_db: tuple[str, list[UUID], list[UUID]]) -> None:
     path, old, new = fixture_db
-    db = open_database(path)
+    store = DuckStore(path)
     try:
         below = retention.boundary(NOW - timedelta(days=65))  # the 100..70 day old ones: four
         assert all(i < below for i in old[:4]) and all(i > below for i in old[4:])
-        assert retention.purge_batch(db, below, 3) == 3
-        assert retention.purge_batch(db, below, 3) == 1
-        assert retention.purge_batch(db, below, 3) == 0
+        assert store.purge_batch(below, 3) == 3
+        assert store.purge_batch(below, 3) == 1
+        assert store.purge_batch(below, 3) == 0
     finally:
-        db.close()
+        store.close()
     assert counts(path) == dict.fromkeys(TABLES, 6)
     assert {r[0] for r in query(path, "SELECT id FROM interception_starts")} == {*old[4:], *new}

@@ -15,7 +15,7 @@ from addon.audit import (
     ThoughtRecorded,
     TokensUsed,
 )
-from addon.audit.writer import open_database
+from addon.audit.duckfile import open_database
 from addon.ids import uuid7
 from tests.support.audit_rows import T0, query, started, tool
 from tests.support.holder import holding

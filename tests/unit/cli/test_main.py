@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import click
 import duckdb
@@ -339,19 +339,40 @@ def emit_call(writer: AuditWriter, call: Call, ids: dict[str, UUID] = ID) -> Non
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+def db_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The seeded audit file, shared read-only by the tests that do not change it."""
     path = str(tmp_path_factory.mktemp("cli") / "audit.duckdb")
     seed(path)
     return path
 
 
+@pytest.fixture(scope="module", params=["duckdb", "postgresql"])
+def db(request: pytest.FixtureRequest, db_file: str) -> str:
+    """The seeded audit: the file, or the same history in PostgreSQL (every test on `db` runs on both and
+    expects the same answers)."""
+    if request.param == "duckdb":
+        return db_file
+    url = request.getfixturevalue("postgres_server").create_database(f"cli_{uuid4().hex[:12]}")
+    seed(url)
+    return url
+
+
 @pytest.fixture
-def copy(db: str, tmp_path: Path) -> str:
+def copy_file(db_file: str, tmp_path: Path) -> str:
     """A private copy of the seeded file, for tests that append to it."""
     path = tmp_path / "audit.duckdb"
-    shutil.copy(db, path)
+    shutil.copy(db_file, path)
     return str(path)
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def copy(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A private copy of the seeded audit, file or PostgreSQL database, for tests that append to it."""
+    if request.param == "duckdb":
+        return request.getfixturevalue("copy_file")
+    url = request.getfixturevalue("postgres_server").create_database(f"cli_{uuid4().hex[:12]}")
+    seed(url)
+    return url
 
 
 def append(path: str, *calls: Call, ids: dict[str, UUID]) -> None:
@@ -1239,13 +1260,13 @@ def test_an_absent_file_names_the_file_and_the_socket(tmp_path: Path) -> None:
 
 
 def test_the_default_file_is_aibridge_duckdb_in_the_current_directory(
-    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     message = fails("sessions")
     assert "no audit file at aibridge.duckdb" in message
     assert f"{tmp_path.resolve()}/aibridge.duckdb.sock" in message
-    shutil.copy(db, tmp_path / "aibridge.duckdb")
+    shutil.copy(db_file, tmp_path / "aibridge.duckdb")
     assert as_json("sessions")["sessions"] == SESSIONS
 
 
@@ -1260,28 +1281,28 @@ def test_aibridge_db_is_honoured_and_db_overrides_it(db: str, tmp_path: Path) ->
 
 
 @pytest.fixture
-def holder(copy: str) -> Iterator[subprocess.Popen[str]]:
+def holder(copy_file: str) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the audit file open, as a proxy without a query endpoint would."""
-    with holding(copy) as process:
+    with holding(copy_file) as process:
         yield process
 
 
-def test_a_file_held_by_another_process_names_it(copy: str, holder: subprocess.Popen[str]) -> None:
-    for command in (["sessions"], ["usage", "--json"], ["snapshot", copy + ".snap"]):
-        message = fails(*command, "--db", copy)
-        assert f"{copy} is held by PID {holder.pid}" in message
+def test_a_file_held_by_another_process_names_it(copy_file: str, holder: subprocess.Popen[str]) -> None:
+    for command in (["sessions"], ["usage", "--json"], ["snapshot", copy_file + ".snap"]):
+        message = fails(*command, "--db", copy_file)
+        assert f"{copy_file} is held by PID {holder.pid}" in message
         assert "sys.stdin.read()" in message  # the holder's command line
-        assert f"no proxy query endpoint answers at {copy}.sock" in message
+        assert f"no proxy query endpoint answers at {copy_file}.sock" in message
 
 
-def test_a_stale_socket_falls_back_to_the_file(copy: str) -> None:
+def test_a_stale_socket_falls_back_to_the_file(copy_file: str) -> None:
     """A proxy killed with -9 leaves `<file>.sock` behind, with nobody listening."""
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    stale.bind(copy + ".sock")
+    stale.bind(copy_file + ".sock")
     stale.close()
-    assert Path(copy + ".sock").exists()
-    assert as_json("sessions", "--db", copy)["sessions"] == SESSIONS
-    assert as_json("usage", "--db", copy)["rows"] == USAGE["model"]
+    assert Path(copy_file + ".sock").exists()
+    assert as_json("sessions", "--db", copy_file)["sessions"] == SESSIONS
+    assert as_json("usage", "--db", copy_file)["rows"] == USAGE["model"]
 
 
 # --- tail ---------------------------------------------------------------------------------------------------
@@ -1470,8 +1491,15 @@ def test_export_by_default_names_files_after_the_host_and_the_audit_file(db: str
     exported offline is skipped, not written twice under another name, when the proxy exports it later."""
     out = tmp_path / "lake"
     result = as_json("export", "--parquet", str(out), "--until", "2026-03-02", "--db", db)
-    instance = f"{os.uname().nodename}-{Path(db).stem}"
+    instance = f"{os.uname().nodename}-{'postgresql' if db.startswith('postgresql:') else Path(db).stem}"
     assert result["written"] == exported(out, instance, "2026-03-02")
+
+
+def test_an_unreachable_postgresql_says_so_without_the_password() -> None:
+    message = fails("sessions", "--db", "postgresql://bridge:s3cret@127.0.0.1:1/audit")
+    assert "cannot connect to postgresql://bridge:***@127.0.0.1:1/audit" in message
+    assert "Check --db (or $AIBRIDGE_DB) and that the server runs." in message
+    assert "s3cret" not in message
 
 
 def test_export_says_what_it_did(db: str, tmp_path: Path) -> None:
