@@ -34,7 +34,11 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _AWS_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_profile", "aws_region")
 _PROVIDER_KEYS = {"type", "host", "upstream", "extra_headers", "key", "allow_byok", "enabled", *_AWS_KEYS}
 _USER_KEYS = {"token", "groups"}
-_BUDGET_KEYS = {"users", "groups"}
+_BUDGET_KEYS = {"users", "groups", "on_store_down"}
+_RATE_KEYS = {"users", "groups", "on_store_down"}
+_RATE_LIMIT_KEYS = ("requests_per_minute", "tokens_per_minute")
+ON_STORE_DOWN = ("admit", "refuse")
+"""What a shared limit does while its database does not answer: decide with the proxy's own books, or refuse."""
 _PRICE_KEYS = {"input", "output", "cache_read", "cache_write", "cache_write_1h"}
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOKEN_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -51,6 +55,7 @@ _TOP_LEVEL_KEYS = {
     "send_actor_headers",
     "users",
     "budgets",
+    "rate_limits",
     "prices",
     "retention_days",
     "circuit_breaker",
@@ -90,12 +95,18 @@ class Provider:
     upstream: Upstream | None
     """Where its requests go; None: to the host the client called (over HTTPS)."""
     extra_headers: tuple[tuple[str, str], ...] = ()
-    key: str | None = field(default=None, repr=False)
-    """The central key, substituted upstream for requests authenticated by a bridge token."""
+    keys: tuple[str, ...] = field(default=(), repr=False)
+    """The central keys (a pool: one is used, the next when it is cooling down after a 429 or 401), substituted
+    upstream for requests authenticated by a bridge token."""
     aws: AwsCredentials | None = None
     """AWS credentials that sign such requests instead (Bedrock): each upstream call, the loop's too."""
     allow_byok: bool | None = None
     """None: the global setting."""
+
+    @property
+    def key(self) -> str | None:
+        """The first central key: whether there is one at all."""
+        return self.keys[0] if self.keys else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +159,22 @@ class Budgets:
 
     users: tuple[tuple[str, int], ...] = ()
     groups: tuple[tuple[str, int], ...] = ()
+    on_store_down: str = "admit"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateLimit:
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateLimits:
+    """Per-user limits: a user's own, else (each of the two separately) the highest among their groups."""
+
+    users: tuple[tuple[str, RateLimit], ...] = ()
+    groups: tuple[tuple[str, RateLimit], ...] = ()
+    on_store_down: str = "admit"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +197,7 @@ class Config:
     send_actor_headers: bool = False
     users: tuple[User, ...] = ()
     budgets: Budgets = field(default_factory=Budgets)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
     prices: tuple[tuple[str, PriceOverride], ...] = ()
     retention_days: int | None = None
     """Audit rows of interceptions older than this are purged; None keeps everything."""
@@ -316,7 +344,7 @@ def _parse_provider(name: str, value: Any) -> Provider | None:
             )
         raise ValueError(f"{where}: {ptype} takes no central key (each user's own token goes upstream)")
     aws = _parse_aws(table, ptype, host, parsed_upstream, where)
-    key = _secret(table["key"], f"{where}.key") if "key" in table else None
+    keys = _keys(table["key"], f"{where}.key") if "key" in table else ()
     allow_byok = table.get("allow_byok")  # None: the global setting
     if allow_byok is not None:
         allow_byok = _flag(allow_byok, f"{where}: allow_byok")
@@ -326,7 +354,7 @@ def _parse_provider(name: str, value: Any) -> Provider | None:
         host=host,
         upstream=parsed_upstream,
         extra_headers=tuple(headers.items()),
-        key=key,
+        keys=keys,
         aws=aws,
         allow_byok=allow_byok,
     )
@@ -395,14 +423,52 @@ def _micro_dollars(value: Any, what: str) -> int:
     return round(_number(value, what, 0, 1_000_000, "an amount of US$ from 0 to 1000000") * 1_000_000)
 
 
+def _keys(value: Any, what: str) -> tuple[str, ...]:
+    """One key, or a pool of them (a list), each literal or env:VAR."""
+    if isinstance(value, list):
+        if not value:
+            raise ValueError(f"{what}: an empty list: give one key or several")
+        keys = tuple(_secret(v, f"{what}[{i}]") for i, v in enumerate(value))
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{what}: a key is listed twice")
+        return keys
+    return (_secret(value, what),)
+
+
+def _on_store_down(table: dict[str, Any], what: str) -> str:
+    value = table.get("on_store_down", "admit")
+    if value not in ON_STORE_DOWN:
+        raise ValueError(f"{what}.on_store_down must be one of {', '.join(repr(v) for v in ON_STORE_DOWN)}")
+    return value
+
+
 def _parse_budgets(value: Any) -> Budgets:
     table = _table(value, "budgets")
     _known(table, _BUDGET_KEYS, "budgets")
-    parts = {}
+    parts: dict[str, Any] = {}
     for kind in ("users", "groups"):  # not the set _BUDGET_KEYS: its order, so the message, varies with the hash seed
         limits = _table(table.get(kind, {}), f"budgets.{kind}", "map names to US$ amounts")
         parts[kind] = tuple(sorted((n, _micro_dollars(v, f"budgets.{kind}.{n}")) for n, v in limits.items()))
-    return Budgets(**parts)
+    return Budgets(**parts, on_store_down=_on_store_down(table, "budgets"))
+
+
+def _parse_rate_limits(value: Any) -> RateLimits:
+    table = _table(value, "rate_limits")
+    _known(table, _RATE_KEYS, "rate_limits")
+    parts: dict[str, Any] = {}
+    for kind in ("users", "groups"):
+        subjects = _table(table.get(kind, {}), f"rate_limits.{kind}", "be a table of tables")
+        limits = []
+        for name, limit in sorted(subjects.items()):
+            where = f"rate_limits.{kind}.{name}"
+            limit = _table(limit, where, "be a table: requests_per_minute and/or tokens_per_minute")
+            _known(limit, set(_RATE_LIMIT_KEYS), where)
+            if not limit:
+                raise ValueError(f"{where}: give requests_per_minute, tokens_per_minute or both")
+            values = {k: _whole(limit[k], f"{where}.{k}", 1, 1_000_000_000) for k in _RATE_LIMIT_KEYS if k in limit}
+            limits.append((name, RateLimit(**values)))
+        parts[kind] = tuple(limits)
+    return RateLimits(**parts, on_store_down=_on_store_down(table, "rate_limits"))
 
 
 def _parse_price(name: str, value: Any) -> PriceOverride:
@@ -522,6 +588,7 @@ def parse_config(data: dict[str, Any]) -> Config:
     users = tuple(_parse_user(name, table) for name, table in sorted(_tables(data, "users").items()))
     prices_table = _tables(data, "prices")
     budgets = _parse_budgets(data.get("budgets", {}))
+    rate_limits = _parse_rate_limits(data.get("rate_limits", {}))
     prices = tuple((name, _parse_price(name, table)) for name, table in sorted(prices_table.items()))
     retention_days = _parse_retention(data.get("retention_days"), budgets)
     breaker = _parse_breaker(data["circuit_breaker"]) if "circuit_breaker" in data else None
@@ -534,6 +601,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         send_actor_headers=send_actor_headers,
         users=users,
         budgets=budgets,
+        rate_limits=rate_limits,
         prices=prices,
         retention_days=retention_days,
         circuit_breaker=breaker,

@@ -9,6 +9,8 @@ MCP tools, the upstream transport and the observers, and applies a configuration
 own medium.
 """
 
+import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Sequence
@@ -18,17 +20,23 @@ from typing import Any
 
 from addon.audit import AuditWriter
 from addon.audit.lineage import Lineage
-from addon.audit.store import StoreError
+from addon.audit.store import StoreError, is_postgres
 from addon.config import TOKEN_PREFIX, Config
 from addon.engine.core import Engine
 from addon.engine.job import Job
 from addon.engine.ports import Observer, ToolSource
+from addon.fleet.keys import SharedCooldowns
+from addon.fleet.ledger import SharedLedger
+from addon.fleet.ratelimits import SharedBuckets
+from addon.fleet.state import SharedState
 from addon.observe import NO_OBSERVER, ObservedRecorder, Observers
 from addon.policy.access import Access, Users, resolve
 from addon.policy.breaker import Breakers
-from addon.policy.budgets import Ledger, month_start
+from addon.policy.budgets import Budget, Ledger, month_start
 from addon.policy.identity import mask_secret
+from addon.policy.keypool import KeyPools
 from addon.policy.pricing import PriceBook
+from addon.policy.ratelimits import RateLimiter
 from addon.providers.routing import Route, classify, query_keys, sealed
 from addon.upstream.transport import Http1Transport
 
@@ -73,13 +81,14 @@ def decide(
     path: str,
     headers: list[tuple[str, str]],
     proxy_user: str | None,
+    keys: KeyPools | None = None,
 ) -> Decision | None:
     """What to do with a request; None when `host` is no provider's. A refusal of a recorded route is the
-    engine's to answer (`Engine.admit`), so that it is on record."""
+    engine's to answer (`Engine.admit`), so that it is on record. Central keys come from `keys`' pools."""
     route = classify(config, host, method, path)
     if route is None:
         return None
-    access, forwarded = _resolve(config, users, route, path, headers, proxy_user)
+    access, forwarded = _resolve(config, users, route, path, headers, proxy_user, keys)
     route = sealed(route, access.headers)  # where the bridge signs, the client's signature is gone
     if route.api is None:
         return Decision(Action.PASS if access.refusal is None else Action.REFUSE, route, access, forwarded)
@@ -87,7 +96,13 @@ def decide(
 
 
 def _resolve(
-    config: Config, users: Users, route: Route, path: str, headers: list[tuple[str, str]], proxy_user: str | None
+    config: Config,
+    users: Users,
+    route: Route,
+    path: str,
+    headers: list[tuple[str, str]],
+    proxy_user: str | None,
+    pools: KeyPools | None,
 ) -> tuple[Access, str | None]:
     """Access for the request, and the path to forward if it must change. A key in the query (Gemini's
     `?key=`) counts as the family's key header says: the client's own stays in its URL as it came; a bridge
@@ -97,11 +112,11 @@ def _resolve(
     keys, without = query_keys(path, family.key_param) if family.key_param and name else ([], path)
     tokens = [k for k in keys if k.startswith(TOKEN_PREFIX)]
     if not keys:
-        return resolve(config, users, route.provider, headers, proxy_user), None
+        return resolve(config, users, route.provider, headers, proxy_user, pools), None
     if any(n.lower() == name for n, _ in headers):  # the header is the credential; a token still leaves the URL
-        return resolve(config, users, route.provider, headers, proxy_user), without if tokens else None
+        return resolve(config, users, route.provider, headers, proxy_user, pools), without if tokens else None
     key = tokens[0] if tokens else keys[-1]
-    access = resolve(config, users, route.provider, [*headers, (name, key)], proxy_user)
+    access = resolve(config, users, route.provider, [*headers, (name, key)], proxy_user, pools)
     if access.credential_kind == "byok" and not tokens:
         return replace(access, headers=[(n, v) for n, v in access.headers if (n, v) != (name, key)]), None
     return access, without
@@ -125,6 +140,9 @@ class Gateway:
         self.writer = writer
         self.engine = Engine(writer, transport, tools)
         self.breakers: Breakers | None = None
+        self.shared: SharedState | None = None
+        """The fleet's shared state, where the audit is in PostgreSQL: budgets, rate limits and key cooldowns."""
+        self._cooldowns: SharedCooldowns | None = None
         self._observers: tuple[Observer, ...] = ()
 
     def apply(self, config: Config) -> None:
@@ -147,14 +165,44 @@ class Gateway:
 
     def _settle_store(self) -> None:
         self.writer.set_retention(self.config.retention_days)
+        self._share()
         self.engine.ledger = self._ledger()
+        self.engine.rate_limits = self._rate_limits()
         self._wire()
 
-    def _ledger(self) -> Ledger | None:
+    def _share(self) -> None:
+        """Limits are shared through the audit's database when it is PostgreSQL."""
+        if not is_postgres(self.writer.path):
+            self.shared, self._cooldowns, self.engine.keys.on_cool = None, None, None
+            return
+        if self.shared is None or self.shared.url != self.writer.path:
+            self.shared = SharedState(self.writer.path)
+            self._cooldowns = SharedCooldowns(self.engine.keys, self.shared)
+            with contextlib.suppress(RuntimeError):  # no loop yet: `start` begins it
+                asyncio.get_running_loop()
+                self._cooldowns.start()
+
+    async def start(self) -> None:
+        """Begin what runs in the background (the fleet's key cooldowns)."""
+        if self._cooldowns is not None:
+            self._cooldowns.start()
+
+    async def aclose(self) -> None:
+        """Settle what the shared ledger still owes and leave the fleet (bounded)."""
+        if isinstance(self.engine.ledger, SharedLedger):
+            await self.engine.ledger.close()
+        if self._cooldowns is not None:
+            await self._cooldowns.close()
+        if self.shared is not None:
+            await self.shared.close()
+
+    def _ledger(self) -> Budget | None:
         budgets = self.config.budgets
         if not budgets.users and not budgets.groups:
             return None
         ledger = Ledger(budgets, self.config.users)
+        if self.shared is not None:  # the fleet's books; this process's are the fallback
+            return SharedLedger(ledger, self.shared, budgets.on_store_down)
         try:
             ledger.load(self.writer.spend_since(month_start(datetime.now(UTC))))
         except StoreError as e:
@@ -162,6 +210,13 @@ class Gateway:
                 "aibridge: budgets start without this month's spend: %s cannot answer (%s)", self.writer.target, e
             )
         return ledger
+
+    def _rate_limits(self) -> RateLimiter | None:
+        limits = self.config.rate_limits
+        if not limits.users and not limits.groups:
+            return None
+        shared = SharedBuckets(self.shared) if self.shared is not None else None
+        return RateLimiter(limits, self.config.users, shared)
 
     def observe(self, observers: Sequence[Observer]) -> None:
         """The operations' observers (metrics, traces, dumps, logs), seen after the breaker."""
@@ -178,7 +233,7 @@ class Gateway:
     def decide(
         self, host: str, method: str, path: str, headers: list[tuple[str, str]], user: str | None
     ) -> Decision | None:
-        return decide(self.config, self.users, host, method, path, headers, user)
+        return decide(self.config, self.users, host, method, path, headers, user, self.engine.keys)
 
     def route(self, host: str, method: str, path: str) -> Route | None:
         return classify(self.config, host, method, path)

@@ -72,13 +72,16 @@ class Bridge:
         tools = ToolManager(parsed.mcp_servers)
         await tools.start()
         await tools.wait_until_settled(tools_grace)
-        return cls(parsed, writer, tools, upstream.make_transport(verify))
+        bridge = cls(parsed, writer, tools, upstream.make_transport(verify))
+        await bridge.gateway.start()
+        return bridge
 
     def transport(self, *, source: str, initiator: str, api_key_id: str | None = None) -> "BridgeTransport":
         return BridgeTransport(self, source=source, initiator=initiator, api_key_id=api_key_id)
 
     async def aclose(self) -> None:
         self.engine.abort_all("bridge closed")
+        await self.gateway.aclose()
         await self.tools.stop()
         await self.upstream.aclose()
         await asyncio.to_thread(self.writer.close)

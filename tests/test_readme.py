@@ -12,6 +12,8 @@ from addon.config import (
     _MCP_KEYS,
     _PRICE_KEYS,
     _PROVIDER_KEYS,
+    _RATE_KEYS,
+    _RATE_LIMIT_KEYS,
     _TOP_LEVEL_KEYS,
     _USER_KEYS,
 )
@@ -41,7 +43,8 @@ def test_every_configuration_key_is_documented() -> None:
     blocks = section.split("```")[1::2]
     documented = {key for block in blocks for key in re.findall(r"^(\w+) =", block, re.MULTILINE)}
     tables = {table for block in blocks for table in re.findall(r"^\[(\w+)[.\]]", block, re.MULTILINE)}
-    assert (_PROVIDER_KEYS | _MCP_KEYS | _USER_KEYS | _BUDGET_KEYS | _PRICE_KEYS | _BREAKER_KEYS) - documented == set()
+    every = _PROVIDER_KEYS | _MCP_KEYS | _USER_KEYS | _BUDGET_KEYS | _PRICE_KEYS | _BREAKER_KEYS | _RATE_KEYS
+    assert (every | set(_RATE_LIMIT_KEYS)) - documented == set()
     assert {k for k in _TOP_LEVEL_KEYS if k not in tables} - documented == set()
 
 

@@ -234,6 +234,111 @@ POSTGRES_MIGRATIONS: list[tuple[str, str]] = [
             ADD COLUMN cache_write_cost_micros BIGINT, ADD COLUMN prices JSONB;
         """,
     ),
+    (
+        # What a fleet of proxies shares beside the audit: its members (each proxy's heartbeat), the budget
+        # ledger (spend per user and month; reservations of requests in flight, which stop counting once their
+        # proxy's heartbeat is stale), token buckets for rate limits, and key cooldowns. Each decision is one
+        # function call, atomic under a row lock or an advisory lock: exact however many proxies ask at once.
+        "m003_shared_limits",
+        """
+        CREATE TABLE fleet_members (instance TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL);
+        CREATE TABLE budget_spend (
+            "user" TEXT NOT NULL, month TEXT NOT NULL, micros BIGINT NOT NULL, PRIMARY KEY ("user", month)
+        );
+        CREATE TABLE budget_reservations (
+            id UUID PRIMARY KEY, "user" TEXT NOT NULL, month TEXT NOT NULL, micros BIGINT NOT NULL,
+            instance TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX budget_reservations_user ON budget_reservations ("user", month);
+        CREATE TABLE rate_buckets (key TEXT PRIMARY KEY, level DOUBLE PRECISION NOT NULL, at TIMESTAMPTZ NOT NULL);
+        CREATE TABLE key_cooldowns (
+            provider TEXT NOT NULL, fingerprint TEXT NOT NULL, until TIMESTAMPTZ NOT NULL, status INTEGER,
+            PRIMARY KEY (provider, fingerprint)
+        );
+        -- the month's spend so far, as the audit has it: switching budgets on later forgives nothing
+        INSERT INTO budget_spend
+        SELECT s.initiator, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM'), sum(t.cost_micros)
+        FROM token_usages t JOIN interception_starts s ON s.id = t.interception_id
+        WHERE t.cost_micros IS NOT NULL
+          AND t.created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+        GROUP BY 1, 2;
+
+        CREATE FUNCTION aibridge_reserve(
+            p_user TEXT, p_month TEXT, p_limit BIGINT, p_id UUID, p_micros BIGINT, p_instance TEXT, p_stale FLOAT8
+        ) RETURNS TABLE (admitted BOOLEAN, spent BIGINT) LANGUAGE plpgsql AS $$
+        DECLARE v_spent BIGINT; v_reserved BIGINT;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(hashtext('aibridge-budget'), hashtext(p_user || '/' || p_month));
+            SELECT coalesce(max(b.micros), 0) INTO v_spent FROM budget_spend b
+            WHERE b."user" = p_user AND b.month = p_month;
+            SELECT coalesce(sum(r.micros), 0) INTO v_reserved
+            FROM budget_reservations r JOIN fleet_members m ON m.instance = r.instance
+            WHERE r."user" = p_user AND r.month = p_month AND m.seen_at > now() - make_interval(secs => p_stale);
+            IF v_spent + v_reserved >= p_limit THEN
+                RETURN QUERY SELECT false, v_spent;
+                RETURN;
+            END IF;
+            INSERT INTO budget_reservations (id, "user", month, micros, instance)
+            VALUES (p_id, p_user, p_month, p_micros, p_instance);
+            RETURN QUERY SELECT true, v_spent;
+        END $$;
+
+        -- the reservation p_id (if any) becomes spend: added once, however often a lost answer makes it retried
+        CREATE FUNCTION aibridge_settle(p_id UUID, p_user TEXT, p_month TEXT, p_actual BIGINT)
+        RETURNS VOID LANGUAGE plpgsql AS $$
+        BEGIN
+            IF p_id IS NOT NULL THEN
+                DELETE FROM budget_reservations WHERE id = p_id;
+                IF NOT FOUND THEN
+                    RETURN;
+                END IF;
+            END IF;
+            IF p_actual <> 0 THEN
+                INSERT INTO budget_spend VALUES (p_user, p_month, p_actual)
+                ON CONFLICT ("user", month) DO UPDATE SET micros = budget_spend.micros + EXCLUDED.micros;
+            END IF;
+        END $$;
+
+        -- Token buckets of `capacity` refilled at capacity per minute. Admitted (0) when each bucket holds at
+        -- least its `need`: then each gives `take` (which may leave it below zero: tokens counted afterwards);
+        -- else nothing is taken and the answer is the seconds until all would be.
+        CREATE FUNCTION aibridge_take(p_keys TEXT[], p_capacity FLOAT8[], p_need FLOAT8[], p_take FLOAT8[])
+        RETURNS FLOAT8 LANGUAGE plpgsql AS $$
+        DECLARE v_level FLOAT8; v_wait FLOAT8 := 0; v_levels FLOAT8[] := '{}';
+        BEGIN
+            FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP  -- the caller sorts the keys: no deadlocks
+                INSERT INTO rate_buckets VALUES (p_keys[i], p_capacity[i], now()) ON CONFLICT DO NOTHING;
+                SELECT least(p_capacity[i], b.level + extract(epoch FROM now() - b.at) * p_capacity[i] / 60)
+                INTO v_level FROM rate_buckets b WHERE b.key = p_keys[i] FOR UPDATE;
+                v_levels := v_levels || v_level;
+                IF v_level < p_need[i] THEN
+                    v_wait := greatest(v_wait, (p_need[i] - v_level) * 60 / p_capacity[i]);
+                END IF;
+            END LOOP;
+            IF v_wait > 0 THEN
+                RETURN v_wait;
+            END IF;
+            FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
+                UPDATE rate_buckets SET level = v_levels[i] - p_take[i], at = now() WHERE key = p_keys[i];
+            END LOOP;
+            RETURN 0;
+        END $$;
+
+        -- Settle tokens counted after the fact (negative: given back), refilling first.
+        CREATE FUNCTION aibridge_give(p_keys TEXT[], p_capacity FLOAT8[], p_take FLOAT8[])
+        RETURNS VOID LANGUAGE plpgsql AS $$
+        BEGIN
+            FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
+                INSERT INTO rate_buckets VALUES (p_keys[i], p_capacity[i], now()) ON CONFLICT DO NOTHING;
+                UPDATE rate_buckets b
+                SET level = least(p_capacity[i], b.level + extract(epoch FROM now() - b.at) * p_capacity[i] / 60)
+                            - p_take[i],
+                    at = now()
+                WHERE b.key = p_keys[i];
+            END LOOP;
+        END $$;
+        """,
+    ),
 ]
 MIGRATION_LOCK = 0x41494252  # "AIBR": the advisory lock that lets one of several starting proxies migrate
 

@@ -38,8 +38,10 @@ from addon.engine.relay import (
     relay_round,
 )
 from addon.policy import Refusal
-from addon.policy.budgets import Ledger
+from addon.policy.budgets import Budget
+from addon.policy.keypool import COOLING_STATUSES, KeyPools, cooldown
 from addon.policy.pricing import PriceBook
+from addon.policy.ratelimits import RateLimiter
 from addon.upstream.encoding import decode_body
 from addon.upstream.transport import Http1Transport
 from addon.wire import ResponseParser, Turn, WireFormat, WireReader
@@ -80,13 +82,16 @@ class Engine:
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
         prices: PriceBook | None = None,
-        ledger: Ledger | None = None,
+        ledger: Budget | None = None,
     ) -> None:
         self.recorder = recorder
         self.transport = transport
         self.tools = tools
         self.prices = prices or PriceBook()
         self.ledger = ledger
+        self.rate_limits: RateLimiter | None = None
+        self.keys = KeyPools()
+        """Central keys' cooldowns (pools of several keys): picked by access control, cooled by `send`."""
         self.max_tool_rounds = max_tool_rounds
         self.keepalive_interval = keepalive_interval
         self.lineage = Lineage(recorder.find_tool_call)
@@ -126,10 +131,16 @@ class Engine:
         self._start(job, started)
         if refusal is None:
             refusal = self.observer.refuse(job)  # an open circuit breaker
+        if refusal is None and self.rate_limits is not None:
+            ticket = await self.rate_limits.admit(job.initiator, len(job.body) // 4)
+            if isinstance(ticket, Refusal):
+                refusal = ticket
+            else:
+                job.rate_ticket = ticket
         if refusal is None and self.ledger is not None:
             max_output = info.max_output or DEFAULT_MAX_OUTPUT
             estimate = self.prices.estimate(job.route.price_vendor, info.model, len(job.body) // 4, max_output)
-            decision = self.ledger.admit(job.initiator, estimate)
+            decision = await self.ledger.admit(job.initiator, estimate)
             if isinstance(decision, Refusal):
                 refusal = decision
             else:
@@ -151,7 +162,24 @@ class Engine:
 
     async def send(self, job: Job, body: bytes, extra: Sequence[tuple[str, str]] = ()) -> httpx.Response:
         """One upstream call of the job (with `extra` headers), shown to the observer; no answer raises
-        `UpstreamUnavailable`."""
+        `UpstreamUnavailable`. A pooled central key answered 429 or 401 cools down, and the call is made again
+        with the pool's next key, while there is one."""
+        provider = job.route.provider
+        for attempt in range(1, max(1, len(provider.keys)) + 1):
+            response = await self._send_once(job, body, extra)
+            key, status = job.central_key, response.status_code
+            if key is None or status not in COOLING_STATUSES or not self.keys.pooled(provider):
+                return response
+            self.keys.cool(provider, key, status, cooldown(status, response.headers))
+            following = self.keys.pick(provider)
+            if isinstance(following, Refusal) or attempt == len(provider.keys):
+                return response  # every key is cooling: the client gets this answer
+            await response.aclose()
+            job.headers = job.route.family.with_key(job.headers, following)
+            job.central_key = following
+        raise AssertionError("unreachable: the last attempt returns")
+
+    async def _send_once(self, job: Job, body: bytes, extra: Sequence[tuple[str, str]]) -> httpx.Response:
         provider, target = job.route.provider, job.route.upstream
         url = target.url(job.path)
         headers = upstream.request_headers(job.headers, [*provider.extra_headers, *extra])
@@ -321,6 +349,8 @@ class Engine:
         self.active.pop(job.id, None)
         if job.reservation is not None and self.ledger is not None:
             self.ledger.settle(job.reservation, job.cost_micros)
+        if job.rate_ticket is not None and self.rate_limits is not None:
+            self.rate_limits.settle(job.rate_ticket, job.tokens_used)
         if job.info is not None and job.info.prompt:
             self.recorder.emit(
                 PromptSubmitted(interception_id=job.id, provider_response_id=job.response_id, prompt=job.info.prompt)

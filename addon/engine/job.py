@@ -11,6 +11,7 @@ from addon.engine.ports import Tool
 from addon.ids import uuid7
 from addon.policy.access import Access
 from addon.policy.budgets import Reservation
+from addon.policy.ratelimits import Ticket
 from addon.providers import Api
 from addon.providers.routing import Route
 from addon.providers.sigv4 import AwsCredentials
@@ -45,6 +46,8 @@ class Job:
     credential_hint: str | None = None
     aws: AwsCredentials | None = None
     """The operator's AWS credentials: every upstream call is signed with them."""
+    central_key: str | None = field(default=None, repr=False)
+    """The central key in `headers`, where the bridge put one (its pool may swap it after a 429 or 401)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """Recorded on the interception: e.g. an in-process caller's `source` and `api_key_id`."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -56,6 +59,9 @@ class Job:
     """The injected tools, by model-visible name, as they were when the request arrived."""
     reservation: Reservation | None = None
     cost_micros: int = 0
+    rate_ticket: Ticket | None = None
+    tokens_used: int = 0
+    """Every token of its usage (input, cached, output), which its rate-limit ticket settles with."""
     ended: bool = False
 
     @classmethod
@@ -73,6 +79,7 @@ class Job:
             credential_kind=access.credential_kind,
             credential_hint=access.credential_hint,
             aws=access.aws,
+            central_key=access.key,
             metadata=metadata,
         )
 

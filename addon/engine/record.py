@@ -43,8 +43,8 @@ def started(
 
 
 def priced(job: Job, turn: Turn, prices: PriceBook) -> TokensUsed:
-    """A token-usage row with its cost, priced by the response's model (else the requested one); the cost is
-    added to the job's, which its budget reservation settles with."""
+    """A token-usage row with its cost, priced by the response's model (else the requested one); the cost and
+    tokens are added to the job's, which its budget reservation and rate-limit ticket settle with."""
     assert turn.usage is not None
     u, provider = turn.usage, job.route.price_vendor
     requested = job.info.model if job.info else None
@@ -53,6 +53,7 @@ def priced(job: Job, turn: Turn, prices: PriceBook) -> TokensUsed:
         cost = prices.cost(provider, requested, u)
     if cost is not None:
         job.cost_micros += cost.total
+    job.tokens_used += u.input + u.output + u.cache_read + u.cache_write
     return TokensUsed(
         interception_id=job.id,
         provider_response_id=turn.response_id,

@@ -161,6 +161,7 @@ class Bridge:
             self.endpoint = QueryEndpoint(self.gateway.writer.reader, self.gateway.writer.path)  # type: ignore[arg-type]
             await self.endpoint.start()
         await self.tools.start()  # connects in the background: start-up does not wait for MCP servers
+        await self.gateway.start()
         self._ready.set()
         self._announce()
         load_book()  # the price book, loaded before it is frozen with the rest
@@ -342,6 +343,8 @@ class Bridge:
             await self.endpoint.stop()
         for task in list(self._tasks):
             task.cancel()
+        if self.gateway is not None:
+            await self.gateway.aclose()
         if self.writer is not None:
             self.writer.close()
         for transport in self._transports:  # earlier ones too: jobs started before a TLS option changed

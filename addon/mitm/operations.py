@@ -131,6 +131,7 @@ class Operations:
         self.metrics_address = wanted
         metrics.state.writer = lambda: self.bridge.writer
         metrics.state.tools = lambda: self.bridge.tools
+        metrics.state.engine = lambda: self.bridge.gateway.engine if self.bridge.gateway is not None else None
         shown = f"[{host}]" if ":" in host else host
         logger.info(f"aibridge: Prometheus metrics on http://{shown}:{port}/metrics")
 

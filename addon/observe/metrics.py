@@ -32,6 +32,7 @@ from addon.engine.ports import Headers, Observer, UpstreamCall
 
 if TYPE_CHECKING:
     from addon.audit.writer import AuditWriter
+    from addon.engine.core import Engine
     from addon.engine.job import Job
     from addon.tools import ToolManager
 
@@ -290,6 +291,7 @@ class _StateCollector(Collector):
     def __init__(self) -> None:
         self.writer: Callable[[], AuditWriter | None] = lambda: None
         self.tools: Callable[[], ToolManager | None] = lambda: None
+        self.engine: Callable[[], Engine | None] = lambda: None
 
     def describe(self) -> Iterable[Metric]:
         return ()  # collected only when scraped; the names cannot clash with the registry's own metrics
@@ -301,6 +303,12 @@ class _StateCollector(Collector):
             yield _counter("audit_write_errors", "Failed attempts to write the audit file.", writer.write_errors)
             yield _counter("audit_rows_written", "Audit rows committed to the audit file.", writer.rows_written)
             yield _counter("audit_purged_interceptions", "Interceptions purged by retention.", writer.purged)
+            yield _counter(
+                "audit_dropped_events", "Audit events dropped: too many were waiting for the store.", writer.dropped
+            )
+        engine = self.engine()
+        if engine is not None:
+            yield from _limits(engine)
         tools = self.tools()
         if tools is not None:
             up = GaugeMetricFamily(f"{PREFIX}_mcp_server_up", "1 when the MCP server is connected.", labels=["server"])
@@ -312,6 +320,32 @@ class _StateCollector(Collector):
                 count.add_metric([name], tool_count)
             yield up
             yield count
+
+
+def _limits(engine: "Engine") -> Iterable[Metric]:
+    """Central keys by their hint (never the key), and decisions the shared database could not make."""
+    picks = CounterMetricFamily(
+        f"{PREFIX}_central_key_requests", "Requests given each key of a pool.", labels=["provider", "key"]
+    )
+    for (provider, hint), count in sorted(engine.keys.requests.items()):
+        picks.add_metric([provider, hint], count)
+    yield picks
+    cooled = CounterMetricFamily(
+        f"{PREFIX}_central_key_cooldowns",
+        "Keys of a pool that answered 429 or 401 and were set aside.",
+        labels=["provider", "key"],
+    )
+    for (provider, hint), count in sorted(engine.keys.cooldowns.items()):
+        cooled.add_metric([provider, hint], count)
+    yield cooled
+    fallbacks = CounterMetricFamily(
+        f"{PREFIX}_limit_store_fallbacks",
+        "Limit decisions made without the shared database (admitted locally or refused, per on_store_down).",
+        labels=["limit"],
+    )
+    fallbacks.add_metric(["budget"], getattr(engine.ledger, "fallbacks", 0))
+    fallbacks.add_metric(["rate"], getattr(engine.rate_limits, "fallbacks", 0))
+    yield fallbacks
 
 
 def _gauge(name: str, doc: str, value: Any) -> Metric:

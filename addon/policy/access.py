@@ -14,11 +14,12 @@ Secrets are never returned unmasked: the audit sees only the kind and a masked h
 import base64
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from addon.config import TOKEN_PREFIX, Config, Provider, User, hash_token
 from addon.policy import Refusal
 from addon.policy.identity import mask_secret
+from addon.policy.keypool import KeyPools
 from addon.providers import FAMILIES
 from addon.providers.base import AUTH_HEADERS, Family
 from addon.providers.sigv4 import SIGNATURE_HEADERS, AwsCredentials
@@ -73,6 +74,8 @@ class Access:
     """Set when the request must not go upstream."""
     aws: AwsCredentials | None = None
     """The operator's AWS credentials, which sign every upstream call of the request (`Route.sign`)."""
+    key: str | None = field(default=None, repr=False)
+    """The central key put in `headers` (the one its pool picked), so a 429 or 401 can cool it."""
 
 
 def _is_token(value: str) -> bool:
@@ -84,15 +87,21 @@ def _headers_map(headers: list[tuple[str, str]]) -> Mapping[str, str]:
 
 
 def resolve(
-    config: Config, users: Users, provider: Provider, headers: list[tuple[str, str]], proxy_user: str | None
+    config: Config,
+    users: Users,
+    provider: Provider,
+    headers: list[tuple[str, str]],
+    proxy_user: str | None,
+    keys: KeyPools | None = None,
 ) -> Access:
-    """Decide the request's identity and credential."""
+    """Decide the request's identity and credential; a central key comes from `keys` where the provider has a
+    pool of them."""
     headers = [(n, v) for n, v in headers if not n.lower().startswith(ACTOR_PREFIX)]  # never forwarded from clients
     family = FAMILIES[provider.type]
     credential = family.credential(_headers_map(headers))
     # A bridge token in any other auth header is dropped too: tokens never leave the proxy.
     headers = [(n, v) for n, v in headers if not (n.lower() in AUTH_HEADERS and _is_token(v) and v != credential)]
-    user, kind, hint = proxy_user, None, None
+    user, kind, hint, key = proxy_user, None, None, None
     if credential is not None and credential.startswith(TOKEN_PREFIX):
         owner = users.by_token(credential)
         if owner is None:
@@ -102,7 +111,10 @@ def resolve(
         user = owner.name
         if provider.key is None and provider.aws is None:
             return Access(user, headers, refusal=Refusal(403, _no_central_credential(provider, family)))
-        headers, kind, hint = _central(provider, family, headers)
+        central = _central(provider, family, headers, keys)
+        if isinstance(central, Refusal):
+            return Access(user, headers, refusal=central)
+        headers, kind, hint, key = central
     elif credential is not None:
         allowed = provider.allow_byok if provider.allow_byok is not None else config.allow_byok
         if not allowed:
@@ -110,24 +122,33 @@ def resolve(
             return Access(user or "anonymous", headers, refusal=Refusal(403, message))
         kind, hint = "byok", mask_secret(credential)
     elif (provider.key is not None or provider.aws is not None) and user is not None:
-        headers, kind, hint = _central(provider, family, headers)
+        central = _central(provider, family, headers, keys)
+        if isinstance(central, Refusal):
+            return Access(user, headers, refusal=central)
+        headers, kind, hint, key = central
     if config.send_actor_headers and user is not None:
         headers = [*headers, ("X-AI-Bridge-Actor-ID", user), ("X-AI-Bridge-Actor-Metadata-Username", user)]
     aws = provider.aws if kind == "centralized" else None
-    return Access(user or "anonymous", headers, kind, hint, aws=aws)
+    return Access(user or "anonymous", headers, kind, hint, aws=aws, key=key)
 
 
-def _central(provider: Provider, family: Family, headers: list[tuple[str, str]]) -> tuple[list, str, str]:
-    """The headers with the provider's central credential in place of the client's: its key, or none where
-    its AWS credentials sign each call (the client's own signature then goes too)."""
+def _central(
+    provider: Provider, family: Family, headers: list[tuple[str, str]], keys: KeyPools | None
+) -> tuple[list, str, str, str | None] | Refusal:
+    """The headers with the provider's central credential in place of the client's: its key (the pool's pick),
+    or none where its AWS credentials sign each call (the client's own signature then goes too)."""
     if provider.key is not None:
-        return family.with_key(headers, provider.key), "centralized", mask_secret(provider.key)
+        key = keys.pick(provider) if keys is not None else provider.key
+        if isinstance(key, Refusal):
+            return key
+        return family.with_key(headers, key), "centralized", mask_secret(key), key
     assert provider.aws is not None
     dropped = SIGNATURE_HEADERS | set(AUTH_HEADERS)
     return (
         [(n, v) for n, v in headers if n.lower() not in dropped],
         "centralized",
         mask_secret(provider.aws.access_key_id),
+        None,
     )
 
 

@@ -207,6 +207,8 @@ def test_passthrough_routes_and_no_route_are_never_too_large() -> None:
 class StubWriter:
     """An audit writer's surface that the gateway uses, remembering each call."""
 
+    path = target = "stub.duckdb"  # a file: no shared state
+
     def __init__(self, spend: dict[str, int] | None = None) -> None:
         self.spend = spend or {}
         self.retention: list[int | None] = []

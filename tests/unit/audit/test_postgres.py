@@ -15,6 +15,7 @@ import pytest
 from addon.audit import AuditFileError, AuditWriter, InterceptionEnded, PromptSubmitted, TokensUsed, retention
 from addon.audit.events import AuditEvent
 from addon.audit.postgres import PostgresStore, connect_reader
+from addon.audit.schema import POSTGRES_MIGRATIONS
 from addon.audit.store import StoreError
 from addon.ids import uuid7
 from tests.support.audit_rows import T0, started, tool
@@ -79,7 +80,9 @@ def test_proxies_starting_together_migrate_once_and_all_write(pg_url: str) -> No
         for event in interception(n)[1]:
             writer.emit(event)
         writer.close()
-    assert rows(pg_url, "SELECT name FROM _aibridge_migrations ORDER BY name") == [("m001_initial",), ("m002_costs",)]
+    assert rows(pg_url, "SELECT name FROM _aibridge_migrations ORDER BY name") == [
+        (name,) for name, _ in POSTGRES_MIGRATIONS
+    ]
     assert {table: count(pg_url, table) for table in TABLES} == dict.fromkeys(TABLES, 4)
 
 

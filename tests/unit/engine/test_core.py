@@ -24,13 +24,14 @@ from addon.audit import (
     TokensUsed,
     ToolCalled,
 )
-from addon.config import Budgets, McpServer, parse_config
+from addon.config import Budgets, McpServer, RateLimit, RateLimits, parse_config
 from addon.engine.core import Engine
 from addon.engine.job import INTERCEPTION_HEADER, CutShort, Job
 from addon.engine.ports import TextPart, ToolResult
 from addon.policy import Refusal
 from addon.policy.budgets import Ledger, Reservation
 from addon.policy.pricing import PriceBook
+from addon.policy.ratelimits import RateLimiter
 from addon.providers import Api
 from addon.providers.routing import Route, classify
 from addon.providers.sigv4 import AwsCredentials
@@ -836,7 +837,7 @@ async def test_admit_with_a_refusal(
     assert job.ended and engine.active == {}
     assert upstream.requests == []
     assert job.reservation is None
-    assert isinstance(ledger.admit("tester", DOLLAR - 1), Reservation)  # a refused request reserved nothing
+    assert isinstance(ledger.reserve("tester", DOLLAR - 1), Reservation)  # a refused request reserved nothing
 
 
 async def test_a_refusal_wins_over_a_malformed_body(engine: Engine, recorder: FakeRecorder) -> None:
@@ -1150,3 +1151,90 @@ async def test_credentials_that_cannot_sign_give_a_502_and_nothing_goes_upstream
     assert "SSO session has expired" in json.loads(b"".join(await read(reply)))["error"]["message"]
     end = recorder.ended(job)
     assert (end.status, end.http_status) == ("failed", 502)
+
+
+# --- central key pools -----------------------------------------------------------------------------------
+
+POOL = ["sk-ant-api03-pool-one-aaaaaaaa", "sk-ant-api03-pool-two-bbbbbbbb"]
+
+
+def pooled_job(keys: list[str]) -> Job:
+    anthropic = parse_config(
+        {"providers": {"anthropic": {"upstream": "http://127.0.0.1:9", "key": keys if len(keys) > 1 else keys[0]}}}
+    ).providers[0]
+    job = make_job(provider=anthropic, headers=[("content-type", "application/json"), ("x-api-key", keys[0])])
+    job.central_key = keys[0]
+    return job
+
+
+def answer(*statuses: int) -> Callable[[httpx.Request], httpx.Response]:
+    left = list(statuses)
+    return lambda request: httpx.Response(left.pop(0), headers={"retry-after": "30"}, content=b"{}")
+
+
+async def test_a_pooled_key_answered_429_cools_and_the_call_goes_again_with_the_next(
+    engine: Engine, upstream: FakeUpstream
+) -> None:
+    job = pooled_job(POOL)
+    upstream.respond = answer(429, 200)
+    response = await engine.send(job, job.body)
+    assert response.status_code == 200
+    assert [r.headers["x-api-key"] for r in upstream.requests] == POOL
+    assert job.central_key == POOL[1]
+    assert engine.keys.pick(job.route.provider) == POOL[1]  # the first cools for its retry-after
+    assert engine.keys.cooldowns == {("anthropic", "sk-a...aaaa"): 1}
+
+
+async def test_when_every_pooled_key_fails_the_client_gets_the_last_answer(
+    engine: Engine, upstream: FakeUpstream
+) -> None:
+    job = pooled_job(POOL)
+    upstream.respond = answer(401, 429)
+    response = await engine.send(job, job.body)
+    assert response.status_code == 429 and len(upstream.requests) == 2
+    refusal = engine.keys.pick(job.route.provider)
+    assert isinstance(refusal, Refusal) and refusal.headers == (("retry-after", "30"),)
+
+
+async def test_a_single_central_key_is_tried_once(engine: Engine, upstream: FakeUpstream) -> None:
+    job = pooled_job(POOL[:1])
+    upstream.respond = answer(429)
+    assert (await engine.send(job, job.body)).status_code == 429
+    assert len(upstream.requests) == 1 and engine.keys.cooldowns == {}
+
+
+# --- rate limits -----------------------------------------------------------------------------------------
+
+
+async def test_over_a_rate_limit_the_client_gets_a_429_with_retry_after_recorded_refused(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    engine.rate_limits = RateLimiter(RateLimits(users=(("tester", RateLimit(requests_per_minute=2)),)), ())
+    first, second = await admitted(engine, make_job()), await admitted(engine, make_job())
+    assert first.rate_ticket is not None and second.rate_ticket is not None
+    job = make_job()
+    reply = await engine.admit(job)
+    assert reply is not None and reply.status == 429
+    assert ("retry-after", "30") in reply.headers
+    error = json.loads(b"".join(await read(reply)))
+    assert error["error"]["type"] == "rate_limit_error"
+    end = recorder.ended(job)
+    assert (end.status, end.http_status) == ("refused", 429)
+    assert end.error == "rate limit exceeded: 2 requests per minute for tester; retry in 30 s"
+    assert upstream.requests == []
+    engine.abort_all("done")
+
+
+async def test_a_rate_limit_ticket_settles_with_every_token_the_job_used(
+    engine: Engine, upstream: FakeUpstream
+) -> None:
+    engine.rate_limits = limiter = RateLimiter(RateLimits(users=(("tester", RateLimit(tokens_per_minute=10**6)),)), ())
+    _, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job())
+    reply = await engine.open(job)
+    await read(reply)
+    assert job.ended and job.tokens_used > 0
+    ticket = job.rate_ticket
+    assert ticket is not None and ticket.settled
+    level, _ = limiter.local._levels["tokens/tester"]
+    assert level == pytest.approx(10**6 - job.tokens_used, abs=100)  # refilled a little meanwhile

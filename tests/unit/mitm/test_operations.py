@@ -18,7 +18,9 @@ from tests.support.fakes import FakeUpstream
 
 def fake_bridge(**config: object) -> SimpleNamespace:
     """What Operations reads of the Bridge: its gateway (real, over a stand-in audit writer) and tools."""
-    writer = SimpleNamespace(retention=None, write_errors=0, rows_written=0, purged=0, queue_depth=lambda: 0)
+    writer = SimpleNamespace(
+        path="audit.duckdb", retention=None, dropped=0, write_errors=0, rows_written=0, purged=0, queue_depth=lambda: 0
+    )
     writer.set_retention = lambda days: setattr(writer, "retention", days)
     writer.find_tool_call = lambda tool_call_id: None
     gateway = Gateway(writer, FakeUpstream())  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from addon.audit import AuditWriter
-from addon.config import Budgets, McpServer, User
+from addon.config import Budgets, McpServer, RateLimits, User, parse_config
 from addon.engine.core import Engine
 from addon.engine.ports import Observer
 from addon.observe import ObservedRecorder, Observers
@@ -28,6 +28,7 @@ from addon.observe.jsonlog import JsonLog
 from addon.observe.metrics import Metrics, parse_address
 from addon.observe.tracing import INTERCEPTION_SPAN, Tracing, make_provider
 from addon.policy.budgets import Ledger
+from addon.policy.ratelimits import RateLimiter
 from addon.tools import ToolManager
 from tests.support.fakes import FakeRecorder, FakeUpstream, admitted, make_job, read
 from tests.support.loop import (
@@ -405,3 +406,24 @@ async def test_mcp_and_audit_gauges_are_read_when_scraped(tmp_path: Path) -> Non
     assert got[("aibridge_mcp_server_up", frozenset({("server", "down")}))] == 0
     assert got[("aibridge_audit_queue_depth", frozenset())] == 0
     assert got[("aibridge_audit_write_errors_total", frozenset())] == 0
+
+
+async def test_key_pools_and_limit_fallbacks_are_read_when_scraped(make_engine: Callable[..., Engine]) -> None:
+    metrics = Metrics()
+    engine = make_engine()
+    pool = parse_config(
+        {"providers": {"anthropic": {"key": ["sk-ant-api03-metrics-one-aaaa", "sk-ant-api03-two-bbbb"]}}}
+    )
+    anthropic = pool.providers[0]
+    engine.keys.pick(anthropic)
+    engine.keys.cool(anthropic, "sk-ant-api03-metrics-one-aaaa", 429, 30)
+    engine.rate_limits = RateLimiter(RateLimits(), ())
+    engine.rate_limits.fallbacks = 3
+    metrics.state.engine = lambda: engine
+    got = samples(metrics)
+    key = frozenset({("provider", "anthropic"), ("key", "sk-a...aaaa")})
+    assert got[("aibridge_central_key_requests_total", key)] == 1
+    assert got[("aibridge_central_key_cooldowns_total", key)] == 1
+    assert got[("aibridge_limit_store_fallbacks_total", frozenset({("limit", "rate")}))] == 3
+    assert got[("aibridge_limit_store_fallbacks_total", frozenset({("limit", "budget")}))] == 0
+    assert not any("sk-ant" in str(labels) for _, labels in got)  # keys never, only their hints

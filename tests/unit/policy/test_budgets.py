@@ -41,10 +41,10 @@ def test_limit_resolution() -> None:
     assert book.limit_for("eve") is None  # not a configured user
 
 
-def test_own_limit_of_zero_wins() -> None:
+async def test_own_limit_of_zero_wins() -> None:
     book = ledger(Budgets(users=(("bob", 0),), groups=(("eng", 20 * DOLLAR),)))
     assert book.limit_for("bob") == 0
-    assert book.admit("bob", 0, MAY) == over_budget(0, 0)
+    assert await book.admit("bob", 0, MAY) == over_budget(0, 0)
 
 
 def test_limits_from_the_config() -> None:
@@ -64,46 +64,46 @@ def test_limits_from_the_config() -> None:
 # --- admission ------------------------------------------------------------------------------------------
 
 
-def test_admit_reserves_and_refuses_at_the_limit() -> None:
+async def test_admit_reserves_and_refuses_at_the_limit() -> None:
     book = ledger()
-    first = book.admit("alice", 3 * DOLLAR, MAY)
+    first = await book.admit("alice", 3 * DOLLAR, MAY)
     assert first == Reservation("alice", "2025-05", 3 * DOLLAR)
-    second = book.admit("alice", 3 * DOLLAR, MAY)  # 3 < 5: admitted, although it may overshoot
+    second = await book.admit("alice", 3 * DOLLAR, MAY)  # 3 < 5: admitted, although it may overshoot
     assert isinstance(second, Reservation)
-    assert book.admit("alice", 1, MAY) == over_budget(0, 5 * DOLLAR)  # 6 reserved ≥ 5
+    assert await book.admit("alice", 1, MAY) == over_budget(0, 5 * DOLLAR)  # 6 reserved ≥ 5
     assert book.spent("alice", MAY) == 0  # reservations are not spend
 
 
-def test_admit_refuses_exactly_at_the_limit() -> None:
+async def test_admit_refuses_exactly_at_the_limit() -> None:
     book = ledger()
     book.load({"alice": 5 * DOLLAR - 1}, MAY)
-    assert isinstance(book.admit("alice", 10 * DOLLAR, MAY), Reservation)  # one micro-dollar left
+    assert isinstance(await book.admit("alice", 10 * DOLLAR, MAY), Reservation)  # one micro-dollar left
     book = ledger()
     book.load({"alice": 5 * DOLLAR}, MAY)
-    assert book.admit("alice", 0, MAY) == over_budget(5 * DOLLAR, 5 * DOLLAR)
+    assert await book.admit("alice", 0, MAY) == over_budget(5 * DOLLAR, 5 * DOLLAR)
 
 
-def test_no_limit_always_admits() -> None:
+async def test_no_limit_always_admits() -> None:
     book = ledger()
     book.load({"carol": 10**12}, MAY)
     for _ in range(10):
-        assert isinstance(book.admit("carol", 100 * DOLLAR, MAY), Reservation)
+        assert isinstance(await book.admit("carol", 100 * DOLLAR, MAY), Reservation)
 
 
-def test_users_do_not_share_a_budget() -> None:
+async def test_users_do_not_share_a_budget() -> None:
     book = ledger()
     book.load({"bob": 20 * DOLLAR}, MAY)
-    assert isinstance(book.admit("bob", 1, MAY), Refusal)
-    assert isinstance(book.admit("alice", 1, MAY), Reservation)  # a group limit is per user, not pooled
+    assert isinstance(await book.admit("bob", 1, MAY), Refusal)
+    assert isinstance(await book.admit("alice", 1, MAY), Reservation)  # a group limit is per user, not pooled
 
 
 @pytest.mark.parametrize(
     ("limit", "estimate"),
     [(5 * DOLLAR, DOLLAR), (5 * DOLLAR, 3 * DOLLAR), (5 * DOLLAR, 7 * DOLLAR), (1_000_003, 10), (7, 2)],
 )
-def test_a_burst_admits_exactly_enough_to_fill_the_budget(limit: int, estimate: int) -> None:
+async def test_a_burst_admits_exactly_enough_to_fill_the_budget(limit: int, estimate: int) -> None:
     book = ledger(Budgets(users=(("bob", limit),)))
-    decisions = [book.admit("bob", estimate, MAY) for _ in range(math.ceil(limit / estimate) + 50)]
+    decisions = [await book.admit("bob", estimate, MAY) for _ in range(math.ceil(limit / estimate) + 50)]
     admitted = [d for d in decisions if isinstance(d, Reservation)]
     assert len(admitted) == math.ceil(limit / estimate)
     assert all(isinstance(d, Reservation) for d in decisions[: len(admitted)])  # no gaps: the rest are refused
@@ -112,86 +112,86 @@ def test_a_burst_admits_exactly_enough_to_fill_the_budget(limit: int, estimate: 
     assert limit <= sum(r.micros for r in admitted) < limit + estimate
 
 
-def test_unpriced_requests_reserve_nothing() -> None:
+async def test_unpriced_requests_reserve_nothing() -> None:
     book = ledger()
     for _ in range(100):
-        assert book.admit("alice", 0, MAY) == Reservation("alice", "2025-05", 0)
+        assert await book.admit("alice", 0, MAY) == Reservation("alice", "2025-05", 0)
 
 
 # --- settling -------------------------------------------------------------------------------------------
 
 
-def test_settle_replaces_the_reservation_with_the_actual_cost() -> None:
+async def test_settle_replaces_the_reservation_with_the_actual_cost() -> None:
     book = ledger()
-    reservation = book.admit("alice", 4 * DOLLAR, MAY)
+    reservation = await book.admit("alice", 4 * DOLLAR, MAY)
     assert isinstance(reservation, Reservation)
-    assert isinstance(book.admit("alice", 4 * DOLLAR, MAY), Reservation)  # 4 < 5
-    assert isinstance(book.admit("alice", 1, MAY), Refusal)  # 8 ≥ 5
+    assert isinstance(await book.admit("alice", 4 * DOLLAR, MAY), Reservation)  # 4 < 5
+    assert isinstance(await book.admit("alice", 1, MAY), Refusal)  # 8 ≥ 5
     book.settle(reservation, 250_000)
     assert reservation.settled
     assert book.spent("alice", MAY) == 250_000
     # 0.25 spent + 4 still reserved < 5: there is room again.
-    assert isinstance(book.admit("alice", 1, MAY), Reservation)
+    assert isinstance(await book.admit("alice", 1, MAY), Reservation)
 
 
-def test_settle_is_idempotent() -> None:
+async def test_settle_is_idempotent() -> None:
     book = ledger()
-    reservation = book.admit("alice", 4 * DOLLAR, MAY)
+    reservation = await book.admit("alice", 4 * DOLLAR, MAY)
     assert isinstance(reservation, Reservation)
     book.settle(reservation, DOLLAR)
     book.settle(reservation, DOLLAR)
     book.settle(reservation, 3 * DOLLAR)
     assert book.spent("alice", MAY) == DOLLAR
     # The reservation was released once: 1 spent + 3.999999 reserved < 5, one micro-dollar more is 5.
-    assert isinstance(book.admit("alice", 3_999_999, MAY), Reservation)
-    assert isinstance(book.admit("alice", 1, MAY), Reservation)
-    assert isinstance(book.admit("alice", 1, MAY), Refusal)
+    assert isinstance(await book.admit("alice", 3_999_999, MAY), Reservation)
+    assert isinstance(await book.admit("alice", 1, MAY), Reservation)
+    assert isinstance(await book.admit("alice", 1, MAY), Refusal)
 
 
-def test_settle_more_than_reserved() -> None:
+async def test_settle_more_than_reserved() -> None:
     book = ledger()
-    reservation = book.admit("alice", 1, MAY)
+    reservation = await book.admit("alice", 1, MAY)
     assert isinstance(reservation, Reservation)
     book.settle(reservation, 6 * DOLLAR)
     assert book.spent("alice", MAY) == 6 * DOLLAR
-    assert book.admit("alice", 0, MAY) == over_budget(6 * DOLLAR, 5 * DOLLAR)
+    assert await book.admit("alice", 0, MAY) == over_budget(6 * DOLLAR, 5 * DOLLAR)
 
 
 # --- months ---------------------------------------------------------------------------------------------
 
 
-def test_a_new_month_starts_at_zero() -> None:
+async def test_a_new_month_starts_at_zero() -> None:
     book = ledger()
     book.load({"alice": 5 * DOLLAR}, MAY)
-    assert isinstance(book.admit("alice", 1, MAY), Refusal)
+    assert isinstance(await book.admit("alice", 1, MAY), Refusal)
     assert book.spent("alice", JUNE) == 0
-    assert isinstance(book.admit("alice", 1, JUNE), Reservation)
+    assert isinstance(await book.admit("alice", 1, JUNE), Reservation)
     assert book.spent("alice", MAY) == 5 * DOLLAR
 
 
-def test_a_reservation_settles_into_its_own_month() -> None:
+async def test_a_reservation_settles_into_its_own_month() -> None:
     book = ledger()
     last_may = datetime(2025, 5, 31, 23, 59, 59, tzinfo=UTC)
-    reservation = book.admit("alice", 4 * DOLLAR, last_may)
+    reservation = await book.admit("alice", 4 * DOLLAR, last_may)
     assert isinstance(reservation, Reservation) and reservation.month == "2025-05"
-    assert isinstance(book.admit("alice", 4 * DOLLAR, JUNE), Reservation)  # May's reservation is not June's
+    assert isinstance(await book.admit("alice", 4 * DOLLAR, JUNE), Reservation)  # May's reservation is not June's
     book.settle(reservation, 2 * DOLLAR)  # the request ended in June
     assert book.spent("alice", MAY) == 2 * DOLLAR
     assert book.spent("alice", JUNE) == 0
 
 
-def test_months_are_utc() -> None:
+async def test_months_are_utc() -> None:
     tokyo = timezone(timedelta(hours=9))
     assert month_of(datetime(2025, 6, 1, 8, 0, tzinfo=tokyo)) == "2025-05"  # 23:00 UTC on 31 May
     assert month_of(datetime(2025, 6, 1, 9, 0, tzinfo=tokyo)) == "2025-06"
     assert month_start(datetime(2025, 6, 1, 8, 0, tzinfo=tokyo)) == datetime(2025, 5, 1, tzinfo=UTC)
     assert month_start(datetime(2025, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)) == datetime(2025, 12, 1, tzinfo=UTC)
     book = ledger()
-    reservation = book.admit("alice", 1, datetime(2025, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))))
+    reservation = await book.admit("alice", 1, datetime(2025, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))))
     assert isinstance(reservation, Reservation) and reservation.month == "2024-12"
 
 
-def test_load_sets_this_months_spend() -> None:
+async def test_load_sets_this_months_spend() -> None:
     book = ledger()
     book.load({"alice": 4 * DOLLAR, "bob": 20 * DOLLAR, "carol": 123}, MAY)
     assert (book.spent("alice", MAY), book.spent("bob", MAY), book.spent("carol", MAY)) == (
@@ -201,9 +201,9 @@ def test_load_sets_this_months_spend() -> None:
     )
     assert book.spent("dave", MAY) == 0
     assert book.spent("alice", JUNE) == 0
-    assert isinstance(book.admit("alice", DOLLAR, MAY), Reservation)  # 4 < 5
-    assert book.admit("alice", 1, MAY) == over_budget(4 * DOLLAR, 5 * DOLLAR)  # 4 + 1 reserved ≥ 5
-    assert book.admit("bob", 1, MAY) == over_budget(20 * DOLLAR, 20 * DOLLAR)
+    assert isinstance(await book.admit("alice", DOLLAR, MAY), Reservation)  # 4 < 5
+    assert await book.admit("alice", 1, MAY) == over_budget(4 * DOLLAR, 5 * DOLLAR)  # 4 + 1 reserved ≥ 5
+    assert await book.admit("bob", 1, MAY) == over_budget(20 * DOLLAR, 20 * DOLLAR)
 
 
 def test_load_without_now_is_the_current_month() -> None:
