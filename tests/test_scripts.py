@@ -15,10 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
         "scripts/bench/run.py",
         "scripts/bench/cli_queries.py",
         "scripts/bench/worker_prototype.py",
+        "scripts/bench/shared_store.py",
+        "scripts/bench/fleet.py",
         "scripts/soak/run.py",
+        "-m tests.support.fleet",  # what scripts/fleet runs once scripts/setup is done
     ],
 )
 def test_script_help(script: str) -> None:
-    done = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, *script.split(), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:")

@@ -119,7 +119,9 @@ async def call(
     headers = request_headers(target, fmt, knobs)
     start = time.perf_counter()
     try:
-        async with session.post(target.urls[fmt, stream], data=body, headers=headers, proxy=target.proxy) as response:
+        async with session.post(
+            target.urls[fmt, stream], data=body, headers=headers, proxy=target.proxy, proxy_headers=target.proxy_headers
+        ) as response:
             if response.status != 200:
                 text = await response.text(errors="replace")
                 return Result(False, error=f"HTTP {response.status}: {text[:200]}")

@@ -32,6 +32,8 @@ class Target:
     """(format, stream): the URL to post to."""
     ssl: ssl.SSLContext | bool
     proxy: str | None = None
+    proxy_headers: dict[str, str] | None = None
+    """Sent on the CONNECT: a bridge user's `proxy-authorization`."""
     process: subprocess.Popen[bytes] | None = None
     bridged: bool = False
     """Responses must carry the bridge's interception header."""

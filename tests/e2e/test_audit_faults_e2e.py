@@ -79,7 +79,7 @@ def test_a_full_disk_loses_no_record(
     filler = small_fs / "filler"
     fill(filler)
     assert [ask(f"disk full {i}") for i in range(5)] == ["served"] * 5
-    wait_for_line(proxy, "cannot write the audit file", mark)
+    wait_for_line(proxy, "cannot write the audit store", mark)
     filler.unlink()
     wait_for_line(proxy, "writable again", mark)
     assert ask("after") == "served"

@@ -71,11 +71,16 @@ def _has_server(bindir: Path) -> bool:
 
 class PostgresServer:
     """One cluster in `root/data`, its log in `root/postgres.log`. The port is chosen on the first `start()` and
-    kept, so a test can take the server away (`stop()`, `kill()`) and bring it back at the same URL."""
+    kept, so a test can take the server away (`stop()`, `kill()`) and bring it back at the same URL.
 
-    def __init__(self, root: Path) -> None:
+    `persistent`: the cluster is kept for the next run (scripts/fleet's local audit database): it lives in
+    `root/data` whoever runs it (when we are root, `root` is handed to the server's user rather than a
+    throwaway directory taken instead), an existing one is started as it is, and `close()` leaves it."""
+
+    def __init__(self, root: Path, *, persistent: bool = False) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.persistent = persistent
         self.bindir = find_bindir()
         self.port: int | None = None
         self.log = self.root / "postgres.log"
@@ -85,8 +90,16 @@ class PostgresServer:
         self._user = _server_user() if os.geteuid() == 0 else None
         home = self.root
         if self._user and not _reachable(self.root, self._user):
-            # e.g. under pytest's /tmp/pytest-of-root, which only root may enter
-            home = self._mkdtemp()
+            if persistent:
+                self._own(self.root)
+                if not _reachable(self.root, self._user):
+                    raise RuntimeError(
+                        f"the PostgreSQL server's user {self._user.pw_name} cannot enter {self.root}"
+                        " (a directory above it is closed to others): choose a root it can reach"
+                    )
+            else:
+                # e.g. under pytest's /tmp/pytest-of-root, which only root may enter
+                home = self._mkdtemp()
         self.data = home / "data"
         self.sockets = home / "s"
         if len(str(self.sockets / ".s.PGSQL.65535")) > _SOCKET_PATH_MAX:
@@ -171,11 +184,13 @@ class PostgresServer:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def close(self) -> None:
-        """Stop the server and remove the cluster and the directories made for it (the log stays in root)."""
+        """Stop the server and remove the cluster (unless persistent) and the directories made for it (the log
+        stays in root)."""
         try:
             self.stop()
         finally:
-            shutil.rmtree(self.data, ignore_errors=True)
+            if not self.persistent:
+                shutil.rmtree(self.data, ignore_errors=True)
             shutil.rmtree(self.sockets, ignore_errors=True)
             for path in self._temp:
                 shutil.rmtree(path, ignore_errors=True)

@@ -29,11 +29,24 @@ def provider_config(upstream_url: str, **extra: str) -> str:
 
 class Proxy:
     def __init__(
-        self, tmp: Path, config: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+        self,
+        tmp: Path,
+        config: str | None = None,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        *,
+        confdir: Path | None = None,
+        db: str | None = None,
+        cwd: Path | None = None,
     ) -> None:
+        """`confdir` (the CA), `db` (the audit store: a path or a postgresql:// URL) and `cwd` default to `tmp`'s
+        own: `tmp/conf`, `db_path` (`tmp/audit.duckdb`, read when the command is built) and `tmp`. Several
+        proxies given one confdir share one CA."""
         self.tmp = tmp
         self.db_path = tmp / "audit.duckdb"
-        self.confdir = tmp / "conf"
+        self.db = db
+        self.confdir = confdir if confdir is not None else tmp / "conf"
+        self.cwd = cwd if cwd is not None else tmp
         self.config_path = tmp / "aibridge.toml" if config is not None else None
         if self.config_path is not None:
             self.config_path.write_text(config or "")
@@ -58,7 +71,7 @@ class Proxy:
             "--set",
             "connection_strategy=lazy",
             "--set",
-            f"aibridge_db={self.db_path}",
+            f"aibridge_db={self.db if self.db is not None else self.db_path}",
             "--set",
             "flow_detail=0",
         ]
@@ -70,7 +83,7 @@ class Proxy:
         """Start without waiting for readiness (for startup failures)."""
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")} | self.extra_env
         self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=self.tmp
+            self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=self.cwd
         )
         threading.Thread(target=self._read, daemon=True).start()
         return self
