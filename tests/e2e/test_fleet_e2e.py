@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anthropic
-import httpx
 import httpx2
 import psycopg
 import pytest
@@ -105,19 +104,21 @@ def limits_config(mock_url: str) -> str:
     )
 
 
-def call(fleet: Fleet, user: str, max_tokens: int = 8) -> httpx.Response:
-    """One Messages call as `user` (bridge token as the API key, proxy credentials too), its own connection."""
+def call(fleet: Fleet, user: str, max_tokens: int = 8) -> httpx2.Response:
+    """One Messages call through the official SDK as `user` (bridge token as the API key, proxy credentials
+    too), on its own connection; the HTTP response, whatever its status."""
     trust = ssl.create_default_context(cafile=str(fleet.bundle))
-    with httpx.Client(proxy=fleet.proxy_url(user, TOKENS[user]), verify=trust, timeout=30) as http:
-        return http.post(
-            "https://api.anthropic.com/v1/messages",
-            headers={"x-api-key": TOKENS[user], "anthropic-version": "2023-06-01"},
-            json={
-                "model": "claude-sonnet-4-5",
-                "max_tokens": max_tokens,
-                "messages": [{"role": "user", "content": "hi"}],
-            },
-        )
+    with httpx2.Client(proxy=fleet.proxy_url(user, TOKENS[user]), verify=trust, timeout=30) as http:
+        sdk = anthropic.Anthropic(api_key=TOKENS[user], max_retries=0, http_client=http)
+        try:
+            raw = sdk.messages.with_raw_response.create(
+                model="claude-sonnet-4-5", max_tokens=max_tokens, messages=[{"role": "user", "content": "hi"}]
+            )
+        except anthropic.APIStatusError as e:
+            e.response.read()
+            return e.response
+        raw.http_response.read()
+        return raw.http_response
 
 
 def statuses(url: str) -> dict[str, int]:
@@ -215,7 +216,7 @@ def test_kill_9_of_a_proxy_mid_burst_loses_at_most_its_last_second(tmp_path: Pat
                 for future in futures:
                     try:
                         results.append(future.result(timeout=60))
-                    except httpx.HTTPError:
+                    except (anthropic.APIConnectionError, httpx2.HTTPError):
                         results.append(0)  # in flight on the killed proxy
             ok = results.count(200)
             assert ok >= 30  # the balancer carried on with the other
