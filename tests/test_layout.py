@@ -30,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "inprocess": {"gateway", "engine", "upstream", "audit", "config", "tools"},
     "mitm": {"gateway", "engine", "observe", "policy", "providers", "audit", "config", "upstream", "tools"},
     "cli": {"audit", "config"},
+    "web": {"audit", "cli", "config", "policy"},  # the CLI's sources; `aibridge web` imports it in its command only
     "aibridge": {"mitm"},
 }
 # Third-party packages only one part of the addon may use.
@@ -43,7 +44,10 @@ CONFINED: dict[str, set[str]] = {
     "httptools": {"upstream", "mitm"},
     "brotli": {"upstream"},
     "zstandard": {"upstream"},
-    "click": {"cli"},
+    "click": {"cli", "web"},
+    "starlette": {"web"},
+    "jinja2": {"web"},
+    "uvicorn": {"web"},
     "rich": {"cli"},
     "opentelemetry": {"observe"},
     "prometheus_client": {"observe"},

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         "scripts/bench/run.py",
         "scripts/bench/cli_queries.py",
+        "scripts/bench/web_pages.py",
         "scripts/bench/worker_prototype.py",
         "scripts/bench/shared_store.py",
         "scripts/bench/fleet.py",

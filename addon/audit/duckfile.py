@@ -7,6 +7,7 @@ attaches it read-only when no proxy runs.
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -25,6 +26,9 @@ DB_CONFIG: Final = {
     "threads": "2",
     "memory_limit": "512MB",
 }
+LOCK_WAIT: Final = 3.0
+"""Seconds the proxy waits for a file another process holds: a reader (`aibridge`, its web view) lets go within
+a query; a proxy or a duckdb shell does not, and then start-up stops with a message naming it."""
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
@@ -46,16 +50,23 @@ def describe_process(pid: int, fallback: str) -> str:
 def open_database(path: str) -> duckdb.DuckDBPyConnection:
     """Open (creating and migrating) the audit file; `AuditFileLocked` names the process holding it."""
     created = path != ":memory:" and not Path(path).exists()
-    try:
-        db = duckdb.connect(path, config=DB_CONFIG)
-    except duckdb.IOException as e:
-        if (holder := lock_holder(e)) is not None:
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            db = duckdb.connect(path, config=DB_CONFIG)
+            break
+        except duckdb.IOException as e:
+            holder = lock_holder(e)
+            if holder is None:
+                raise
+            if time.monotonic() < deadline:  # a reader (the CLI, the web view) holds it for a moment
+                time.sleep(0.1)
+                continue
             raise AuditFileLocked(
                 f"audit file {path} is held by another process: {holder}. Close it (a duckdb shell left open "
                 f"counts) or point aibridge_db elsewhere.",
                 holder,
             ) from None
-        raise
     if created:  # prompts and tool calls: the file is its user's alone (the proxy's umask covers the WAL too)
         Path(path).chmod(0o600)
     migrate(db)

@@ -19,6 +19,7 @@ from rich.console import Console
 from addon.cli import render
 from addon.cli.source import open_source
 from addon.cli.users import add_user
+from addon.config import load_config
 
 DEFAULT_DB = "aibridge.duckdb"
 
@@ -223,6 +224,48 @@ def snapshot(path: str, as_json: bool, db: str) -> None:
         render.as_json(Console(), result)
     else:
         click.echo(f"wrote {result['snapshot']} ({result['bytes']:,} bytes)")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Port to listen on.")
+@click.option(
+    "--token",
+    envvar="AIBRIDGE_WEB_TOKEN",
+    help="Access token every request must show ($AIBRIDGE_WEB_TOKEN): once as ?token=, which sets a cookie, or as "
+    "Authorization: Bearer. Required on any address but the loopback.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="The proxy's TOML configuration, for the users' budget limits (without it, spend is shown without limits).",
+)
+@_db_option
+def web(host: str, port: int, token: str | None, config_path: str | None, db: str) -> None:
+    """Serve a read-only web view of the audit: sessions, a session's timeline, spend and budgets, live calls.
+
+    Each page's URL holds its filters, and ?format=json or ?format=csv downloads what it shows. The pages read
+    through the same queries as the other commands, live through the proxy while it runs."""
+    from addon.web import app as web_app  # starlette, jinja2 and uvicorn load for this command only
+    from addon.web.guard import needs_token
+
+    if why := needs_token(host, token):
+        raise click.UsageError(why)
+    try:
+        config = load_config(config_path) if config_path else None
+    except ValueError as e:
+        raise click.ClickException(f"--config: {e}") from None
+    source = open_source(db)  # a wrong --db is said now, not on the first page
+    where = source.description
+    source.close()
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"aibridge web: the audit {where}, on http://{shown}:{port}/", err=True)
+    if token:
+        click.echo("  every request needs the access token: open the page once with ?token=<token>", err=True)
+    if config is None:
+        click.echo("  no --config: spend is shown without budget limits", err=True)
+    web_app.serve(web_app.create_app(db, token=token, config=config), host, port)
 
 
 def main() -> None:

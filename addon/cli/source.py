@@ -26,6 +26,10 @@ class Source(Protocol):
 
     def run(self, name: str, params: dict[str, Any]) -> dict[str, Any]: ...
 
+    def close(self) -> None:
+        """Let go of the file (a long-running reader, such as `aibridge web`, must not keep the proxy out)."""
+        ...
+
 
 class Live:
     def __init__(self, path: Path) -> None:
@@ -50,6 +54,9 @@ class Live:
             raise click.ClickException(answer.get("error", "the proxy refused the query"))
         return answer["result"]
 
+    def close(self) -> None:
+        pass  # one connection per query
+
 
 class Direct:
     """Queries run here, on the file attached read-only or on PostgreSQL."""
@@ -64,6 +71,9 @@ class Direct:
             return queries.run(self._reader, name, params, instance=self._instance)
         except (queries.QueryError, StoreError) as e:
             raise click.ClickException(str(e)) from None
+
+    def close(self) -> None:
+        self._reader.close()  # type: ignore[attr-defined]  # DuckReader and the PostgreSQL reader both have it
 
 
 def open_source(db: str) -> Source:

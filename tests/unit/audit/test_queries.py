@@ -5,7 +5,7 @@ priced costs NULL and counts in `unpriced_rows`), paging, and bad queries refuse
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -289,7 +289,70 @@ def test_one_session_in_full_with_its_totals(db: Reader) -> None:
     }
 
 
-# --- usage, clients, models, tail ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("last_active", [ID["b2"], ID["b1"], "cc-1"]),
+        ("cost", ["cc-1", ID["b2"], ID["b1"]]),  # b1 is unpriced and b2 used nothing: both rank 0, then by id
+        ("tokens", ["cc-1", ID["b1"], ID["b2"]]),  # 44, 22 and 0 tokens
+    ],
+)
+def test_sessions_sorted_by_activity_cost_or_tokens_page_alike(db: Reader, sort: str, expected: list[str]) -> None:
+    assert [s["session_id"] for s in run(db, "sessions", {"sort": sort})["sessions"]] == expected
+    seen, after = [], None
+    while True:
+        page = run(db, "sessions", {"sort": sort, "limit": 1, "after": after})
+        seen += [s["session_id"] for s in page["sessions"]]
+        if (after := page["next"]) is None:
+            break
+    assert seen == expected
+
+
+def test_sessions_by_cost_are_whole_sessions_with_the_usual_row(db: Reader) -> None:
+    """The same rows as the default sort gives, in another order."""
+    by_cost = {s["session_id"]: s for s in run(db, "sessions", {"sort": "cost"})["sessions"]}
+    assert by_cost == {s["session_id"]: s for s in run(db, "sessions")["sessions"]}
+    (alice,) = run(
+        db, "sessions", {"sort": "tokens", "filters": {"user": "alice", "since": iso(T0 + timedelta(seconds=30))}}
+    )["sessions"]
+    assert (alice["interceptions"], alice["input_tokens"]) == (1, 40)  # the matching calls counted, all tokens summed
+
+
+def test_a_cursor_of_another_sort_is_refused(db: Reader) -> None:
+    by_cost = run(db, "sessions", {"sort": "cost", "limit": 1})["next"]
+    by_time = run(db, "sessions", {"limit": 1})["next"]
+    for sort, cursor in (("tokens", by_cost), ("last_active", by_cost), ("cost", by_time)):
+        with pytest.raises(QueryError, match="not a cursor this command printed"):
+            run(db, "sessions", {"sort": sort, "after": cursor})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("prompt a2", ["a2"]),
+        ("PROMPT B", ["b2", "b1"]),  # any case
+        ("prompt", ["c1", "b2", "b1", "a2", "a1"]),
+        ("_1", []),  # taken literally: no LIKE wildcards
+        ("%", []),
+        ("nowhere", []),
+    ],
+)
+def test_the_prompt_filter_finds_text_in_prompts(db: Reader, text: str, expected: list[str]) -> None:
+    assert listed(db, {"prompt": text}) == expected
+
+
+def test_sessions_with_a_prompt_filter(db: Reader) -> None:
+    (cc1,) = run(db, "sessions", {"filters": {"prompt": "a2"}})["sessions"]
+    assert (cc1["session_id"], cc1["interceptions"], cc1["last_prompt"]) == ("cc-1", 1, "prompt a2")
+    assert [
+        s["session_id"] for s in run(db, "sessions", {"sort": "cost", "filters": {"prompt": "prompt b"}})["sessions"]
+    ] == [
+        ID["b2"],
+        ID["b1"],
+    ]
+
+
+# --- usage, spend, clients, models, tail --------------------------------------------------------------------
 
 
 def test_usage_by_user(db: Reader) -> None:
@@ -310,6 +373,48 @@ def test_usage_defaults_to_by_model_and_honours_filters(db: Reader) -> None:
     assert [(r["key"], r["input_tokens"]) for r in result["rows"]] == [("claude-sonnet-4-5", 40)]
 
 
+@pytest.mark.parametrize("filters", [{}, {"provider": "anthropic"}, {"user": "bob"}, {"until": "2026-03-02"}])
+def test_spend_is_usage_by_user_model_client_and_day_at_once(db: Reader, filters: dict[str, str]) -> None:
+    spend = run(db, "spend", {"filters": filters})
+    assert set(spend) == {"by_user", "by_model", "by_client", "by_day"}
+    for by in ("user", "model", "client", "day"):
+        rows = run(db, "usage", {"by": by, "filters": filters})["rows"]
+        assert sorted(spend[f"by_{by}"], key=lambda r: r["key"]) == sorted(rows, key=lambda r: r["key"])
+    assert [r["key"] for r in spend["by_day"]] == sorted(r["key"] for r in spend["by_day"])
+
+
+def test_spend_rows(db: Reader) -> None:
+    spend = run(db, "spend")
+    assert [(r["key"], r["cost_micros"], r["unpriced_rows"], r["interceptions"]) for r in spend["by_user"]] == [
+        ("alice", 180, 1, 2),
+        ("carol", 7, 0, 1),
+        ("bob", None, 2, 1),  # by cost, unpriced last, as `usage` orders them
+    ]
+    assert [(r["key"], r["cost_micros"]) for r in spend["by_client"]] == [("Claude Code", 187), ("Codex", None)]
+    assert [(r["key"], r["cost_micros"], r["unpriced_rows"]) for r in spend["by_day"]] == [
+        ("2026-03-01", 180, 3),
+        ("2026-03-02", 7, 0),
+    ]  # oldest first
+    assert spend["by_user"][0]["cache_hit_ratio"] == 0.0
+
+
+def test_month_spend_is_each_users_priced_spend_of_a_utc_month(db: Reader) -> None:
+    march = run(db, "month_spend", {"month": "2026-03"})
+    assert (march["month"], march["since"], march["until"]) == (
+        "2026-03",
+        "2026-03-01T00:00:00Z",
+        "2026-04-01T00:00:00Z",
+    )
+    assert march["users"] == [
+        {"user": "alice", "spent_micros": 180, "unpriced_rows": 1},
+        {"user": "carol", "spent_micros": 7, "unpriced_rows": 0},
+        {"user": "bob", "spent_micros": 0, "unpriced_rows": 2},  # unpriced usage costs nothing against a budget
+    ]
+    assert run(db, "month_spend", {"month": "2026-02"})["users"] == []
+    now = run(db, "month_spend")
+    assert now["month"] == datetime.now(UTC).strftime("%Y-%m") and now["users"] == []
+
+
 def test_clients_and_models(db: Reader) -> None:
     clients = run(db, "clients")["clients"]
     assert [(c["name"], c["interceptions"]) for c in clients] == [("Claude Code", 3), ("Codex", 2)]
@@ -327,6 +432,7 @@ def test_tail_from_a_cursor_lists_the_later_ends_oldest_first(db: Reader) -> Non
         (ID["b2"], 0, 0),
     ]
     assert run(db, "tail", {"after": result["next"]}) == {"interceptions": [], "next": result["next"]}
+    assert [r["session_id"] for r in result["interceptions"]] == ["cc-1", ID["b1"], ID["b2"]]  # to link to it
 
 
 def test_tail_without_a_cursor_shows_only_the_last_ten_minutes(db: Reader) -> None:
@@ -355,6 +461,13 @@ def test_tail_without_a_cursor_shows_only_the_last_ten_minutes(db: Reader) -> No
         ("session", {}, "session_id is required"),
         ("session", {"session_id": "no-such"}, "no session 'no-such'"),
         ("usage", {"by": "colour"}, "--by must be one of user, model, client, provider, day"),
+        ("sessions", {"sort": "colour"}, "--sort must be one of last_active, cost, tokens"),
+        ("sessions", {"sort": "cost", "after": "!!"}, "--after: not a cursor this command printed"),
+        ("sessions", {"sort": "cost", "after": encode_cursor("cost", "x", "cc-1")}, "--after: not a cursor"),
+        ("month_spend", {"month": "March"}, "month: 'March' is not YYYY-MM"),
+        ("month_spend", {"month": 3}, "month must be a string"),
+        ("spend", {"by": "user"}, "unexpected parameter(s) for spend: by"),
+        ("interceptions", {"filters": {"prompt": 5}}, "filter(s) must be strings: prompt"),
         ("export", {"directory": "/tmp/x", "instance": "a/b"}, "the instance name must be"),
         ("snapshot", {"path": "/tmp/x.tmp"}, "the snapshot path must not end in .tmp"),
     ],

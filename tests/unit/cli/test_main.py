@@ -1339,6 +1339,7 @@ def test_tail_count_stops_after_that_many(recent: tuple[str, list[Call]]) -> Non
     first = rows[0]
     assert first == {
         "id": first["id"],
+        "session_id": "new-r1",
         "user": "alice",
         "client": "Claude Code",
         "provider_name": "anthropic",
@@ -1560,6 +1561,86 @@ def test_snapshot_json_and_overwrite(db: str, tmp_path: Path) -> None:
     assert "Missing argument 'PATH'" in fails("snapshot", "--db", db)
 
 
+# --- web ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, str, int]]:
+    """What `aibridge web` would serve (app, host, port), instead of serving it."""
+    from addon.web import app as web_app
+
+    calls: list[tuple[Any, str, int]] = []
+    monkeypatch.setattr(web_app, "serve", lambda app, host, port: calls.append((app, host, port)))
+    return calls
+
+
+def test_web_serves_the_audit_on_the_loopback_by_default(db_file: str, served: list[tuple[Any, str, int]]) -> None:
+    from starlette.testclient import TestClient
+
+    result = run("web", "--db", db_file)
+    assert result.exit_code == 0, result.output
+    ((app, host, port),) = served
+    assert (host, port) == ("127.0.0.1", 8765)
+    assert "on http://127.0.0.1:8765/" in result.stderr and "spend is shown without budget limits" in result.stderr
+    with TestClient(app) as client:
+        sessions = client.get("/sessions?format=json").json()["sessions"]
+    assert [s["session_id"] for s in sessions][:2] == [str(ID["i10"]), str(ID["i9"])]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "myhost.example"])
+def test_web_off_the_loopback_refuses_to_start_without_a_token(
+    db_file: str, served: list[tuple[Any, str, int]], host: str
+) -> None:
+    message = fails("web", "--host", host, "--db", db_file)
+    assert f"--host {host} is reachable from other machines" in message
+    assert "--token" in message and "AIBRIDGE_WEB_TOKEN" in message
+    assert served == []
+
+
+def test_web_with_a_token_from_the_option_or_the_environment(db_file: str, served: list[tuple[Any, str, int]]) -> None:
+    from starlette.testclient import TestClient
+
+    result = run("web", "--host", "0.0.0.0", "--port", "9000", "--token", "t0k-secret", "--db", db_file)
+    assert result.exit_code == 0, result.output
+    assert "t0k-secret" not in result.output
+    assert "needs the access token" in result.stderr
+    result = run("web", "--host", "::", "--db", db_file, env={"AIBRIDGE_WEB_TOKEN": "env-secret"})
+    assert result.exit_code == 0, result.output
+    assert "env-secret" not in result.output and "http://[::]:8765/" in result.stderr
+    (first, _, port), (second, host, _) = served
+    assert (port, host) == (9000, "::")
+    for app, token in ((first, "t0k-secret"), (second, "env-secret")):
+        with TestClient(app) as client:
+            assert client.get("/sessions").status_code == 401
+            assert client.get("/sessions", headers={"authorization": f"Bearer {token}"}).status_code == 200
+    assert "the access token is empty" in fails("web", "--token", " ", "--db", db_file)
+
+
+def test_web_reads_budgets_from_the_proxys_config(
+    db_file: str, served: list[tuple[Any, str, int]], tmp_path: Path
+) -> None:
+    from starlette.testclient import TestClient
+
+    config = tmp_path / "aibridge.toml"
+    config.write_text("[budgets.users]\nalice = 0.5\n")
+    result = run("web", "--config", str(config), "--db", db_file)
+    assert result.exit_code == 0, result.output
+    assert "without budget limits" not in result.stderr
+    with TestClient(served[0][0]) as client:
+        data = client.get("/spend?format=json").json()
+    assert data["limits"] is True
+    assert {b["user"]: b["limit_micros"] for b in data["budgets"]}["alice"] == 500_000
+    config.write_text("[budgets.users]\nalice = 'lots'\n")
+    assert "--config: " in fails("web", "--config", str(config), "--db", db_file)
+    assert "cannot read" in fails("web", "--config", str(tmp_path / "none.toml"), "--db", db_file)
+
+
+def test_web_with_no_audit_says_so_at_start(tmp_path: Path, served: list[tuple[Any, str, int]]) -> None:
+    assert "no audit file at" in fails("web", "--db", str(tmp_path / "none.duckdb"))
+    assert "Invalid value for '--port'" in fails("web", "--port", "0")
+    assert served == []
+
+
 # --- help ---------------------------------------------------------------------------------------------------
 
 
@@ -1576,6 +1657,7 @@ def test_help_lists_every_command() -> None:
         "export",
         "snapshot",
         "add-user",
+        "web",
     }
     for name in cli.commands:
         assert f"  {name} " in out, name

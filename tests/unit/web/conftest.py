@@ -1,0 +1,254 @@
+"""A small, fully known audit for the web view, written by the real `AuditWriter`: four sessions of four users on
+three clients and models, threads, prompts (one holding a `<script>`, one a spreadsheet formula), thoughts,
+client and injected tool calls (one failing), priced and unpriced usage, a failed call, and one call that ended
+minutes ago (this month's spend, and what /live shows)."""
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from addon.audit import (
+    AuditWriter,
+    InterceptionEnded,
+    InterceptionStarted,
+    PromptSubmitted,
+    ThoughtRecorded,
+    TokensUsed,
+    ToolCalled,
+)
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(microsecond=0)
+MCP_URL = "http://127.0.0.1:9100/mcp"
+SCRIPT_PROMPT = "<script>alert(1)</script> now write tests"
+FORMULA_PROMPT = '=HYPERLINK("http://evil.example") list the files'
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    input: str
+    injected: bool = False
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    n: int
+    started: datetime
+    seconds: float
+    """How long it ran (None: still running)."""
+    user: str
+    client: str
+    model: str
+    provider: str
+    provider_name: str
+    session: str
+    status: str = "completed"
+    root: str | None = None
+    error: str | None = None
+    http_status: int = 200
+    prompt: str | None = None
+    usages: tuple[tuple[int, int, int, int, int | None], ...] = ()
+    """(input, output, cache read, cache write, cost in micro-dollars or None: unpriced)."""
+    tools: tuple[Tool, ...] = ()
+    thoughts: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> UUID:
+        ms = int(self.started.timestamp() * 1000)
+        return UUID(int=(ms << 80) | (0x7 << 76) | (0b10 << 62) | self.n)
+
+    @property
+    def ended(self) -> datetime:
+        return self.started + timedelta(seconds=self.seconds)
+
+
+ALICE = {"user": "alice", "client": "Claude Code", "model": "claude-sonnet-4-5", "provider": "anthropic"}
+CALLS = [
+    Call(
+        "i1",
+        1,
+        T0,
+        5,
+        **ALICE,
+        provider_name="anthropic",
+        session="cc-1",
+        prompt="refactor the parser",
+        usages=((100, 50, 1000, 200, 5000),),
+        tools=(Tool("Read", '{"path":"parser.py"}'),),
+        thoughts=("Let me look at the parser first.",),
+    ),
+    Call(
+        "i2",
+        2,
+        T0 + timedelta(minutes=1),
+        4,
+        **ALICE,
+        provider_name="anthropic",
+        session="cc-1",
+        root="i1",
+        usages=((20, 30, 1200, 0, 3000), (15, 10, 1300, 0, 2500)),
+        tools=(
+            Tool("search_docs", '{"q":"tokenizer"}', True, "timeout after 30 s", {"duration_ms": 30000}),
+            Tool(
+                "fetch_page", '{"url":"https://docs.example/p"}', True, None, {"duration_ms": 120, "result_size": 2048}
+            ),
+        ),
+    ),
+    Call(
+        "i3",
+        3,
+        T0 + timedelta(minutes=5),
+        1,
+        **ALICE,
+        provider_name="anthropic",
+        session="cc-1",
+        status="failed",
+        error="overloaded_error: Overloaded",
+        http_status=529,
+        prompt=SCRIPT_PROMPT,
+    ),
+    Call(
+        "i4",
+        4,
+        T0 + timedelta(days=1),
+        3,
+        user="bob",
+        client="Codex",
+        model="gpt-4.1",
+        provider="openai",
+        provider_name="openai",
+        session="cx-1",
+        prompt=FORMULA_PROMPT,
+        usages=((300, 20, 0, 0, None),),
+    ),
+    Call(
+        "i5",
+        5,
+        T0 + timedelta(days=2),
+        2,
+        user="carol",
+        client="Claude Code",
+        model="claude-haiku-4-5",
+        provider="anthropic",
+        provider_name="anthropic-eu",
+        session="cc-2",
+        prompt="explain this error",
+        usages=((10, 400, 0, 0, 90000),),
+    ),
+    Call(
+        "i6",
+        6,
+        NOW - timedelta(minutes=3),
+        60,
+        user="dave",
+        client="Zed",
+        model="claude-sonnet-4-5",
+        provider="anthropic",
+        provider_name="anthropic",
+        session="zed-1",
+        prompt="recent work",
+        usages=((5, 5, 0, 0, 1_500_000),),
+    ),
+]
+BY_NAME = {c.name: c for c in CALLS}
+
+
+def emit(writer: AuditWriter, call: Call) -> None:
+    me = call.id
+    writer.emit(
+        InterceptionStarted(
+            id=me,
+            initiator=call.user,
+            provider=call.provider,
+            provider_name=call.provider_name,
+            model=call.model,
+            client=call.client,
+            user_agent=None,
+            client_session_id=call.session,
+            thread_parent_id=BY_NAME[call.root].id if call.root else None,
+            thread_root_id=BY_NAME[call.root].id if call.root else None,
+            correlating_tool_call_id=None,
+            credential_kind="byok",
+            credential_hint="sk-a...wxyz",
+            streaming=True,
+            route="/v1/messages",
+            started_at=call.started,
+        )
+    )
+    if call.prompt:
+        writer.emit(
+            PromptSubmitted(interception_id=me, provider_response_id=None, prompt=call.prompt, created_at=call.started)
+        )
+    for n, thought in enumerate(call.thoughts):
+        writer.emit(
+            ThoughtRecorded(
+                interception_id=me,
+                content=thought,
+                metadata={"source": "thinking"},
+                created_at=call.started + timedelta(milliseconds=100 + n),
+            )
+        )
+    for n, tool in enumerate(call.tools, 1):
+        writer.emit(
+            ToolCalled(
+                interception_id=me,
+                provider_response_id=f"resp-{call.name}",
+                provider_tool_call_id=f"toolu_{call.name}_{n}",
+                server_url=MCP_URL if tool.injected else None,
+                tool=tool.name,
+                input=tool.input,
+                injected=tool.injected,
+                invocation_error=tool.error,
+                metadata=tool.metadata,
+                created_at=call.started + timedelta(milliseconds=200 + n),
+            )
+        )
+    for n, (inp, out, read, write, cost) in enumerate(call.usages, 1):
+        writer.emit(
+            TokensUsed(
+                interception_id=me,
+                provider_response_id=f"resp-{call.name}-{n}",
+                input_tokens=inp,
+                output_tokens=out,
+                cache_read_input_tokens=read,
+                cache_write_input_tokens=write,
+                cost_micros=cost,
+                created_at=call.started + timedelta(milliseconds=300 + n),
+            )
+        )
+    writer.emit(
+        InterceptionEnded(
+            interception_id=me, status=call.status, error=call.error, http_status=call.http_status, ended_at=call.ended
+        )
+    )
+
+
+def seed(path: str, calls: list[Call] = CALLS) -> None:
+    writer = AuditWriter(path)
+    for call in calls:
+        emit(writer, call)
+    writer.close()
+
+
+@pytest.fixture(scope="session")
+def audit_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("web") / "audit.duckdb")
+    seed(path)
+    return path
+
+
+@pytest.fixture
+def own_file(audit_file: str, tmp_path: Path) -> str:
+    """A private copy, for tests that append to it."""
+    path = tmp_path / "audit.duckdb"
+    shutil.copy(audit_file, path)
+    return str(path)
