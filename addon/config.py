@@ -39,6 +39,13 @@ _RATE_KEYS = {"users", "groups", "on_store_down"}
 _RATE_LIMIT_KEYS = ("requests_per_minute", "tokens_per_minute")
 ON_STORE_DOWN = ("admit", "refuse")
 """What a shared limit does while its database does not answer: decide with the proxy's own books, or refuse."""
+_REDACTION_KEYS = {"audit", "outbound", "patterns"}
+OUTBOUND = ("off", "redact", "block")
+"""What a bridged or tapped request holding a secret does: leaves as it is, leaves with the secret replaced, or is
+refused (400)."""
+RECORD_LEVELS = ("full", "metadata")
+_ALLOWED_MODEL_KEYS = {"users", "groups"}
+_KIND = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _PRICE_KEYS = {"input", "output", "cache_read", "cache_write", "cache_write_1h"}
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOKEN_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -59,6 +66,9 @@ _TOP_LEVEL_KEYS = {
     "prices",
     "retention_days",
     "circuit_breaker",
+    "redaction",
+    "record",
+    "allowed_models",
 }
 _BREAKER_KEYS = {"failure_threshold", "interval", "timeout", "max_requests", "enabled"}
 DEFAULT_TOOL_TIMEOUT = 60.0
@@ -178,6 +188,24 @@ class RateLimits:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Redaction:
+    audit: bool = True
+    """Secrets in what is kept (the audit, logs, dumps, spans) are replaced by `[REDACTED:<kind>]`."""
+    outbound: str = "off"
+    patterns: tuple[tuple[str, str], ...] = ()
+    """The operator's own (kind, regex), over the detector's."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelAllowlists:
+    """Glob patterns of the models a user may call: a user's own list, else the union of their groups' lists;
+    a user with neither may call any."""
+
+    users: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class CircuitBreakerConfig:
     """The reference's defaults: {5, 10 s, 30 s, 3}."""
 
@@ -202,6 +230,10 @@ class Config:
     retention_days: int | None = None
     """Audit rows of interceptions older than this are purged; None keeps everything."""
     circuit_breaker: CircuitBreakerConfig | None = None
+    redaction: Redaction = field(default_factory=Redaction)
+    record: str = "full"
+    """`metadata`: the audit keeps ids, users, models, tokens, costs, tool names and statuses, no text."""
+    allowed_models: ModelAllowlists = field(default_factory=ModelAllowlists)
 
     def provider_for_host(self, host: str) -> Provider | None:
         """The provider for `host`: the one naming it exactly, else the longest pattern that matches it."""
@@ -471,6 +503,49 @@ def _parse_rate_limits(value: Any) -> RateLimits:
     return RateLimits(**parts, on_store_down=_on_store_down(table, "rate_limits"))
 
 
+def _parse_redaction(value: Any) -> Redaction:
+    table = _table(value, "redaction")
+    _known(table, _REDACTION_KEYS, "redaction")
+    audit = _flag(table.get("audit", True), "redaction.audit")
+    outbound = table.get("outbound", "off")
+    if outbound not in OUTBOUND:
+        raise ValueError(f"redaction.outbound must be one of {', '.join(repr(v) for v in OUTBOUND)}")
+    patterns = _table(table.get("patterns", {}), "redaction.patterns", "map kinds to regular expressions")
+    for kind, pattern in patterns.items():
+        where = f"redaction.patterns.{kind}"
+        if not _KIND.match(kind):
+            raise ValueError(f"{where}: a kind is lower-case words joined by '-', e.g. internal-token")
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"{where} must be a regular expression (a string)")
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"{where}: not a regular expression ({e})") from None
+    return Redaction(audit=audit, outbound=outbound, patterns=tuple(sorted(patterns.items())))
+
+
+def _parse_allowed_models(value: Any) -> ModelAllowlists:
+    table = _table(value, "allowed_models")
+    _known(table, _ALLOWED_MODEL_KEYS, "allowed_models")
+    parts: dict[str, Any] = {}
+    for kind in ("users", "groups"):
+        lists = _table(table.get(kind, {}), f"allowed_models.{kind}", "map names to lists of model patterns")
+        checked = []
+        for name, patterns in sorted(lists.items()):
+            where = f"allowed_models.{kind}.{name}"
+            if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+                raise ValueError(f'{where} must be a list of model patterns, e.g. ["claude-sonnet-*", "gpt-4.1*"]')
+            checked.append((name, tuple(patterns)))
+        parts[kind] = tuple(checked)
+    return ModelAllowlists(**parts)
+
+
+def _parse_record(value: Any) -> str:
+    if value not in RECORD_LEVELS:
+        raise ValueError(f"record must be one of {', '.join(repr(v) for v in RECORD_LEVELS)}")
+    return value
+
+
 def _parse_price(name: str, value: Any) -> PriceOverride:
     where = f'prices."{name}"'
     vendor, _, model = name.partition("/")
@@ -592,6 +667,9 @@ def parse_config(data: dict[str, Any]) -> Config:
     prices = tuple((name, _parse_price(name, table)) for name, table in sorted(prices_table.items()))
     retention_days = _parse_retention(data.get("retention_days"), budgets)
     breaker = _parse_breaker(data["circuit_breaker"]) if "circuit_breaker" in data else None
+    redaction = _parse_redaction(data.get("redaction", {}))
+    record = _parse_record(data.get("record", "full"))
+    allowed_models = _parse_allowed_models(data.get("allowed_models", {}))
     return Config(
         providers=tuple(providers),
         mcp_servers=tuple(servers),
@@ -605,6 +683,9 @@ def parse_config(data: dict[str, Any]) -> Config:
         prices=prices,
         retention_days=retention_days,
         circuit_breaker=breaker,
+        redaction=redaction,
+        record=record,
+        allowed_models=allowed_models,
     )
 
 

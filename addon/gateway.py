@@ -30,13 +30,19 @@ from addon.fleet.ledger import SharedLedger
 from addon.fleet.ratelimits import SharedBuckets
 from addon.fleet.state import SharedState
 from addon.observe import NO_OBSERVER, ObservedRecorder, Observers
+from addon.observe.dumps import Dumps
+from addon.observe.jsonlog import JsonLog
+from addon.observe.tracing import Tracing
 from addon.policy.access import Access, Users, resolve
 from addon.policy.breaker import Breakers
 from addon.policy.budgets import Budget, Ledger, month_start
 from addon.policy.identity import mask_secret
 from addon.policy.keypool import KeyPools
+from addon.policy.models import ModelPolicy
 from addon.policy.pricing import PriceBook
 from addon.policy.ratelimits import RateLimiter
+from addon.policy.recording import Scrubber
+from addon.policy.redaction import Redactor
 from addon.providers.routing import Route, classify, query_keys, sealed
 from addon.upstream.transport import Http1Transport
 
@@ -144,6 +150,8 @@ class Gateway:
         """The fleet's shared state, where the audit is in PostgreSQL: budgets, rate limits and key cooldowns."""
         self._cooldowns: SharedCooldowns | None = None
         self._observers: tuple[Observer, ...] = ()
+        self.scrubber = Scrubber(None)
+        """What every audit event goes through first: secrets redacted, or text dropped (`record`)."""
 
     def apply(self, config: Config) -> None:
         """Use `config`. A new circuit-breaker configuration starts every circuit closed; budgets start from
@@ -155,6 +163,12 @@ class Gateway:
         self.engine.max_tool_rounds = config.max_tool_rounds
         self.engine.keepalive_interval = config.keepalive_interval
         self.engine.prices = PriceBook(config.prices)
+        allowed = config.allowed_models
+        self.engine.models = ModelPolicy(allowed, config.users) if allowed.users or allowed.groups else None
+        redaction = config.redaction
+        redactor = Redactor(redaction.patterns) if redaction.audit or redaction.outbound != "off" else None
+        self.engine.outbound = (redaction.outbound, redactor) if redactor and redaction.outbound != "off" else None
+        self.scrubber = Scrubber(redactor if redaction.audit else None, config.record)
         self._settle_store()
 
     def use_writer(self, writer: AuditWriter) -> None:
@@ -228,7 +242,14 @@ class Gateway:
         parts = [o for o in (self.breakers, *self._observers) if o is not None]
         observer = Observers(parts) if parts else NO_OBSERVER
         self.engine.observer = observer
-        self.engine.recorder = self.writer if not parts else ObservedRecorder(self.writer, observer)
+        scrub = self.scrubber if self.scrubber.redactor is not None or self.scrubber.metadata_only else None
+        self.writer.scrub = scrub  # in the writer's thread, off the event loop
+        for o in self._observers:
+            if isinstance(o, Dumps):  # whole bodies: redacted in the dump thread
+                o.writer.redactor = self.scrubber.redactor
+        text = any(isinstance(o, JsonLog) or (isinstance(o, Tracing) and o.content) for o in self._observers)
+        observed = ObservedRecorder(self.writer, observer, scrub if text else None) if parts else None
+        self.engine.recorder = observed or self.writer
 
     def decide(
         self, host: str, method: str, path: str, headers: list[tuple[str, str]], user: str | None

@@ -52,6 +52,7 @@ CONFINED: dict[str, set[str]] = {
     "opentelemetry": {"observe"},
     "prometheus_client": {"observe"},
     "botocore": {"providers"},
+    "detect_secrets": {"policy"},
 }
 STDLIB = set(sys.stdlib_module_names)
 

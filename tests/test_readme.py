@@ -7,6 +7,7 @@ from pathlib import Path
 from mitmproxy.test import taddons
 
 from addon.config import (
+    _ALLOWED_MODEL_KEYS,
     _BREAKER_KEYS,
     _BUDGET_KEYS,
     _MCP_KEYS,
@@ -14,6 +15,7 @@ from addon.config import (
     _PROVIDER_KEYS,
     _RATE_KEYS,
     _RATE_LIMIT_KEYS,
+    _REDACTION_KEYS,
     _TOP_LEVEL_KEYS,
     _USER_KEYS,
 )
@@ -44,6 +46,7 @@ def test_every_configuration_key_is_documented() -> None:
     documented = {key for block in blocks for key in re.findall(r"^(\w+) =", block, re.MULTILINE)}
     tables = {table for block in blocks for table in re.findall(r"^\[(\w+)[.\]]", block, re.MULTILINE)}
     every = _PROVIDER_KEYS | _MCP_KEYS | _USER_KEYS | _BUDGET_KEYS | _PRICE_KEYS | _BREAKER_KEYS | _RATE_KEYS
+    every |= _REDACTION_KEYS | _ALLOWED_MODEL_KEYS
     assert (every | set(_RATE_LIMIT_KEYS)) - documented == set()
     assert {k for k in _TOP_LEVEL_KEYS if k not in tables} - documented == set()
 

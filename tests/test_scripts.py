@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
         "scripts/bench/worker_prototype.py",
         "scripts/bench/shared_store.py",
         "scripts/bench/fleet.py",
+        "scripts/bench/redaction.py",
+        "scripts/bench/guards.py",
         "scripts/soak/run.py",
         "-m tests.support.fleet",  # what scripts/fleet runs once scripts/setup is done
     ],

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -62,6 +63,9 @@ class AuditWriter:
         self._next_purge = 0.0
         self._purge_below: UUID | None = None
         self._purge_count = 0
+        self.scrub: Callable[[AuditEvent], AuditEvent | None] | None = None
+        """Applied to each event in this thread, once, before it is written (secrets redacted, or text dropped:
+        `addon.policy.recording`); None keeps events as they are."""
 
     def set_retention(self, days: int | None) -> None:
         """Purge interceptions older than `days` now and every `retention.INTERVAL`; None keeps everything."""
@@ -165,7 +169,7 @@ class AuditWriter:
             if item is _STOP:
                 self._drain(pending)
                 return True
-            pending.append(item)  # type: ignore[arg-type]
+            self._take(pending, item)  # type: ignore[arg-type]
         self.pending = len(pending)
         return False
 
@@ -176,7 +180,12 @@ class AuditWriter:
             except queue.Empty:
                 return
             if item is not _STOP:
-                pending.append(item)  # type: ignore[arg-type]
+                self._take(pending, item)  # type: ignore[arg-type]
+
+    def _take(self, pending: list[AuditEvent], event: AuditEvent) -> None:
+        if self.scrub is not None and (event := self.scrub(event)) is None:  # type: ignore[assignment]
+            return
+        pending.append(event)
 
     def _drain_and_flush_once(self) -> None:
         pending: list[AuditEvent] = []

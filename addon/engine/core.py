@@ -11,9 +11,11 @@ answer, and every error, is read whole before its status goes out.
 Every admitted job ends exactly once (`finish`), whatever fails: completed, failed, cancelled or refused.
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -40,8 +42,10 @@ from addon.engine.relay import (
 from addon.policy import Refusal
 from addon.policy.budgets import Budget
 from addon.policy.keypool import COOLING_STATUSES, KeyPools, cooldown
+from addon.policy.models import ModelPolicy
 from addon.policy.pricing import PriceBook
 from addon.policy.ratelimits import RateLimiter
+from addon.policy.redaction import Redactor
 from addon.upstream.encoding import decode_body
 from addon.upstream.transport import Http1Transport
 from addon.wire import ResponseParser, Turn, WireFormat, WireReader
@@ -51,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT = 4096
 """Output tokens a budget reservation assumes for a request that sets no limit."""
+OUTBOUND_INLINE = 32 * 1024
+"""Bodies smaller than this are scanned for secrets on the event loop: a thread hop would cost more."""
 
 
 def _header_map(headers: list[tuple[str, str]]) -> dict[str, str]:
@@ -91,6 +97,10 @@ class Engine:
         self.ledger = ledger
         self.rate_limits: RateLimiter | None = None
         self.keys = KeyPools()
+        self.models: ModelPolicy | None = None
+        """Model allowlists; None: any model."""
+        self.outbound: tuple[str, Redactor] | None = None
+        """("redact" | "block", the redactor) for secrets in requests before they leave; None: they leave."""
         """Central keys' cooldowns (pools of several keys): picked by access control, cooled by `send`."""
         self.max_tool_rounds = max_tool_rounds
         self.keepalive_interval = keepalive_interval
@@ -120,6 +130,9 @@ class Engine:
             if job.route.tapped:
                 return None  # passed through as it is: the upstream answers it
             return self.fail(job, wire, 400, f"invalid JSON body: {e}")
+        secrets: tuple[str, ...] = ()
+        if self.outbound is not None:
+            body, secrets = await self._outbound(job, body)
         job.json = body
         job.info = info = wire.parse_request(_with_path_facts(body, job))
         parent, job.thread_root_id = await self.lineage.resolve(info.correlating_tool_call_id)
@@ -129,6 +142,10 @@ class Engine:
             job, headers, client, model=model, streaming=info.stream, session=session, parent=parent
         )
         self._start(job, started)
+        if refusal is None and self.models is not None:
+            refusal = self.models.refusal(job.initiator, info.model)
+        if refusal is None and secrets and job.metadata.get("outbound") == "blocked":
+            refusal = Refusal(400, f"the request holds a secret ({', '.join(secrets)}): remove it and send it again")
         if refusal is None:
             refusal = self.observer.refuse(job)  # an open circuit breaker
         if refusal is None and self.rate_limits is not None:
@@ -146,6 +163,30 @@ class Engine:
             else:
                 job.reservation = decision
         return self.refuse(job, wire, refusal) if refusal is not None else None
+
+    async def _outbound(self, job: Job, body: dict) -> tuple[dict, tuple[str, ...]]:
+        """Secrets in the request: found (to refuse it, `block`), or replaced in the raw body, only their bytes
+        (`redact`); a signed body cannot change, so there it is refused too. What was done is on record. A large
+        body is scanned in a worker thread (about 10 ms for 250 KB), so other streams keep flowing meanwhile."""
+        assert self.outbound is not None
+        mode, redactor = self.outbound
+
+        async def run(scan: Callable[[bytes], Any]) -> Any:
+            return scan(job.body) if len(job.body) < OUTBOUND_INLINE else await asyncio.to_thread(scan, job.body)
+
+        if mode == "block" or job.route.sealed:
+            secrets = await run(redactor.kinds_in_json)
+            if secrets:
+                job.metadata["outbound"] = "blocked"
+                job.metadata["secrets"] = list(secrets)
+            return body, secrets
+        cleaned, secrets = await run(redactor.redact_json)
+        if secrets:
+            job.body = cleaned
+            job.metadata["outbound"] = "redacted"
+            job.metadata["secrets"] = list(secrets)
+            body = json.loads(cleaned)
+        return body, secrets
 
     def _start(self, job: Job, started: InterceptionStarted) -> None:
         self.active[job.id] = job

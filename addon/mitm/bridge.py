@@ -281,7 +281,8 @@ class Bridge:
         await self._ready.wait()
         assert self.gateway is not None
         engine = self.gateway.engine
-        job = self.gateway.job(decision, flow.request.path, _body(flow))
+        sent = _body(flow)
+        job = self.gateway.job(decision, flow.request.path, sent)
         try:
             reply = await engine.admit(job, decision.access.refusal)
         except Exception as e:  # boundary: an audit failure must not cost the client its request
@@ -293,6 +294,8 @@ class Bridge:
             flow.response = await _answer(reply)
             return
         _pass_through(flow, decision)
+        if job.body is not sent and flow.response is None:  # secrets replaced (`outbound = "redact"`): only
+            flow.request.content = job.body  # their bytes differ; after the headers, so content-length follows
         if flow.response is not None:  # it could not be signed: answered here, so nothing comes to tap
             engine.finish(job, Status.FAILED, flow.response.get_text(strict=False) or "", flow.response.status_code)
             return

@@ -6,7 +6,7 @@ sees the same facts the audit file does. A failing observer is logged and never 
 """
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -129,13 +129,19 @@ class _ObservedStream(httpx.AsyncByteStream):
 class ObservedRecorder:
     """The engine's recorder, teed: every audit event goes to the audit writer, then to the observers."""
 
-    def __init__(self, inner: "Recorder", observer: Observer) -> None:
+    def __init__(
+        self, inner: "Recorder", observer: Observer, scrub: Callable[[AuditEvent], AuditEvent | None] | None = None
+    ) -> None:
         self.inner = inner
         self.observer = observer
+        self.scrub = scrub
+        """For observers that keep text (the JSON log, spans with content): they see what the audit keeps. The
+        writer scrubs its own copy in its thread."""
 
     def emit(self, event: AuditEvent) -> None:
         self.inner.emit(event)
-        self.observer.event(event)
+        if self.scrub is None or (event := self.scrub(event)) is not None:  # type: ignore[assignment]
+            self.observer.event(event)
 
     def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None:
         return self.inner.find_tool_call(tool_call_id)

@@ -35,6 +35,7 @@ import httpx
 from addon.audit import AuditEvent, InterceptionEnded
 from addon.engine.ports import Headers, Observer, UpstreamCall
 from addon.policy.identity import mask_secret
+from addon.policy.redaction import Redactor
 
 if TYPE_CHECKING:
     from addon.engine.job import Job
@@ -134,6 +135,8 @@ class DumpWriter:
         self._thread.start()
         self._next = 0
         self.errors = 0
+        self.redactor: Redactor | None = None
+        """Secrets in what is written replaced (`[redaction] audit`), here in the thread; a stream's chunk by chunk."""
 
     def open(self, path: Path, head: bytes | Callable[[], bytes]) -> int:
         """A file starting with `head`; a callable is rendered in the thread (pretty-printing a large body is
@@ -167,6 +170,13 @@ class DumpWriter:
         self._queue.put(("call", done.set))
         done.wait(timeout)
 
+    def _scrubbed(self, data: bytes) -> bytes:
+        if self.redactor is None:
+            return data
+        text = data.decode("utf-8", "surrogateescape")
+        clean, found = self.redactor.redact(text)
+        return clean.encode("utf-8", "surrogateescape") if found else data
+
     def _run(self) -> None:
         files: dict[int, IO[bytes] | None] = {}
         unflushed: set[int] = set()
@@ -178,11 +188,11 @@ class DumpWriter:
                     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # they hold prompts
                     files[handle] = f = os.fdopen(fd, "wb")
-                    f.write(head() if callable(head) else head)
+                    f.write(self._scrubbed(head() if callable(head) else head))
                     unflushed.add(handle)
                 elif op == "write":
                     if (f := files.get(args[0])) is not None:
-                        f.write(args[1])
+                        f.write(self._scrubbed(args[1]))
                         unflushed.add(args[0])
                 elif op == "close":
                     if (f := files.pop(args[0], None)) is not None:

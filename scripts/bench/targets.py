@@ -102,8 +102,9 @@ def mcp_server_toml() -> str:
     )
 
 
-async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) -> Target:
-    """A mitmdump subprocess: the floor, or the bridge (with MCP tools when the name says so)."""
+async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str, extra_config: str = "") -> Target:
+    """A mitmdump subprocess: the floor, or the bridge (with MCP tools when the name says so, and `extra_config`
+    appended to its TOML)."""
     work = tmp / f"{name}-{tag}"
     work.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -131,6 +132,7 @@ async def start_proxy(procs: Procs, name: str, mock: Mock, tmp: Path, tag: str) 
         config = providers_toml(mock.url)
         if name == "bridge+MCP":
             config += mcp_server_toml()
+        config += extra_config
         (work / "aibridge.toml").write_text(config)
         cmd += ["-s", str(ROOT / "addon/aibridge.py")]
         if name == AUDIT_OFF:

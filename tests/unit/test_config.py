@@ -779,3 +779,35 @@ def test_only_sigv4_families_take_aws_credentials() -> None:
     upstream_names_it = {"host": "bedrock.internal", "upstream": "https://bedrock-runtime.eu-west-1.amazonaws.com"}
     keys = {"aws_access_key_id": "A", "aws_secret_access_key": "s"}
     assert by_name({"providers": {"eu": {"type": "bedrock", **upstream_names_it, **keys}}})["eu"].aws is not None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"redaction": {"outbound": "drop"}}, "redaction.outbound must be one of 'off', 'redact', 'block'"),
+        ({"redaction": {"audit": "yes"}}, "redaction.audit must be true or false"),
+        ({"redaction": {"patterns": {"Bad Kind": "x"}}}, "redaction.patterns.Bad Kind: a kind is lower-case words"),
+        (
+            {"redaction": {"patterns": {"internal-token": "(unclosed"}}},
+            "redaction.patterns.internal-token: not a regular",
+        ),
+        ({"redaction": {"patterns": {"internal-token": 3}}}, "redaction.patterns.internal-token must be a regular"),
+        ({"redaction": {"mode": "x"}}, "redaction: unknown key(s) mode"),
+        ({"record": "some"}, "record must be one of 'full', 'metadata'"),
+        ({"allowed_models": {"users": {"alice": "claude-*"}}}, "allowed_models.users.alice must be a list of model"),
+        ({"allowed_models": {"teams": {}}}, "allowed_models: unknown key(s) teams"),
+    ],
+)
+def test_guard_settings_errors_say_what_to_fix(data: dict, message: str) -> None:
+    with pytest.raises(ValueError) as e:
+        parse_config(data)
+    assert str(e.value).startswith(message)
+
+
+def test_guard_settings_defaults_redact_the_audit_and_let_requests_leave() -> None:
+    config = parse_config({})
+    assert (config.redaction.audit, config.redaction.outbound, config.redaction.patterns) == (True, "off", ())
+    assert config.record == "full"
+    assert not config.allowed_models.users and not config.allowed_models.groups
+    set_ = parse_config({"redaction": {"outbound": "redact", "patterns": {"b-kind": "b+", "a-kind": "a+"}}})
+    assert set_.redaction.patterns == (("a-kind", "a+"), ("b-kind", "b+"))

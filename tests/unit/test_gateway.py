@@ -3,6 +3,7 @@ applying a configuration, wiring observers and building jobs."""
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +16,8 @@ from addon.engine.ports import Observer
 from addon.gateway import MAX_REQUEST_BODY, Action, Decision, Gateway, decide, too_large
 from addon.ids import uuid7
 from addon.observe import NO_OBSERVER, ObservedRecorder, Observers
+from addon.observe.dumps import Dumps
+from addon.observe.jsonlog import JsonLog
 from addon.policy.access import Users
 from addon.policy.breaker import OPEN, Breakers, Circuit
 from addon.policy.budgets import Ledger, month_start
@@ -331,10 +334,13 @@ def test_breakers_survive_an_equal_config_and_restart_closed_on_a_new_one() -> N
     assert gw.engine.observer.observers == (gw.breakers,)
 
 
+UNREDACTED: dict[str, Any] = {"redaction": {"audit": False}}
+
+
 def test_with_no_breaker_and_no_observers_the_engine_records_straight_to_the_writer() -> None:
     writer = StubWriter()
     gw = gateway(writer)
-    gw.apply(parse_config({}))
+    gw.apply(parse_config(UNREDACTED))
     assert gw.engine.observer is NO_OBSERVER
     assert gw.engine.recorder is writer
 
@@ -347,7 +353,7 @@ def test_with_no_breaker_and_no_observers_the_engine_records_straight_to_the_wri
 def test_observe_puts_the_breaker_first_and_tees_the_recorder() -> None:
     writer = StubWriter()
     gw = gateway(writer)
-    gw.apply(parse_config({"circuit_breaker": {}}))
+    gw.apply(parse_config({"circuit_breaker": {}, **UNREDACTED}))
     first, second = SeenEvents(), SeenEvents()
     gw.observe([first, second])
     observer = gw.engine.observer
@@ -378,7 +384,7 @@ def test_observers_stay_wired_across_apply() -> None:
 async def test_use_writer_repoints_recorder_lineage_retention_and_budgets() -> None:
     old, new = StubWriter({"alice": 1}), StubWriter({"alice": 2})
     gw = gateway(old)
-    gw.apply(parse_config({**BUDGETED, "retention_days": 60}))
+    gw.apply(parse_config({**BUDGETED, "retention_days": 60, **UNREDACTED}))
     gw.use_writer(new)
     assert gw.writer is new
     assert gw.engine.recorder is new
@@ -485,3 +491,39 @@ def test_a_bridge_token_in_the_query_never_leaves_the_proxy() -> None:
     vertex = "/v1/publishers/google/models/gemini-2.5-flash:generateContent"  # express mode takes keys too
     on_vertex = decided("aiplatform.googleapis.com", "POST", f"{vertex}?key={token}", [], config)
     assert on_vertex.path == vertex and on_vertex.access.refusal is not None  # no central key on Vertex
+
+
+def test_by_default_the_writer_scrubs_in_its_thread_and_text_keeping_observers_see_the_same(tmp_path: Path) -> None:
+    writer = StubWriter()
+    gw = gateway(writer)
+    seen, dumps, log = SeenEvents(), Dumps(tmp_path), JsonLog()
+    gw.observe([seen, dumps])
+    gw.apply(parse_config({}))
+    assert writer.scrub is gw.scrubber and gw.scrubber.redactor is not None  # type: ignore[attr-defined]
+    assert dumps.writer.redactor is gw.scrubber.redactor  # whole bodies, in the dump thread
+    recorder = gw.engine.recorder
+    assert isinstance(recorder, ObservedRecorder) and recorder.scrub is None  # nobody on the loop keeps text
+    gw.observe([seen, dumps, log])
+    recorder = gw.engine.recorder
+    assert isinstance(recorder, ObservedRecorder) and recorder.scrub is gw.scrubber
+    key = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+    event = PromptSubmitted(interception_id=uuid7(), provider_response_id=None, prompt=f"use {key}")
+    recorder.emit(event)
+    assert writer.events == [event]  # the writer's copy is scrubbed in its thread
+    assert [e.prompt for e in seen.events] == ["use [REDACTED:aws-access-key]"]  # type: ignore[attr-defined]
+    gw.apply(parse_config({"record": "metadata", **UNREDACTED}))
+    assert gw.scrubber.redactor is None and dumps.writer.redactor is None and writer.scrub is gw.scrubber  # type: ignore[attr-defined]
+    gw.engine.recorder.emit(PromptSubmitted(interception_id=uuid7(), provider_response_id=None, prompt="x"))
+    assert len(seen.events) == 1  # metadata only: observers get no prompt at all
+    gw.apply(parse_config(UNREDACTED))
+    assert writer.scrub is None  # type: ignore[attr-defined]
+    dumps.close()
+
+
+def test_guards_reach_the_engine() -> None:
+    gw = gateway()
+    gw.apply(parse_config({"allowed_models": {"users": {"alice": ["claude-*"]}}, "redaction": {"outbound": "block"}}))
+    assert gw.engine.models is not None and gw.engine.models.allowed("alice") == ("claude-*",)
+    assert gw.engine.outbound is not None and gw.engine.outbound[0] == "block"
+    gw.apply(parse_config({}))
+    assert gw.engine.models is None and gw.engine.outbound is None

@@ -1,7 +1,9 @@
 """The audit writer, on a real DuckDB file."""
 
 import subprocess
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -182,3 +184,25 @@ def test_locked_file_names_the_holder(path: str, holder: subprocess.Popen[str]) 
     assert "sys.stdin.read()" in message  # the holder's command line, from /proc
     with pytest.raises(AuditFileLocked):
         open_database(path)
+
+
+def test_scrub_runs_once_per_event_in_the_writers_thread(path: str) -> None:
+    a = uuid7()
+    writer = AuditWriter(path)
+    threads: list[str] = []
+
+    def scrub(event: object) -> object | None:
+        threads.append(threading.current_thread().name)
+        if isinstance(event, PromptSubmitted):
+            return replace(event, prompt=event.prompt.replace("hunter2", "[REDACTED:password]"))
+        return None if isinstance(event, ThoughtRecorded) else event
+
+    writer.scrub = scrub  # type: ignore[assignment]
+    writer.start()
+    writer.emit(started(a))
+    writer.emit(PromptSubmitted(interception_id=a, provider_response_id=None, prompt="pw hunter2"))
+    writer.emit(ThoughtRecorded(interception_id=a, content="dropped"))
+    writer.close()
+    assert query(path, "SELECT prompt FROM user_prompts") == [("pw [REDACTED:password]",)]
+    assert query(path, "SELECT count(*) FROM model_thoughts") == [(0,)]
+    assert threads == ["aibridge-audit-writer"] * 3

@@ -24,14 +24,16 @@ from addon.audit import (
     TokensUsed,
     ToolCalled,
 )
-from addon.config import Budgets, McpServer, RateLimit, RateLimits, parse_config
-from addon.engine.core import Engine
+from addon.config import Budgets, McpServer, ModelAllowlists, RateLimit, RateLimits, parse_config
+from addon.engine.core import OUTBOUND_INLINE, Engine
 from addon.engine.job import INTERCEPTION_HEADER, CutShort, Job
 from addon.engine.ports import TextPart, ToolResult
 from addon.policy import Refusal
 from addon.policy.budgets import Ledger, Reservation
+from addon.policy.models import ModelPolicy
 from addon.policy.pricing import PriceBook
 from addon.policy.ratelimits import RateLimiter
+from addon.policy.redaction import Redactor
 from addon.providers import Api
 from addon.providers.routing import Route, classify
 from addon.providers.sigv4 import AwsCredentials
@@ -1238,3 +1240,71 @@ async def test_a_rate_limit_ticket_settles_with_every_token_the_job_used(
     assert ticket is not None and ticket.settled
     level, _ = limiter.local._levels["tokens/tester"]
     assert level == pytest.approx(10**6 - job.tokens_used, abs=100)  # refilled a little meanwhile
+
+
+# --- guards: model allowlists and secrets on their way out ----------------------------------------------
+
+
+async def test_a_model_outside_the_users_allowlist_is_refused_403_and_recorded(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    engine.models = ModelPolicy(ModelAllowlists(users=(("tester", ("claude-haiku-*",)),)), ())
+    job = make_job()
+    reply = await engine.admit(job)
+    assert reply is not None and reply.status == 403
+    error = json.loads(b"".join(await read(reply)))
+    assert error["error"]["type"] == "permission_error"
+    assert error["error"]["message"].startswith("model claude-sonnet-4-5 is not allowed for tester")
+    assert (recorder.ended(job).status, recorder.ended(job).http_status) == ("refused", 403)
+    assert upstream.requests == []
+
+
+SECRET = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+SECRET_BODY = json.dumps(
+    {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": f"key {SECRET} here"}]}
+).encode()
+
+
+async def test_outbound_block_refuses_a_request_holding_a_secret(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    engine.outbound = ("block", Redactor())
+    job = make_job(SECRET_BODY)
+    reply = await engine.admit(job)
+    assert reply is not None and reply.status == 400
+    message = json.loads(b"".join(await read(reply)))["error"]["message"]
+    assert "aws-access-key" in message and SECRET not in message
+    started = recorder.started(job)
+    assert started.metadata["outbound"] == "blocked" and started.metadata["secrets"] == ["aws-access-key"]
+    assert recorder.ended(job).status == "refused"
+    assert upstream.requests == []
+    clean = make_job()
+    assert await engine.admit(clean) is None and clean.body == ANTHROPIC_BODY
+    engine.abort_all("done")
+
+
+async def test_outbound_redact_replaces_only_the_secrets_bytes(engine: Engine, upstream: FakeUpstream) -> None:
+    engine.outbound = ("redact", Redactor())
+    _, upstream.respond = sse_reply(ANTHROPIC_EVENTS)
+    job = await admitted(engine, make_job(SECRET_BODY))
+    assert job.body == SECRET_BODY.replace(SECRET.encode(), b"[REDACTED:aws-access-key]")
+    assert job.metadata["outbound"] == "redacted"
+    await read(await engine.open(job))
+    sent = upstream.requests[0]
+    assert SECRET.encode() not in sent.content and b"[REDACTED:aws-access-key]" in sent.content
+
+
+async def test_a_large_body_is_scanned_for_secrets_too(engine: Engine, upstream: FakeUpstream) -> None:
+    filler = "def f(x):\n    return x * 2\n" * 3000  # ~80 KB of code: scanned in a worker thread
+    body = json.dumps(
+        {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": filler + SECRET}]}
+    ).encode()
+    assert len(body) > OUTBOUND_INLINE
+    engine.outbound = ("block", Redactor())
+    reply = await engine.admit(make_job(body))
+    assert reply is not None and reply.status == 400
+    engine.outbound = ("redact", Redactor())
+    job = await admitted(engine, make_job(body))
+    assert job.body == body.replace(SECRET.encode(), b"[REDACTED:aws-access-key]")
+    assert upstream.requests == []
+    engine.abort_all("done")

@@ -57,6 +57,7 @@ async def test_observers_are_wired_and_unwired(tmp_path: Path) -> None:
             "JsonLog",
         }
         assert isinstance(bridge.engine.recorder, ObservedRecorder) and bridge.engine.recorder.inner is bridge.writer
+        assert bridge.engine.recorder.scrub is bridge.gateway.scrubber  # the JSON log sees what the audit keeps
         assert bridge.writer.retention == 40
         tctx.configure(ops, aibridge_metrics="", aibridge_json_logs=False, aibridge_dump_dir=None)
         assert ops.metrics is None and ops.dumps is None

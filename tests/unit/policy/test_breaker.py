@@ -224,6 +224,7 @@ async def test_the_in_process_bridge_has_the_configured_breaker_and_retention(tm
             (breaker,) = bridge.engine.observer.observers  # type: ignore[attr-defined]
             assert isinstance(breaker, Breakers) and breaker.config.failure_threshold == 3
             assert isinstance(bridge.engine.recorder, ObservedRecorder)
+            assert writer.scrub is not None  # secrets redacted in the writer's thread (the default)
             assert writer.retention_days == 90
         finally:
             await bridge.aclose()
