@@ -14,9 +14,11 @@ import openai
 import pytest
 
 from addon.config import hash_token
+from tests.e2e.test_clients_e2e import CLAUDE_QUIET
+from tests.support.clients import binary, client_env, run
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy, provider_config
-from tests.support.scenarios import anthropic_message, chat_completion, responses_events
+from tests.support.scenarios import anthropic_events, anthropic_message, chat_completion, responses_events
 
 pytestmark = pytest.mark.e2e
 
@@ -196,3 +198,23 @@ def test_metadata_only_keeps_no_text(mock: MockUpstream, start_proxy: Callable[.
     assert (model, status, tokens) == ("claude-sonnet-4-5", "completed", 12)
     written = everything_written(proxy.tmp)
     assert b"confidential roadmap" not in written and b"secret plans" not in written and b"/etc/passwd" not in written
+
+
+def test_claude_code_pastes_a_key_the_provider_and_the_audit_never_see_it(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    mock.queued_paths = {"/v1/messages"}  # Claude Code's side calls get `200 {}`
+    proxy = start_proxy(provider_config(mock.url) + '\n[redaction]\noutbound = "redact"\n')
+    mock.enqueue(Answer.sse(anthropic_events(["Rotate ", "that key."])))
+    env = client_env(proxy, tmp_path / "home", **CLAUDE_QUIET)
+    done = run([str(binary("claude")), "-p", f"is {AWS_KEY} safe to commit?"], env, tmp_path / "w")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Rotate that key."
+    [call] = [r for r in mock.requests if r.method == "POST" and r.path.startswith("/v1/messages")]
+    assert AWS_KEY.encode() not in call.body and b"[REDACTED:aws-access-key]" in call.body
+    proxy.stop()
+    assert proxy.rows("SELECT prompt FROM user_prompts") == [{"prompt": "is [REDACTED:aws-access-key] safe to commit?"}]
+    kept = b"".join(p.read_bytes() for p in proxy.db_path.parent.glob(proxy.db_path.name + "*") if p.is_file())
+    assert kept and AWS_KEY.encode() not in kept  # the audit file (and a WAL); Claude Code's own HOME is its own
+    [row] = proxy.rows("SELECT metadata FROM interceptions")
+    assert json.loads(row["metadata"])["outbound"] == "redacted"
