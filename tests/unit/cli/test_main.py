@@ -17,7 +17,6 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -32,13 +31,10 @@ from click.testing import CliRunner, Result
 from addon.audit import (
     AuditWriter,
     InterceptionEnded,
-    InterceptionStarted,
-    PromptSubmitted,
-    ThoughtRecorded,
-    TokensUsed,
-    ToolCalled,
 )
 from addon.cli.main import cli
+from tests.support.audit_rows import MCP_URL, Call, ident, record_call
+from tests.support.audit_rows import CallTool as Tool
 from tests.support.holder import holding
 
 DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
@@ -46,7 +42,6 @@ WIDE = {"COLUMNS": "250", "AIBRIDGE_DB": None}
 """Rich tables wide enough that no cell is cut, and no $AIBRIDGE_DB from the developer's shell."""
 BOUNDARY = datetime(2026, 3, 2, tzinfo=UTC)
 """A UTC day boundary: i4 starts exactly on it, i3 a microsecond before it."""
-MCP_URL = "http://127.0.0.1:9100/mcp"
 
 
 def at(text: str) -> datetime:
@@ -58,52 +53,6 @@ def iso(moment: datetime) -> str:
 
 
 # --- the seeded history -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    call_id: str
-    input: str
-    injected: bool = False
-    error: str | None = None
-    metadata: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Call:
-    """One interception of the fixture, with everything recorded for it."""
-
-    name: str
-    started: datetime
-    status: str | None
-    """None: still in progress (no end row)."""
-    ended: datetime | None = None
-    _: KW_ONLY
-    user: str
-    client: str
-    provider: str
-    provider_name: str
-    model: str
-    session: str | None
-    """The client's session id (None: the session is the thread root's, or the interception's own, id)."""
-    root: str | None = None
-    parent: str | None = None
-    error: str | None = None
-    http_status: int | None = None
-    response_model: str | None = None
-    streaming: bool = True
-    prompt: str | None = None
-    usages: tuple[tuple[int, int, int, int, int | None], ...] = ()
-    """(input, output, cache read, cache write, cost micro-dollars or None when unpriced), created 1 s apart."""
-    tools: tuple[Tool, ...] = ()
-    thoughts: tuple[str, ...] = ()
-
-
-def ident(started: datetime, n: int) -> UUID:
-    """A UUIDv7 that sorts by start time, then by `n` (so ties in start time have a known order)."""
-    ms = int(started.timestamp() * 1000)
-    return UUID(int=(ms << 80) | (0x7 << 76) | (0b10 << 62) | n)
 
 
 SONNET, HAIKU, GPT = "claude-sonnet-4-5", "claude-haiku-4-5", "gpt-4.1"
@@ -262,80 +211,7 @@ def seed(path: str, calls: list[Call] = CALLS) -> None:
 
 
 def emit_call(writer: AuditWriter, call: Call, ids: dict[str, UUID] = ID) -> None:
-    me = ids[call.name]
-    writer.emit(
-        InterceptionStarted(
-            id=me,
-            initiator=call.user,
-            provider=call.provider,
-            provider_name=call.provider_name,
-            model=call.model,
-            client=call.client,
-            user_agent=None,
-            client_session_id=call.session,
-            thread_parent_id=ids[call.parent] if call.parent else None,
-            thread_root_id=ids[call.root] if call.root else None,
-            correlating_tool_call_id=None,
-            credential_kind="byok",
-            credential_hint="sk-a...wxyz",
-            streaming=call.streaming,
-            route="/v1/chat/completions" if call.provider == "openai" else "/v1/messages",
-            started_at=call.started,
-        )
-    )
-    if call.prompt:
-        writer.emit(
-            PromptSubmitted(interception_id=me, provider_response_id=None, prompt=call.prompt, created_at=call.started)
-        )
-    for n, thought in enumerate(call.thoughts):
-        writer.emit(
-            ThoughtRecorded(
-                interception_id=me,
-                content=thought,
-                metadata={"source": "thinking"},
-                created_at=call.started + timedelta(milliseconds=500 + n),
-            )
-        )
-    for n, tool in enumerate(call.tools, 1):
-        writer.emit(
-            ToolCalled(
-                interception_id=me,
-                provider_response_id=f"resp-{call.name}",
-                provider_tool_call_id=tool.call_id,
-                server_url=MCP_URL if tool.injected else None,
-                tool=tool.name,
-                input=tool.input,
-                injected=tool.injected,
-                invocation_error=tool.error,
-                metadata=tool.metadata or {},
-                created_at=call.started + timedelta(seconds=n),
-            )
-        )
-    for n, (inp, out, read, write, cost) in enumerate(call.usages, 1):
-        writer.emit(
-            TokensUsed(
-                interception_id=me,
-                provider_response_id=f"resp-{call.name}-{n}",
-                input_tokens=inp,
-                output_tokens=out,
-                cache_read_input_tokens=read,
-                cache_write_input_tokens=write,
-                cost_micros=cost,
-                created_at=call.started + timedelta(seconds=n),
-            )
-        )
-    if call.status is not None:
-        assert call.ended is not None
-        writer.emit(
-            InterceptionEnded(
-                interception_id=me,
-                status=call.status,
-                error=call.error,
-                http_status=call.http_status,
-                response_model=call.response_model,
-                ended_at=call.ended,
-            )
-        )
+    record_call(writer, call, ids)
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,12 @@ import pytest
 
 from addon.audit import (
     AuditWriter,
-    InterceptionEnded,
-    InterceptionStarted,
-    PromptSubmitted,
-    ThoughtRecorded,
-    TokensUsed,
-    ToolCalled,
 )
+from tests.support.audit_rows import Call as Recorded
+from tests.support.audit_rows import CallTool, record_call
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 NOW = datetime.now(UTC).replace(microsecond=0)
-MCP_URL = "http://127.0.0.1:9100/mcp"
 SCRIPT_PROMPT = "<script>alert(1)</script> now write tests"
 FORMULA_PROMPT = '=HYPERLINK("http://evil.example") list the files'
 
@@ -163,73 +158,32 @@ BY_NAME = {c.name: c for c in CALLS}
 
 
 def emit(writer: AuditWriter, call: Call) -> None:
-    me = call.id
-    writer.emit(
-        InterceptionStarted(
-            id=me,
-            initiator=call.user,
-            provider=call.provider,
-            provider_name=call.provider_name,
-            model=call.model,
-            client=call.client,
-            user_agent=None,
-            client_session_id=call.session,
-            thread_parent_id=BY_NAME[call.root].id if call.root else None,
-            thread_root_id=BY_NAME[call.root].id if call.root else None,
-            correlating_tool_call_id=None,
-            credential_kind="byok",
-            credential_hint="sk-a...wxyz",
-            streaming=True,
-            route="/v1/messages",
-            started_at=call.started,
-        )
+    """Through the fixture builder the CLI's tests use too: the thread's parent is its root."""
+    tools = tuple(
+        CallTool(t.name, f"toolu_{call.name}_{n}", t.input, t.injected, t.error, t.metadata)
+        for n, t in enumerate(call.tools, 1)
     )
-    if call.prompt:
-        writer.emit(
-            PromptSubmitted(interception_id=me, provider_response_id=None, prompt=call.prompt, created_at=call.started)
-        )
-    for n, thought in enumerate(call.thoughts):
-        writer.emit(
-            ThoughtRecorded(
-                interception_id=me,
-                content=thought,
-                metadata={"source": "thinking"},
-                created_at=call.started + timedelta(milliseconds=100 + n),
-            )
-        )
-    for n, tool in enumerate(call.tools, 1):
-        writer.emit(
-            ToolCalled(
-                interception_id=me,
-                provider_response_id=f"resp-{call.name}",
-                provider_tool_call_id=f"toolu_{call.name}_{n}",
-                server_url=MCP_URL if tool.injected else None,
-                tool=tool.name,
-                input=tool.input,
-                injected=tool.injected,
-                invocation_error=tool.error,
-                metadata=tool.metadata,
-                created_at=call.started + timedelta(milliseconds=200 + n),
-            )
-        )
-    for n, (inp, out, read, write, cost) in enumerate(call.usages, 1):
-        writer.emit(
-            TokensUsed(
-                interception_id=me,
-                provider_response_id=f"resp-{call.name}-{n}",
-                input_tokens=inp,
-                output_tokens=out,
-                cache_read_input_tokens=read,
-                cache_write_input_tokens=write,
-                cost_micros=cost,
-                created_at=call.started + timedelta(milliseconds=300 + n),
-            )
-        )
-    writer.emit(
-        InterceptionEnded(
-            interception_id=me, status=call.status, error=call.error, http_status=call.http_status, ended_at=call.ended
-        )
+    recorded = Recorded(
+        call.name,
+        call.started,
+        call.status,
+        call.ended,
+        user=call.user,
+        client=call.client,
+        provider=call.provider,
+        provider_name=call.provider_name,
+        model=call.model,
+        session=call.session,
+        root=call.root,
+        parent=call.root,
+        error=call.error,
+        http_status=call.http_status,
+        prompt=call.prompt,
+        usages=call.usages,
+        tools=tools,
+        thoughts=call.thoughts,
     )
+    record_call(writer, recorded, {c.name: c.id for c in (*CALLS, call)})
 
 
 def seed(path: str, calls: list[Call] = CALLS) -> None:
