@@ -247,8 +247,10 @@ class Gateway:
         for o in self._observers:
             if isinstance(o, Dumps):  # whole bodies: redacted in the dump thread
                 o.writer.redactor = self.scrubber.redactor
-        text = any(isinstance(o, JsonLog) or (isinstance(o, Tracing) and o.content) for o in self._observers)
-        observed = ObservedRecorder(self.writer, observer, scrub if text else None) if parts else None
+        texty = [o for o in self._observers if isinstance(o, (JsonLog, Tracing))]  # errors in spans too
+        counting = Observers([o for o in parts if o not in texty])
+        keeps_text = Observers(texty) if texty else None
+        observed = ObservedRecorder(self.writer, counting, keeps_text, scrub) if parts else None
         self.engine.recorder = observed or self.writer
 
     def decide(

@@ -46,6 +46,7 @@ from addon.policy.models import ModelPolicy
 from addon.policy.pricing import PriceBook
 from addon.policy.ratelimits import RateLimiter
 from addon.policy.redaction import Redactor
+from addon.providers import sigv4
 from addon.upstream.encoding import decode_body
 from addon.upstream.transport import Http1Transport
 from addon.wire import ResponseParser, Turn, WireFormat, WireReader
@@ -127,8 +128,8 @@ class Engine:
             self._start(job, record.started(job, headers, client, model="unknown", streaming=False))
             if refusal is not None:
                 return self.refuse(job, wire, refusal)
-            if job.route.tapped:
-                return None  # passed through as it is: the upstream answers it
+            if job.route.tapped and self.models is None and self.outbound is None:
+                return None  # passed through as it is: the upstream answers it (a guard would have to read it)
             return self.fail(job, wire, 400, f"invalid JSON body: {e}")
         secrets: tuple[str, ...] = ()
         if self.outbound is not None:
@@ -142,8 +143,10 @@ class Engine:
             job, headers, client, model=model, streaming=info.stream, session=session, parent=parent
         )
         self._start(job, started)
-        if refusal is None and self.models is not None:
-            refusal = self.models.refusal(job.initiator, info.model)
+        if refusal is None and self.models is not None:  # the path's model is the one served, where it names one
+            for named in dict.fromkeys(m for m in (job.route.model, info.model) if m) or (None,):
+                if refusal is None:
+                    refusal = self.models.refusal(job.initiator, named)
         if refusal is None and secrets and job.metadata.get("outbound") == "blocked":
             refusal = Refusal(400, f"the request holds a secret ({', '.join(secrets)}): remove it and send it again")
         if refusal is None:
@@ -174,7 +177,7 @@ class Engine:
         async def run(scan: Callable[[bytes], Any]) -> Any:
             return scan(job.body) if len(job.body) < OUTBOUND_INLINE else await asyncio.to_thread(scan, job.body)
 
-        if mode == "block" or job.route.sealed:
+        if mode == "block" or job.route.sealed or sigv4.signed(job.headers):  # a client's signature covers the body
             secrets = await run(redactor.kinds_in_json)
             if secrets:
                 job.metadata["outbound"] = "blocked"

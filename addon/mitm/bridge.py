@@ -288,14 +288,16 @@ class Bridge:
         except Exception as e:  # boundary: an audit failure must not cost the client its request
             logger.exception("aibridge: cannot record %s %s", flow.request.method, mask_target(flow.request.pretty_url))
             engine.finish(job, Status.FAILED, f"bridge error: {e!r}")
-            _pass_through(flow, decision)
+            if job.metadata.get("outbound") == "blocked":  # ... nor let a secret out that was to be refused
+                status, body = 400, decision.route.error_body(400, "the request holds a secret: not sent")
+                flow.response = http.Response.make(status, body, {"content-type": "application/json"})
+                return
+            _pass_through(flow, decision, job.body if job.body is not sent else None)
             return
         if reply is not None:  # refused: access rules or a spent budget
             flow.response = await _answer(reply)
             return
-        _pass_through(flow, decision)
-        if job.body is not sent and flow.response is None:  # secrets replaced (`outbound = "redact"`): only
-            flow.request.content = job.body  # their bytes differ; after the headers, so content-length follows
+        _pass_through(flow, decision, job.body if job.body is not sent else None)  # secrets replaced, or not
         if flow.response is not None:  # it could not be signed: answered here, so nothing comes to tap
             engine.finish(job, Status.FAILED, flow.response.get_text(strict=False) or "", flow.response.status_code)
             return
@@ -365,17 +367,22 @@ async def _answer(reply: Reply) -> http.Response:
     return http.Response.make(reply.status, body, _mitm_headers(reply.headers))
 
 
-def _pass_through(flow: http.HTTPFlow, decision: Decision) -> None:
-    """Forward unchanged but for the credential rules, to the provider's configured upstream (signed last, where
-    the bridge signs: the signature covers the headers as they go)."""
+def _pass_through(flow: http.HTTPFlow, decision: Decision, body: bytes | None = None) -> None:
+    """Forward unchanged but for the credential rules (and `body`, where secrets were replaced in it), to the
+    provider's configured upstream (signed last, where the bridge signs: the signature covers the headers and
+    the body as they go)."""
     if decision.access.refusal is not None:
-        status, body = decision.error()
-        flow.response = http.Response.make(status, body, {"content-type": "application/json"})
+        status, error = decision.error()
+        flow.response = http.Response.make(status, error, {"content-type": "application/json"})
         return
     access, route, request = decision.access, decision.route, flow.request
     extra = route.provider.extra_headers
     replaced = {n.lower() for n, _ in extra}
     headers = [*((n, v) for n, v in access.headers if n.lower() not in replaced), *extra]
+    if body is not None:
+        request.content = body  # encoded as the request's content-encoding says
+        length = str(len(request.raw_content or b""))
+        headers = [(n, length if n.lower() == "content-length" else v) for n, v in headers]
     if access.aws is not None:
         try:
             headers = route.sign(access.aws, request.method, request.path, headers, request.raw_content or b"")

@@ -130,18 +130,27 @@ class ObservedRecorder:
     """The engine's recorder, teed: every audit event goes to the audit writer, then to the observers."""
 
     def __init__(
-        self, inner: "Recorder", observer: Observer, scrub: Callable[[AuditEvent], AuditEvent | None] | None = None
+        self,
+        inner: "Recorder",
+        observer: Observer,
+        keeps_text: Observer | None = None,
+        scrub: Callable[[AuditEvent], AuditEvent | None] | None = None,
     ) -> None:
         self.inner = inner
         self.observer = observer
+        self.keeps_text = keeps_text
+        """Observers that keep text (the JSON log, spans): they get each event as the audit keeps it (`scrub`);
+        the others (metrics, the breaker) count the events as they came. The writer scrubs its own copy in its
+        thread."""
         self.scrub = scrub
-        """For observers that keep text (the JSON log, spans with content): they see what the audit keeps. The
-        writer scrubs its own copy in its thread."""
 
     def emit(self, event: AuditEvent) -> None:
         self.inner.emit(event)
+        self.observer.event(event)
+        if self.keeps_text is None:
+            return
         if self.scrub is None or (event := self.scrub(event)) is not None:  # type: ignore[assignment]
-            self.observer.event(event)
+            self.keeps_text.event(event)
 
     def find_tool_call(self, tool_call_id: str) -> tuple[UUID, UUID | None] | None:
         return self.inner.find_tool_call(tool_call_id)

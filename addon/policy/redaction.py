@@ -167,8 +167,19 @@ def _not_a_value(value: str) -> bool:
     )
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_WORDS = re.compile(r"pass|pwd|secret|token|auth|credential|key", re.IGNORECASE)
+
+
+def _a_name(value: str) -> bool:
+    """An unquoted value that is a name in code, not a value: `password_input_v2`, `AccessKeyV2Builder`."""
+    return bool(_IDENTIFIER.match(value) and _NAME_WORDS.search(value))
+
+
 def _password_value(value: str, quoted: bool) -> bool:
     if not 6 <= len(value) <= 200 or any(c.isspace() for c in value) or _not_a_value(value):
+        return False
+    if not quoted and _a_name(value):
         return False
     if not quoted and (_REFERENCE.match(value) or not (_HAS_DIGIT.search(value) or _HAS_SYMBOL.search(value))):
         return False
@@ -184,7 +195,7 @@ def _secret_value(value: str, quoted: bool) -> bool:
         and not _not_a_value(value)
         and not is_potential_uuid(value)
         and not _PATHLIKE.search(value)
-        and (quoted or not _REFERENCE.match(value))
+        and (quoted or not (_REFERENCE.match(value) or _a_name(value)))
         and _entropy(value) >= 3.0
     )
 
@@ -201,7 +212,7 @@ _KEY_TAIL = re.compile(
     re.IGNORECASE,
 )
 _ASSIGNED = (
-    r"""(?![a-z0-9_])(?:\\?["'`\]]){0,2}[ \t]*(?::=|=>|={1,3}|!==?|:(?=[ \t"'`\\]))[ \t]*"""  # `a:b` is no YAML
+    r"""(?![a-z0-9_])(?:\\?["'`\]]){0,2}[ \t]*(?::=|=>|=(?!=)|:(?=[ \t"'`\\]))[ \t]*"""  # `a:b`: no YAML; `==`: no
     r"""(?:(?P<q>\\?["'`])(?P<qv>[^"'`\\\r\n]{1,500}+)(?P=q)|(?P<uv>[^\s"'`,;&(){}\[\]<>\\]{1,500}+)(?![(\[]))"""
 )
 # one regex a word, each starting with its literal (run on the lowercased text): ~0.1 ms a word on 250 KB

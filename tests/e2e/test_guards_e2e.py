@@ -15,10 +15,17 @@ import pytest
 
 from addon.config import hash_token
 from tests.e2e.test_clients_e2e import CLAUDE_QUIET
+from tests.e2e.test_providers_e2e import BEDROCK_MODEL, OPERATOR_SECRET, signed_by_the_operator
 from tests.support.clients import binary, client_env, run
 from tests.support.mock_upstream import Answer, MockUpstream
 from tests.support.proxy import Proxy, provider_config
-from tests.support.scenarios import anthropic_events, anthropic_message, chat_completion, responses_events
+from tests.support.scenarios import (
+    anthropic_events,
+    anthropic_message,
+    chat_completion,
+    converse_response,
+    responses_events,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -218,3 +225,34 @@ def test_claude_code_pastes_a_key_the_provider_and_the_audit_never_see_it(
     assert kept and AWS_KEY.encode() not in kept  # the audit file (and a WAL); Claude Code's own HOME is its own
     [row] = proxy.rows("SELECT metadata FROM interceptions")
     assert json.loads(row["metadata"])["outbound"] == "redacted"
+
+
+def test_a_converse_call_the_bridge_signs_is_signed_over_the_redacted_body(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Converse is tapped (passed through as it came): with the operator's AWS credentials the bridge signs it,
+    and with `outbound = "redact"` it signs the body that leaves, so AWS would accept it."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    proxy = start_proxy(
+        f'[providers.bedrock]\nupstream = "{mock.url}"\naws_access_key_id = "AKIAOPERATOR00000000"\n'
+        'aws_secret_access_key = "env:TEST_OPERATOR_SECRET"\n\n[redaction]\noutbound = "redact"\n\n' + users(),
+        env={"TEST_OPERATOR_SECRET": OPERATOR_SECRET},
+    )
+    for var in ("HTTPS_PROXY", "https_proxy"):  # an authenticated user sending no AWS credentials: the bridge signs
+        monkeypatch.setenv(var, proxy.url.replace("://", f"://alice:{TOKENS['alice']}@", 1))
+    mock.enqueue(Answer.json(converse_response("Conversed.")))
+    unsigned = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}),
+    )
+    messages = [{"role": "user", "content": [{"text": PROMPT}]}]
+    answer = unsigned.converse(modelId=BEDROCK_MODEL, messages=messages)
+    assert answer["output"]["message"]["content"] == [{"text": "Conversed."}]
+    [seen] = mock.requests
+    assert AWS_KEY.encode() not in seen.body and b"[REDACTED:aws-access-key]" in seen.body
+    assert signed_by_the_operator(seen), seen.headers
+    assert seen.header("content-length") == str(len(seen.body))

@@ -362,7 +362,8 @@ def test_observe_puts_the_breaker_first_and_tees_the_recorder() -> None:
     recorder = gw.engine.recorder
     assert isinstance(recorder, ObservedRecorder)
     assert recorder.inner is writer
-    assert recorder.observer is observer
+    assert isinstance(recorder.observer, Observers) and recorder.observer.observers == observer.observers
+    assert recorder.keeps_text is None  # none of these keeps text
 
     event = PromptSubmitted(interception_id=uuid7(), provider_response_id=None, prompt="hi")
     recorder.emit(event)
@@ -496,28 +497,40 @@ def test_a_bridge_token_in_the_query_never_leaves_the_proxy() -> None:
 def test_by_default_the_writer_scrubs_in_its_thread_and_text_keeping_observers_see_the_same(tmp_path: Path) -> None:
     writer = StubWriter()
     gw = gateway(writer)
-    seen, dumps, log = SeenEvents(), Dumps(tmp_path), JsonLog()
-    gw.observe([seen, dumps])
+    counting, dumps, log = SeenEvents(), Dumps(tmp_path), SeenLog()
+    gw.observe([counting, dumps])
     gw.apply(parse_config({}))
     assert writer.scrub is gw.scrubber and gw.scrubber.redactor is not None  # type: ignore[attr-defined]
     assert dumps.writer.redactor is gw.scrubber.redactor  # whole bodies, in the dump thread
     recorder = gw.engine.recorder
-    assert isinstance(recorder, ObservedRecorder) and recorder.scrub is None  # nobody on the loop keeps text
-    gw.observe([seen, dumps, log])
+    assert isinstance(recorder, ObservedRecorder) and recorder.keeps_text is None  # nobody on the loop keeps text
+    gw.observe([counting, dumps, log])
     recorder = gw.engine.recorder
     assert isinstance(recorder, ObservedRecorder) and recorder.scrub is gw.scrubber
     key = "AKIA" + "IOSFODNN7" + "EXAMPLE"
     event = PromptSubmitted(interception_id=uuid7(), provider_response_id=None, prompt=f"use {key}")
     recorder.emit(event)
     assert writer.events == [event]  # the writer's copy is scrubbed in its thread
-    assert [e.prompt for e in seen.events] == ["use [REDACTED:aws-access-key]"]  # type: ignore[attr-defined]
+    assert counting.events == [event]  # metrics count what came
+    assert [e.prompt for e in log.events] == ["use [REDACTED:aws-access-key]"]  # type: ignore[attr-defined]
     gw.apply(parse_config({"record": "metadata", **UNREDACTED}))
     assert gw.scrubber.redactor is None and dumps.writer.redactor is None and writer.scrub is gw.scrubber  # type: ignore[attr-defined]
     gw.engine.recorder.emit(PromptSubmitted(interception_id=uuid7(), provider_response_id=None, prompt="x"))
-    assert len(seen.events) == 1  # metadata only: observers get no prompt at all
+    assert len(log.events) == 1 and len(counting.events) == 2  # metadata only: the log gets no prompt at all
     gw.apply(parse_config(UNREDACTED))
     assert writer.scrub is None  # type: ignore[attr-defined]
     dumps.close()
+
+
+class SeenLog(JsonLog):
+    """The JSON log's kind (it keeps error text), remembering what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[AuditEvent] = []
+
+    def event(self, event: AuditEvent) -> None:
+        self.events.append(event)
 
 
 def test_guards_reach_the_engine() -> None:

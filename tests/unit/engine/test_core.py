@@ -1308,3 +1308,35 @@ async def test_a_large_body_is_scanned_for_secrets_too(engine: Engine, upstream:
     assert job.body == body.replace(SECRET.encode(), b"[REDACTED:aws-access-key]")
     assert upstream.requests == []
     engine.abort_all("done")
+
+
+async def test_the_allowlist_checks_the_model_the_path_names_whatever_the_body_says(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    engine.models = ModelPolicy(ModelAllowlists(users=(("tester", ("claude-sonnet-4-5",)),)), ())
+    job = bedrock_job()
+    job.body = json.dumps({"model": "claude-sonnet-4-5", **json.loads(job.body)}).encode()  # the body lies
+    reply = await engine.admit(job)
+    assert reply is not None and reply.status == 403
+    assert "anthropic.claude-sonnet-4-5-20250929-v1:0 is not allowed" in recorder.ended(job).error  # type: ignore[operator]
+    assert upstream.requests == []
+
+
+async def test_a_sigv4_signed_body_with_a_secret_is_refused_in_redact_mode(engine: Engine) -> None:
+    engine.outbound = ("redact", Redactor())
+    job = make_job(SECRET_BODY, headers=[("authorization", "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/x, Signature=00")])
+    reply = await engine.admit(job)  # the client's signature covers the body: it cannot change
+    assert reply is not None and reply.status == 400
+    assert job.body == SECRET_BODY and job.metadata["outbound"] == "blocked"
+
+
+async def test_a_tapped_body_the_guards_cannot_read_is_refused(engine: Engine, upstream: FakeUpstream) -> None:
+    responses = make_job(b'{"model": "gpt-4.1", "input": "\xff\xfe', api=Api.OPENAI_RESPONSES, path="/v1/responses")
+    assert responses.route.tapped
+    assert await engine.admit(responses) is None  # no guard: the upstream answers it
+    engine.abort_all("done")
+    engine.outbound = ("block", Redactor())
+    guarded_job = make_job(b'{"model": "gpt-4.1", "input": "\xff', api=Api.OPENAI_RESPONSES, path="/v1/responses")
+    reply = await engine.admit(guarded_job)
+    assert reply is not None and reply.status == 400
+    assert upstream.requests == []

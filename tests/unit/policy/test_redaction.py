@@ -386,3 +386,18 @@ def test_kinds_in_json_is_what_redact_json_would_replace() -> None:
     assert R.kinds_in_json(body) == ("aws-access-key", "jwt") == R.redact_json(body)[1]
     assert R.kinds_in_json(request("clean")) == ()
     assert R.kinds_in_json(b"{not json " + AWS_ID.encode()) == ()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "private_key: Ed25519PrivateKey",
+        "make(session_auth=s3_disable_express_session_auth)",
+        "access_key=AccessKeyV2Builder",
+        "password=password_input_v2,",
+        "if password == confirm_password2:",
+        "assert token != previous_token_value",
+    ],
+)
+def test_names_and_comparisons_in_code_are_no_secrets(code: str) -> None:
+    assert Redactor().find(code) == []
