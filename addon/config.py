@@ -45,6 +45,9 @@ OUTBOUND = ("off", "redact", "block")
 refused (400)."""
 RECORD_LEVELS = ("full", "metadata")
 _ALLOWED_MODEL_KEYS = {"users", "groups"}
+_GATE_KEYS = {"rules"}
+_GATE_RULE_KEYS = {"tool", "arguments", "action"}
+GATE_ACTIONS = ("block", "audit")
 _KIND = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _PRICE_KEYS = {"input", "output", "cache_read", "cache_write", "cache_write_1h"}
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -69,6 +72,7 @@ _TOP_LEVEL_KEYS = {
     "redaction",
     "record",
     "allowed_models",
+    "tool_gate",
 }
 _BREAKER_KEYS = {"failure_threshold", "interval", "timeout", "max_requests", "enabled"}
 DEFAULT_TOOL_TIMEOUT = 60.0
@@ -206,6 +210,16 @@ class ModelAllowlists:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GateRule:
+    """A rule on the client's own tool calls: both regexes (searched; None: any) match, then `action`."""
+
+    name: str
+    tool: str | None = None
+    arguments: str | None = None
+    action: str = "block"
+
+
+@dataclass(frozen=True, kw_only=True)
 class CircuitBreakerConfig:
     """The reference's defaults: {5, 10 s, 30 s, 3}."""
 
@@ -234,6 +248,7 @@ class Config:
     record: str = "full"
     """`metadata`: the audit keeps ids, users, models, tokens, costs, tool names and statuses, no text."""
     allowed_models: ModelAllowlists = field(default_factory=ModelAllowlists)
+    tool_gate: tuple[GateRule, ...] = ()
 
     def provider_for_host(self, host: str) -> Provider | None:
         """The provider for `host`: the one naming it exactly, else the longest pattern that matches it."""
@@ -503,6 +518,14 @@ def _parse_rate_limits(value: Any) -> RateLimits:
     return RateLimits(**parts, on_store_down=_on_store_down(table, "rate_limits"))
 
 
+def _pattern(value: Any, where: str) -> str:
+    """A regex kept as its text, checked now; an empty one would match everything."""
+    if value == "":
+        raise ValueError(f"{where} must be a regular expression string, not empty")
+    _regex(value, where)
+    return value
+
+
 def _parse_redaction(value: Any) -> Redaction:
     table = _table(value, "redaction")
     _known(table, _REDACTION_KEYS, "redaction")
@@ -515,12 +538,7 @@ def _parse_redaction(value: Any) -> Redaction:
         where = f"redaction.patterns.{kind}"
         if not _KIND.match(kind):
             raise ValueError(f"{where}: a kind is lower-case words joined by '-', e.g. internal-token")
-        if not isinstance(pattern, str) or not pattern:
-            raise ValueError(f"{where} must be a regular expression (a string)")
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise ValueError(f"{where}: not a regular expression ({e})") from None
+        _pattern(pattern, where)
     return Redaction(audit=audit, outbound=outbound, patterns=tuple(sorted(patterns.items())))
 
 
@@ -538,6 +556,29 @@ def _parse_allowed_models(value: Any) -> ModelAllowlists:
             checked.append((name, tuple(patterns)))
         parts[kind] = tuple(checked)
     return ModelAllowlists(**parts)
+
+
+def _parse_tool_gate(value: Any) -> tuple[GateRule, ...]:
+    table = _table(value, "tool_gate")
+    _known(table, _GATE_KEYS, "tool_gate")
+    rules = []
+    for name, rule in sorted(_table(table.get("rules", {}), "tool_gate.rules", "be a table of tables").items()):
+        where = f"tool_gate.rules.{name}"
+        if not _KIND.match(name):
+            raise ValueError(f"{where}: a rule's name is lower-case words joined by '-', e.g. no-rm-rf")
+        rule = _table(rule, where, "be a table: tool, arguments, action")
+        _known(rule, _GATE_RULE_KEYS, where)
+        patterns: dict[str, str | None] = {}
+        for key in ("tool", "arguments"):
+            pattern = rule.get(key)
+            patterns[key] = _pattern(pattern, f"{where}.{key}") if pattern is not None else None
+        if patterns["tool"] is None and patterns["arguments"] is None:
+            raise ValueError(f"{where}: give tool, arguments or both (regular expressions)")
+        action = rule.get("action", "block")
+        if action not in GATE_ACTIONS:
+            raise ValueError(f"{where}.action must be one of {', '.join(repr(a) for a in GATE_ACTIONS)}")
+        rules.append(GateRule(name=name, tool=patterns["tool"], arguments=patterns["arguments"], action=action))
+    return tuple(rules)
 
 
 def _parse_record(value: Any) -> str:
@@ -670,6 +711,7 @@ def parse_config(data: dict[str, Any]) -> Config:
     redaction = _parse_redaction(data.get("redaction", {}))
     record = _parse_record(data.get("record", "full"))
     allowed_models = _parse_allowed_models(data.get("allowed_models", {}))
+    tool_gate = _parse_tool_gate(data.get("tool_gate", {}))
     return Config(
         providers=tuple(providers),
         mcp_servers=tuple(servers),
@@ -686,6 +728,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         redaction=redaction,
         record=record,
         allowed_models=allowed_models,
+        tool_gate=tool_gate,
     )
 
 

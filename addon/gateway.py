@@ -43,6 +43,7 @@ from addon.policy.pricing import PriceBook
 from addon.policy.ratelimits import RateLimiter
 from addon.policy.recording import Scrubber
 from addon.policy.redaction import Redactor
+from addon.policy.toolgate import ToolGate
 from addon.providers.routing import Route, classify, query_keys, sealed
 from addon.upstream.transport import Http1Transport
 
@@ -169,6 +170,7 @@ class Gateway:
         redactor = Redactor(redaction.patterns) if redaction.audit or redaction.outbound != "off" else None
         self.engine.outbound = (redaction.outbound, redactor) if redactor and redaction.outbound != "off" else None
         self.scrubber = Scrubber(redactor if redaction.audit else None, config.record)
+        self.engine.gate = ToolGate(config.tool_gate) if config.tool_gate else None
         self._settle_store()
 
     def use_writer(self, writer: AuditWriter) -> None:

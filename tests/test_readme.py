@@ -10,6 +10,7 @@ from addon.config import (
     _ALLOWED_MODEL_KEYS,
     _BREAKER_KEYS,
     _BUDGET_KEYS,
+    _GATE_RULE_KEYS,
     _MCP_KEYS,
     _PRICE_KEYS,
     _PROVIDER_KEYS,
@@ -46,7 +47,7 @@ def test_every_configuration_key_is_documented() -> None:
     documented = {key for block in blocks for key in re.findall(r"^(\w+) =", block, re.MULTILINE)}
     tables = {table for block in blocks for table in re.findall(r"^\[(\w+)[.\]]", block, re.MULTILINE)}
     every = _PROVIDER_KEYS | _MCP_KEYS | _USER_KEYS | _BUDGET_KEYS | _PRICE_KEYS | _BREAKER_KEYS | _RATE_KEYS
-    every |= _REDACTION_KEYS | _ALLOWED_MODEL_KEYS
+    every |= _REDACTION_KEYS | _ALLOWED_MODEL_KEYS | _GATE_RULE_KEYS
     assert (every | set(_RATE_LIMIT_KEYS)) - documented == set()
     assert {k for k in _TOP_LEVEL_KEYS if k not in tables} - documented == set()
 

@@ -46,11 +46,14 @@ from addon.policy.models import ModelPolicy
 from addon.policy.pricing import PriceBook
 from addon.policy.ratelimits import RateLimiter
 from addon.policy.redaction import Redactor
-from addon.providers import sigv4
+from addon.policy.toolgate import ToolGate, Verdict, blocked_text
+from addon.providers import Api, sigv4
 from addon.upstream.encoding import decode_body
 from addon.upstream.transport import Http1Transport
 from addon.wire import ResponseParser, Turn, WireFormat, WireReader
 from addon.wire.base import LoopState, Next, tool_names
+from addon.wire.sse import SSEEvent
+from addon.wire.toolgate import ChatGate, MessagesGate
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +104,8 @@ class Engine:
         self.models: ModelPolicy | None = None
         """Model allowlists; None: any model."""
         self.outbound: tuple[str, Redactor] | None = None
+        self.gate: ToolGate | None = None
+        """Rules on the client's own tool calls; None: they go to the client unjudged."""
         """("redact" | "block", the redactor) for secrets in requests before they leave; None: they leave."""
         """Central keys' cooldowns (pools of several keys): picked by access control, cooled by `send`."""
         self.max_tool_rounds = max_tool_rounds
@@ -265,6 +270,7 @@ class Engine:
         except BaseException:
             self.finish(job, Status.CANCELLED, "client disconnected before the upstream answered")
             raise
+        job.gate = self._gate_for(job, response) if is_success(response) else None
         try:
             if not is_success(response) or (tool_loop is None and not is_stream(response)):
                 return await self._relay_whole(job, wire, response)
@@ -275,7 +281,7 @@ class Engine:
             self.finish(job, Status.CANCELLED, "client disconnected")
             raise
         if tool_loop is None:
-            relay = self._relay(job, wire, wire.parser(hide_usage_chunk=hide_usage), response)
+            relay = self._relay(job, wire, self.gated(job, wire.parser(hide_usage_chunk=hide_usage)), response)
         else:
             relay = loop.stream(tool_loop, response)
         headers = upstream.response_headers(response.headers, keep_length=False)
@@ -302,14 +308,21 @@ class Engine:
         parser = wire.parser()
         guarded(parser.feed_body, decode_body(raw, response.headers.get("content-encoding")))
         turn = guarded(parser.turn) or Turn()
+        headers = upstream.response_headers(response.headers, keep_length=True)
         if is_success(response):
+            if job.gate is not None:  # a blocked call replaced: the body relayed decoded, re-serialized
+                decoded = decode_body(raw, response.headers.get("content-encoding"))
+                if (gated := job.gate.body(decoded)) is not decoded:
+                    raw = gated
+                    drop = ("content-encoding", "content-length")
+                    headers = [(n, v) for n, v in headers if n.lower() not in drop]
+                    headers.append(("content-length", str(len(raw))))
             self.record_turn(job, turn)
             status, error = record.outcome(turn)
         else:
             status = Status.FAILED
             error = turn.error or f"HTTP {response.status_code}: {raw[:300].decode('utf-8', 'replace')}"
         self.finish(job, status, error, response.status_code, turn.model)
-        headers = upstream.response_headers(response.headers, keep_length=True)
         headers.append((INTERCEPTION_HEADER, str(job.id)))
         return Reply(response.status_code, headers, once(raw))
 
@@ -352,11 +365,41 @@ class Engine:
                 if turn.next is not Next.CONTINUE:  # run calls are recorded with their results
                     emit(record.unrun_call(job, turn, call, tool))
                 continue
-            emit(record.client_call(job, turn, call))
+            emit(record.client_call(job, turn, call, self.judge(job, call.id, call.name, call.arguments)))
             if call.id:
                 self.lineage.remember(call.id, job.id, job.thread_root_id)
         for thought in turn.thoughts:
             emit(record.thought(job, thought.content, thought.source))
+
+    # --- the tool gate ---------------------------------------------------------------------------------------
+
+    def judge(self, job: Job, call_id: str, name: str, arguments: str) -> Verdict | None:
+        """The gate's verdict on one of the client's calls, once per call (the relay and the record ask alike)."""
+        if self.gate is None or name in job.tools:
+            return None
+        key = call_id or f"{name}:{arguments}"
+        if key not in job.gated:
+            job.gated[key] = self.gate.check(name, arguments)
+        return job.gated[key]
+
+    def gated(self, job: Job, parser: ResponseParser) -> ResponseParser:
+        """`parser`, its events passed through the job's wire gate (where there is one)."""
+        return parser if job.gate is None else _GatedParser(parser, job.gate)
+
+    def _gate_for(self, job: Job, response: httpx.Response) -> Any:
+        """The wire's gate for this answer: Messages and Chat Completions as SSE or JSON; else none (tapped
+        answers are only read; Bedrock's frames are not held)."""
+        if self.gate is None or job.route.tapped or "eventstream" in response.headers.get("content-type", ""):
+            return None
+        kind = {Api.ANTHROPIC_MESSAGES: MessagesGate, Api.OPENAI_CHAT: ChatGate}.get(job.api)
+        if kind is None:
+            return None
+
+        def check(call_id: str, name: str, arguments: str) -> str | None:
+            verdict = self.judge(job, call_id, name, arguments)
+            return blocked_text(name, verdict) if verdict is not None and verdict.blocked else None
+
+        return kind(check)
 
     def refuse(self, job: Job, wire: WireReader, refusal: Refusal) -> Reply:
         return self.fail(job, wire, refusal.status, refusal.message, status=Status.REFUSED, headers=refusal.headers)
@@ -418,3 +461,20 @@ class Engine:
         if not job.ended:
             self.record_turn(job, turn)
         self.finish(job, status, error, http_status, turn.model)
+
+
+class _GatedParser:
+    """A response parser whose relayed events pass the tool gate (which may hold or replace them)."""
+
+    def __init__(self, inner: ResponseParser, gate: Any) -> None:
+        self.inner = inner
+        self.gate = gate
+
+    def feed_event(self, event: SSEEvent) -> bytes | None:
+        return self.gate.event(self.inner.feed_event(event))
+
+    def feed_body(self, body: bytes) -> None:
+        self.inner.feed_body(body)
+
+    def turn(self) -> Turn:
+        return self.inner.turn()

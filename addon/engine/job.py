@@ -63,6 +63,10 @@ class Job:
     tokens_used: int = 0
     """Every token of its usage (input, cached, output), which its rate-limit ticket settles with."""
     ended: bool = False
+    gated: dict[str, Any] = field(default_factory=dict)
+    """The tool gate's verdicts on the client's calls, by call id (`policy.toolgate.Verdict`)."""
+    gate: Any = None
+    """The wire's tool gate for this answer (`wire.toolgate`), where the gate holds client calls."""
 
     @classmethod
     def of(

@@ -94,7 +94,7 @@ async def stream(loop: Loop, response: httpx.Response) -> AsyncIterator[bytes]:
     relayed = Relayed()
     try:
         while True:
-            parser = wire.loop_parser(state)
+            parser = engine.gated(job, wire.loop_parser(state))
             try:
                 async for data in relay_round(wire, response, parser, relayed):
                     yield data
@@ -185,5 +185,10 @@ async def blocking(loop: Loop, response: httpx.Response) -> Reply:
     else:
         final = wire.merge_rounds(bodies, state, limited)
         headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]
+    if job.gate is not None:  # a blocked client call replaced (re-serialized only then)
+        plain = final if final is not raw else decode_body(raw, first.headers.get("content-encoding"))
+        if (gated := job.gate.body(plain)) is not plain:
+            final = gated
+            headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]
     headers += [("content-length", str(len(final))), (INTERCEPTION_HEADER, str(job.id))]
     return Reply(first.status_code, headers, once(final))

@@ -71,8 +71,13 @@ def priced(job: Job, turn: Turn, prices: PriceBook) -> TokensUsed:
     )
 
 
-def client_call(job: Job, turn: Turn, call: ToolCall) -> ToolCalled:
-    """A call of the client's own tools: the client runs it; the bridge only records it."""
+def client_call(job: Job, turn: Turn, call: ToolCall, verdict: Any = None) -> ToolCalled:
+    """A call of the client's own tools: the client runs it (unless the tool gate blocked it, `verdict`); the
+    bridge only records it."""
+    metadata: dict[str, Any] = {}
+    if verdict is not None:
+        blocked = verdict.blocked and not job.route.tapped  # a tapped answer is only read: audit only
+        metadata = {"gate": verdict.rule, "action": verdict.action, "blocked": blocked}
     return ToolCalled(
         interception_id=job.id,
         provider_response_id=turn.response_id,
@@ -81,6 +86,7 @@ def client_call(job: Job, turn: Turn, call: ToolCall) -> ToolCalled:
         tool=call.name,
         input=call.arguments,
         injected=False,
+        metadata=metadata,
     )
 
 

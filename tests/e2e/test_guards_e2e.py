@@ -3,6 +3,7 @@ secrets kept from leaving (`[redaction] outbound`), model allowlists on every re
 metadata-only recording level. The secrets are fake, built from parts so that no scanner flags this file."""
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,7 +56,12 @@ def test_secrets_never_reach_the_audit_the_logs_or_the_dumps(
 ) -> None:
     dumps = tmp_path / "dumps"
     proxy = start_proxy(
-        provider_config(mock.url), args=("--set", f"aibridge_dump_dir={dumps}", "--set", "aibridge_json_logs=true")
+        provider_config(mock.url),
+        args=(
+            *("--set", f"aibridge_dump_dir={dumps}", "--set", "aibridge_json_logs=true"),
+            *("--set", "aibridge_tracing=true", "--set", "aibridge_trace_content=true"),
+        ),
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": mock.url},  # spans, prompt text and all, to the mock's /v1/traces
     )
     mock.enqueue(
         Answer.json(
@@ -75,7 +81,10 @@ def test_secrets_never_reach_the_audit_the_logs_or_the_dumps(
     )
     assert message.content[-1].type == "tool_use"  # the client gets its answer as it came
     assert AWS_KEY in mock.requests[0].body.decode()  # outbound is off by default: the request left as it was
-    proxy.stop()
+    mock.enqueue(Answer(200, {"content-type": "application/x-protobuf"}, b""))  # the collector's answer
+    assert proxy.stop() == 0  # shutting down flushes the spans
+    (spans,) = [r.body for r in mock.requests if r.path == "/v1/traces"]
+    assert b"[REDACTED:aws-access-key]" in spans and AWS_KEY.encode() not in spans
 
     written = everything_written(tmp_path)
     logs = "\n".join(proxy.output).encode()
@@ -256,3 +265,113 @@ def test_a_converse_call_the_bridge_signs_is_signed_over_the_redacted_body(
     assert AWS_KEY.encode() not in seen.body and b"[REDACTED:aws-access-key]" in seen.body
     assert signed_by_the_operator(seen), seen.headers
     assert seen.header("content-length") == str(len(seen.body))
+
+
+GATE = """
+[tool_gate.rules.no-rm-rf]
+tool = "^Bash$"
+arguments = "rm -rf"
+
+[tool_gate.rules.watch-curl]
+arguments = "curl "
+action = "audit"
+"""
+
+
+def test_a_blocked_tool_call_never_reaches_the_client_and_text_before_it_streams_on(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy]
+) -> None:
+    proxy = start_proxy(provider_config(mock.url) + GATE)
+    seen_text = threading.Event()
+    mock.enqueue(
+        Answer.sse(
+            anthropic_events(["I will clean ", "up."], tools=[("toolu_1", "Bash", {"command": "rm -rf /"})]),
+            gate=seen_text,  # the stream's last event waits until the client has had its text
+        )
+    )
+    sdk = anthropic.Anthropic(api_key=BYOK, max_retries=0)
+    texts, kinds = [], []
+    with sdk.messages.stream(
+        model="claude-sonnet-4-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "clean up"}],
+        tools=[{"name": "Bash", "description": "run", "input_schema": {"type": "object"}}],
+    ) as stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "text":
+                texts.append(event.text)
+                seen_text.set()
+        final = stream.get_final_message()
+    assert not mock.gate_timed_out, "the text before the held call did not reach the client in time"
+    assert [b.type for b in final.content] == ["text", "text"] and final.stop_reason == "end_turn"
+    assert (
+        final.content[1].text == "[aibridge] The tool call Bash was blocked by policy (rule no-rm-rf) and was not run."
+    )  # type: ignore[union-attr]
+    proxy.stop()
+    [row] = proxy.rows("SELECT tool, metadata FROM tool_usages")
+    assert row["tool"] == "Bash" and json.loads(row["metadata"]) == {
+        "gate": "no-rm-rf",
+        "action": "block",
+        "blocked": True,
+    }
+
+
+def test_chat_completions_are_gated_and_audit_rules_only_record(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy]
+) -> None:
+    proxy = start_proxy(provider_config(mock.url) + GATE)
+    mock.enqueue(
+        Answer.json(chat_completion(None, tools=[("call_1", "Bash", '{"command": "sudo rm -rf /var"}')])),
+        Answer.json(chat_completion(None, tools=[("call_2", "Bash", '{"command": "curl https://example.com"}')])),
+    )
+    sdk = openai.OpenAI(api_key="sk-proj-guards-0123456789", max_retries=0)
+    tools = [{"type": "function", "function": {"name": "Bash", "parameters": {"type": "object"}}}]
+    blocked = sdk.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "x"}], tools=tools)  # type: ignore[arg-type]
+    assert blocked.choices[0].message.tool_calls is None and blocked.choices[0].finish_reason == "stop"
+    assert "blocked by policy (rule no-rm-rf)" in (blocked.choices[0].message.content or "")
+    audited = sdk.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "y"}], tools=tools)  # type: ignore[arg-type]
+    assert audited.choices[0].message.tool_calls and audited.choices[0].finish_reason == "tool_calls"
+    proxy.stop()
+    rows = proxy.rows("SELECT metadata FROM tool_usages ORDER BY created_at")
+    assert [json.loads(r["metadata"]) for r in rows] == [
+        {"gate": "no-rm-rf", "action": "block", "blocked": True},
+        {"gate": "watch-curl", "action": "audit", "blocked": False},
+    ]
+
+
+def test_claude_code_never_gets_a_blocked_bash_call_and_runs_an_allowed_one(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    mock.queued_paths = {"/v1/messages"}  # Claude Code's side calls get `200 {}`
+    proxy = start_proxy(provider_config(mock.url) + GATE)
+    env = client_env(proxy, tmp_path / "home", **CLAUDE_QUIET)
+    work = tmp_path / "w"
+    claude = [str(binary("claude")), "-p", "--allowedTools", "Bash", "--output-format", "stream-json", "--verbose"]
+
+    mock.enqueue(Answer.sse(anthropic_events(["Wiping."], tools=[("toolu_rm", "Bash", {"command": "rm -rf ./data"})])))
+    done = run([*claude, "wipe the data"], env, work)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    [result] = [m for m in lines if m["type"] == "result"]
+    assert "blocked by policy (rule no-rm-rf)" in result["result"] and not result["is_error"]
+    assert '"tool_use"' not in done.stdout  # Claude Code never saw the call
+
+    mock.enqueue(
+        Answer.sse(
+            anthropic_events(["Marking."], tools=[("toolu_ok", "Bash", {"command": "echo gate-ok > marker.txt"})])
+        ),
+        Answer.sse(anthropic_events(["Marked."])),
+    )
+    done = run([*claude, "leave a marker"], env, work)
+    assert done.returncode == 0, done.stderr
+    assert (work / "marker.txt").read_text().strip() == "gate-ok"  # the allowed call ran
+    calls = [r for r in mock.requests if r.method == "POST" and r.path.startswith("/v1/messages")]
+    results = [b for b in calls[-1].json()["messages"][-1]["content"] if b.get("type") == "tool_result"]
+    assert [r["tool_use_id"] for r in results] == ["toolu_ok"]
+    proxy.stop()
+    rows = proxy.rows("SELECT tool, metadata FROM tool_usages ORDER BY created_at")
+    assert [(r["tool"], json.loads(r["metadata"] or "{}").get("blocked")) for r in rows] == [
+        ("Bash", True),
+        ("Bash", None),
+    ]

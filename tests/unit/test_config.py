@@ -789,7 +789,7 @@ def test_only_sigv4_families_take_aws_credentials() -> None:
         ({"redaction": {"patterns": {"Bad Kind": "x"}}}, "redaction.patterns.Bad Kind: a kind is lower-case words"),
         (
             {"redaction": {"patterns": {"internal-token": "(unclosed"}}},
-            "redaction.patterns.internal-token: not a regular",
+            "redaction.patterns.internal-token: invalid regular",
         ),
         ({"redaction": {"patterns": {"internal-token": 3}}}, "redaction.patterns.internal-token must be a regular"),
         ({"redaction": {"mode": "x"}}, "redaction: unknown key(s) mode"),

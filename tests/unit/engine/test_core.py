@@ -24,7 +24,7 @@ from addon.audit import (
     TokensUsed,
     ToolCalled,
 )
-from addon.config import Budgets, McpServer, ModelAllowlists, RateLimit, RateLimits, parse_config
+from addon.config import Budgets, GateRule, McpServer, ModelAllowlists, RateLimit, RateLimits, parse_config
 from addon.engine.core import OUTBOUND_INLINE, Engine
 from addon.engine.job import INTERCEPTION_HEADER, CutShort, Job
 from addon.engine.ports import TextPart, ToolResult
@@ -34,6 +34,7 @@ from addon.policy.models import ModelPolicy
 from addon.policy.pricing import PriceBook
 from addon.policy.ratelimits import RateLimiter
 from addon.policy.redaction import Redactor
+from addon.policy.toolgate import ToolGate
 from addon.providers import Api
 from addon.providers.routing import Route, classify
 from addon.providers.sigv4 import AwsCredentials
@@ -53,7 +54,7 @@ from tests.support.fakes import (
     read,
     sse,
 )
-from tests.support.scenarios import bedrock_frames
+from tests.support.scenarios import anthropic_events, anthropic_message, bedrock_frames
 
 ANTHROPIC_EVENTS = [
     sse(
@@ -1340,3 +1341,47 @@ async def test_a_tapped_body_the_guards_cannot_read_is_refused(engine: Engine, u
     reply = await engine.admit(guarded_job)
     assert reply is not None and reply.status == 400
     assert upstream.requests == []
+
+
+# --- the tool gate ---------------------------------------------------------------------------------------------
+
+GATE = ToolGate((GateRule(name="no-rm-rf", tool="^Bash$", arguments="rm -rf"),))
+
+
+async def test_a_blocked_client_call_never_reaches_the_client_and_is_recorded(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    engine.gate = GATE
+    events = anthropic_events(["Cleaning up."], tools=[("toolu_9", "Bash", {"command": "rm -rf /"})])
+    _, upstream.respond = sse_reply(events)
+    job = await admitted(engine, make_job())
+    body = b"".join(await read(await engine.open(job)))
+    assert b'"tool_use"' not in body and b"blocked by policy (rule no-rm-rf)" in body
+    assert b'"stop_reason":"end_turn"' in body
+    [call] = [e for e in recorder.events if isinstance(e, ToolCalled)]
+    assert (call.tool, call.metadata) == ("Bash", {"gate": "no-rm-rf", "action": "block", "blocked": True})
+    assert recorder.ended(job).status == "completed"
+
+
+async def test_an_allowed_client_call_is_relayed_as_it_came(engine: Engine, upstream: FakeUpstream) -> None:
+    engine.gate = GATE
+    events = anthropic_events(["Listing."], tools=[("toolu_8", "Bash", {"command": "ls"})])
+    _, upstream.respond = sse_reply(events)
+    job = await admitted(engine, make_job())
+    assert b"".join(await read(await engine.open(job))) == b"".join(events)
+
+
+async def test_a_blocking_answer_with_a_blocked_call_is_rewritten(engine: Engine, upstream: FakeUpstream) -> None:
+    engine.gate = GATE
+    message = anthropic_message("Sure.", tools=[("toolu_7", "Bash", {"command": "rm -rf ~"})])
+    upstream.respond = lambda request: httpx.Response(
+        200, headers={"content-type": "application/json"}, stream=Chunks([json.dumps(message).encode()])
+    )
+    body = json.loads(ANTHROPIC_BODY)
+    job = await admitted(engine, make_job(json.dumps({**body, "stream": False}).encode()))
+    reply = await engine.open(job)
+    answer = json.loads(b"".join(await read(reply)))
+    assert [b["type"] for b in answer["content"]] == ["text", "text"] and answer["stop_reason"] == "end_turn"
+    assert header(reply, "content-length") == [
+        str(len(json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()))
+    ]
