@@ -244,7 +244,7 @@ class Gateway:
         parts = [o for o in (self.breakers, *self._observers) if o is not None]
         observer = Observers(parts) if parts else NO_OBSERVER
         self.engine.observer = observer
-        scrub = self.scrubber if self.scrubber.redactor is not None or self.scrubber.metadata_only else None
+        scrub = self.scrubber if self.scrubber.needed else None
         self.writer.scrub = scrub  # in the writer's thread, off the event loop
         for o in self._observers:
             if isinstance(o, Dumps):  # whole bodies: redacted in the dump thread

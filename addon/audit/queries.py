@@ -471,12 +471,12 @@ def session(db: Reader, session_id: str) -> JSON:
         "client": interceptions[0]["client"],
         "started_at": interceptions[0]["started_at"],
         "ended_at": max((i["ended_at"] for i in interceptions if i["ended_at"]), default=None),
-        "totals": _totals(usage),
+        "totals": usage_totals(usage),
         "threads": threads,
     }
 
 
-def _totals(usage: list[JSON]) -> JSON:
+def usage_totals(usage: list[JSON]) -> JSON:
     costs = [u["cost_micros"] for u in usage if u["cost_micros"] is not None]
     return {
         "input_tokens": sum(u["input_tokens"] for u in usage),
@@ -567,11 +567,12 @@ def usage(db: Reader, by: str, filters: Filters) -> JSON:
         params,
     )
     for row in rows:
-        row["cache_hit_ratio"] = _cache_hit_ratio(row)
+        row["cache_hit_ratio"] = cache_hit_ratio(row)
     return {"by": by, "rows": rows}
 
 
-def _cache_hit_ratio(row: JSON) -> float | None:
+def cache_hit_ratio(row: JSON) -> float | None:
+    """Cache reads over all input (plain, read and written), 4 places; None when there was no input."""
     cached = row["cache_read_tokens"] or 0
     total_input = (row["input_tokens"] or 0) + cached + (row["cache_write_tokens"] or 0)
     return round(cached / total_input, 4) if total_input else None
@@ -613,14 +614,15 @@ def spend(db: Reader, filters: Filters) -> JSON:
         name = next(n for n, b in bit.items() if not row["g"] & b)
         out = {"key": row[name]}
         out.update({k: row[k] for k in _USAGE_COLUMNS})
-        out["cache_hit_ratio"] = _cache_hit_ratio(out)
+        out["cache_hit_ratio"] = cache_hit_ratio(out)
         result[name].append(out)
     for name, group in result.items():
         if name == "day":
             group.sort(key=lambda r: r["key"])
+            del group[:-MAX_LIMIT]  # the newest days
         else:  # as `usage` orders them
             group.sort(key=lambda r: (r["cost_micros"] is None, -(r["cost_micros"] or 0), -(r["input_tokens"] or 0)))
-        del group[MAX_LIMIT:]
+            del group[MAX_LIMIT:]
     return {f"by_{name}": group for name, group in result.items()}
 
 

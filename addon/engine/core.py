@@ -101,13 +101,13 @@ class Engine:
         self.ledger = ledger
         self.rate_limits: RateLimiter | None = None
         self.keys = KeyPools()
+        """Central keys' cooldowns (pools of several keys): picked by access control, cooled by `send`."""
         self.models: ModelPolicy | None = None
         """Model allowlists; None: any model."""
         self.outbound: tuple[str, Redactor] | None = None
+        """("redact" | "block", the redactor) for secrets in requests before they leave; None: they leave."""
         self.gate: ToolGate | None = None
         """Rules on the client's own tool calls; None: they go to the client unjudged."""
-        """("redact" | "block", the redactor) for secrets in requests before they leave; None: they leave."""
-        """Central keys' cooldowns (pools of several keys): picked by access control, cooled by `send`."""
         self.max_tool_rounds = max_tool_rounds
         self.keepalive_interval = keepalive_interval
         self.lineage = Lineage(recorder.find_tool_call)
@@ -136,9 +136,9 @@ class Engine:
             if job.route.tapped and self.models is None and self.outbound is None:
                 return None  # passed through as it is: the upstream answers it (a guard would have to read it)
             return self.fail(job, wire, 400, f"invalid JSON body: {e}")
-        secrets: tuple[str, ...] = ()
+        blocked: tuple[str, ...] = ()
         if self.outbound is not None:
-            body, secrets = await self._outbound(job, body)
+            body, blocked = await self._outbound(job, body)
         job.json = body
         job.info = info = wire.parse_request(_with_path_facts(body, job))
         parent, job.thread_root_id = await self.lineage.resolve(info.correlating_tool_call_id)
@@ -149,11 +149,9 @@ class Engine:
         )
         self._start(job, started)
         if refusal is None and self.models is not None:  # the path's model is the one served, where it names one
-            for named in dict.fromkeys(m for m in (job.route.model, info.model) if m) or (None,):
-                if refusal is None:
-                    refusal = self.models.refusal(job.initiator, named)
-        if refusal is None and secrets and job.metadata.get("outbound") == "blocked":
-            refusal = Refusal(400, f"the request holds a secret ({', '.join(secrets)}): remove it and send it again")
+            refusal = self.models.refusal(job.initiator, job.route.model, info.model)
+        if refusal is None and blocked:
+            refusal = Refusal(400, f"the request holds a secret ({', '.join(blocked)}): remove it and send it again")
         if refusal is None:
             refusal = self.observer.refuse(job)  # an open circuit breaker
         if refusal is None and self.rate_limits is not None:
@@ -173,9 +171,10 @@ class Engine:
         return self.refuse(job, wire, refusal) if refusal is not None else None
 
     async def _outbound(self, job: Job, body: dict) -> tuple[dict, tuple[str, ...]]:
-        """Secrets in the request: found (to refuse it, `block`), or replaced in the raw body, only their bytes
-        (`redact`); a signed body cannot change, so there it is refused too. What was done is on record. A large
-        body is scanned in a worker thread (about 10 ms for 250 KB), so other streams keep flowing meanwhile."""
+        """Secrets in the request: found (to refuse it, `block`: their kinds are returned), or replaced in the raw
+        body, only their bytes (`redact`); a signed body cannot change, so there it is refused too. What was done
+        is on record. A large body is scanned in a worker thread (about 10 ms for 250 KB), so other streams keep
+        flowing meanwhile."""
         assert self.outbound is not None
         mode, redactor = self.outbound
 
@@ -194,7 +193,7 @@ class Engine:
             job.metadata["outbound"] = "redacted"
             job.metadata["secrets"] = list(secrets)
             body = json.loads(cleaned)
-        return body, secrets
+        return body, ()
 
     def _start(self, job: Job, started: InterceptionStarted) -> None:
         self.active[job.id] = job
@@ -306,17 +305,17 @@ class Engine:
         except UpstreamUnavailable as e:
             return self.fail(job, wire, e.status, str(e))
         parser = wire.parser()
-        guarded(parser.feed_body, decode_body(raw, response.headers.get("content-encoding")))
+        decoded = decode_body(raw, response.headers.get("content-encoding"))
+        guarded(parser.feed_body, decoded)
         turn = guarded(parser.turn) or Turn()
         headers = upstream.response_headers(response.headers, keep_length=True)
         if is_success(response):
-            if job.gate is not None:  # a blocked call replaced: the body relayed decoded, re-serialized
-                decoded = decode_body(raw, response.headers.get("content-encoding"))
-                if (gated := job.gate.body(decoded)) is not decoded:
-                    raw = gated
-                    drop = ("content-encoding", "content-length")
-                    headers = [(n, v) for n, v in headers if n.lower() not in drop]
-                    headers.append(("content-length", str(len(raw))))
+            # a blocked call replaced: the body goes out decoded, re-serialized
+            if job.gate is not None and (gated := job.gate.body(decoded)) is not decoded:
+                raw = gated
+                drop = ("content-encoding", "content-length")
+                headers = [(n, v) for n, v in headers if n.lower() not in drop]
+                headers.append(("content-length", str(len(raw))))
             self.record_turn(job, turn)
             status, error = record.outcome(turn)
         else:

@@ -21,11 +21,14 @@ class ModelPolicy:
         lists = [self._groups[g] for g in self._member_of.get(user, ()) if g in self._groups]
         return tuple(dict.fromkeys(p for patterns in lists for p in patterns)) if lists else None
 
-    def refusal(self, user: str, model: str | None) -> Refusal | None:
-        """A 403 for a model `user` may not call (one the request does not name counts as not allowed)."""
+    def refusal(self, user: str, *models: str | None) -> Refusal | None:
+        """A 403 for the first of `models` (a request may name one in its path and one in its body) `user` may not
+        call; a request that names none counts as not allowed."""
         patterns = self.allowed(user)
-        if patterns is None or (model and any(fnmatchcase(model, p) for p in patterns)):
+        if patterns is None:
             return None
-        return Refusal(
-            403, f"model {model or '(none given)'} is not allowed for {user}: allowed are {', '.join(patterns)}"
-        )
+        for model in [m for m in models if m] or [None]:
+            if not model or not any(fnmatchcase(model, p) for p in patterns):
+                allowed = ", ".join(patterns)
+                return Refusal(403, f"model {model or '(none given)'} is not allowed for {user}: allowed are {allowed}")
+        return None

@@ -17,6 +17,11 @@ class Scrubber:
         self.redacted = 0
         """Events with at least one secret replaced."""
 
+    @property
+    def needed(self) -> bool:
+        """Whether it changes anything: secrets to redact, or text to drop."""
+        return self.redactor is not None or self.metadata_only
+
     def __call__(self, event: AuditEvent) -> AuditEvent | None:
         """The event as it may be kept; None: not at all."""
         match event:

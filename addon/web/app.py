@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from addon.audit.queries import MAX_LIMIT, SESSION_SORTS
+from addon.audit.queries import MAX_LIMIT, SESSION_SORTS, cache_hit_ratio, usage_totals
 from addon.audit.store import masked
 from addon.cli import render
 from addon.cli.source import Source, open_source
@@ -127,12 +127,6 @@ def ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def cache_hit_ratio(totals: dict[str, Any]) -> float | None:
-    cached = totals["cache_read_tokens"] or 0
-    total = (totals["input_tokens"] or 0) + cached + (totals["cache_write_tokens"] or 0)
-    return cached / total if total else None
-
-
 def millis(start: str | None, end: str | None) -> int | None:
     if not start or not end:
         return None
@@ -177,7 +171,7 @@ def templates() -> Jinja2Templates:
         lstrip_blocks=True,
     )
     env.globals.update(money=render.money, count=render.count, when=render.when, short=render.short)
-    env.globals.update(ratio=ratio, duration=duration, size=size, pretty=pretty, millis=millis)
+    env.globals.update(ratio=ratio, duration=duration, size=size, pretty=pretty)
     env.filters["merged"] = lambda params, **more: {**params, **more}
     env.filters["q"] = lambda params: urlencode({k: v for k, v in params.items() if v not in (None, "")})
     return Jinja2Templates(env=env)
@@ -265,7 +259,7 @@ class Pages:
             for step in thread["interceptions"]:
                 step["thread"] = n
                 step["duration_ms"] = millis(step["started_at"], step["ended_at"])
-                step["totals"] = _sum_usage(step["usage"])
+                step["totals"] = usage_totals(step["usage"])
                 steps.append(step)
         if wanted == "csv":
             return _csv(to_csv((_step_row(s) for s in steps), STEP_COLUMNS), f"session-{_safe(session_id)}")
@@ -324,13 +318,8 @@ class Pages:
             )
             for name in ("user", "model", "client")
         }
-        totals = {
-            k: sum(r[k] or 0 for r in by_day)
-            for k in ("interceptions", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-        }
-        priced = [r["cost_micros"] for r in by_day if r["cost_micros"] is not None]
-        totals["cost_micros"] = sum(priced) if priced or not by_day else None
-        totals["unpriced_rows"] = sum(r["unpriced_rows"] for r in by_day)
+        # over the range's days (at most MAX_LIMIT, the newest); each day row counts its own unpriced rows
+        totals = usage_totals(by_day) | {k: sum(r[k] or 0 for r in by_day) for k in ("interceptions", "unpriced_rows")}
         return self.page(
             request,
             "spend.html",
@@ -405,17 +394,6 @@ class Pages:
         return self.page(
             request, "live.html", {"rows": list(reversed(result["interceptions"])), "next": result["next"]}
         )
-
-
-def _sum_usage(usage: list[dict[str, Any]]) -> dict[str, Any]:
-    costs = [u["cost_micros"] for u in usage if u["cost_micros"] is not None]
-    out = {
-        k: sum(u[k] for u in usage)
-        for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-    }
-    out["cost_micros"] = sum(costs) if costs or not usage else None
-    out["unpriced_rows"] = len(usage) - len(costs)
-    return out
 
 
 def _step_row(step: dict[str, Any]) -> dict[str, Any]:

@@ -149,7 +149,6 @@ async def run(args: argparse.Namespace, tmp: Path, server: PostgresServer) -> No
                 rates[name].append(await throughput(f, name, args.concurrency, args.seconds, errors))
         while fleets:
             fleets.pop().stop()  # each writer commits what it holds on a clean shutdown
-        warm = args.rounds * args.concurrency  # the warm-up calls, recorded too
         warm = args.rounds * args.concurrency  # the warm-up calls are recorded too
         sent = {name: warm + sum(r["sent"] for r in rounds) for name, rounds in rates.items()}
         stored = {"1 proxy": interceptions(dbs["one"]), "2 proxies": interceptions(dbs["two"])}

@@ -187,6 +187,13 @@ def test_a_user_outside_the_allowlist_is_refused_on_every_recorded_route(
     proxy.stop()
     rows = audit(proxy.db_path, "SELECT initiator, model, status, http_status FROM interceptions ORDER BY started_at")
     assert [r[2:] for r in rows] == [("refused", 403)] * 3 + [("completed", 200)] * 2
+    assert [r[:2] for r in rows] == [
+        ("bob", "claude-sonnet-4-5"),
+        ("bob", "gpt-4.1"),
+        ("bob", "gpt-4.1"),
+        ("bob", "claude-haiku-4-5"),
+        ("alice", "gpt-4.1"),
+    ]
 
 
 def test_metadata_only_keeps_no_text(mock: MockUpstream, start_proxy: Callable[..., Proxy]) -> None:

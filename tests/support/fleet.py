@@ -24,15 +24,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
-from tests.support.postgres import PostgresServer
+from addon.audit.store import masked
+from addon.mitm.certs import BUNDLE_NAME, shell_lines
+from tests.support.postgres import PostgresServer, _free_port
 from tests.support.proxy import _EXPORT, ROOT, Proxy
 
-BUNDLE_NAME = "aibridge-ca-bundle.pem"  # what the addon writes in its confdir (addon/mitm/certs.py)
 BACKEND = "proxies"
 PROXY_READY_TIMEOUT = 30.0  # seconds for one mitmdump to print its export lines
 BALANCER_READY_TIMEOUT = 15.0  # seconds for HAProxy to listen and see every proxy UP
@@ -42,7 +43,6 @@ _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux
 _BIND_TRIES = 5  # a free port another process took before HAProxy bound it
 _KEEP_LINES = 20_000  # scripts/fleet keeps this many lines a process: health checks log 4 a second a proxy
 _CLEARED = ("SSL_CERT_DIR",)  # besides every *_proxy variable: a client must not go around, nor trust otherwise
-_CA_VARIABLES = ("SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 def haproxy_binary() -> str:
@@ -366,10 +366,7 @@ class Fleet:
     def exports(self, user: str | None = None, token: str | None = None) -> dict[str, str]:
         """What the proxies print for a developer's shell (HTTPS_PROXY and every CA variable the addon knows),
         with HTTPS_PROXY pointing at the balancer."""
-        url = self.proxy_url(user, token)
-        names = self.proxies[0].env or _CA_VARIABLES  # the first proxy's own lines, once it started
-        values = {name: str(self.bundle) for name in names}
-        return values | {"HTTPS_PROXY": url, "https_proxy": url}
+        return dict(m.groups() for line in self.export_lines(user, token) if (m := _EXPORT.match(line)))
 
     def client_env(
         self, user: str | None = None, token: str | None = None, base: dict[str, str] | None = None
@@ -381,7 +378,7 @@ class Fleet:
         return kept | self.exports(user, token)
 
     def export_lines(self, user: str | None = None, token: str | None = None) -> list[str]:
-        return [f"export {name}={value}" for name, value in self.exports(user, token).items()]
+        return shell_lines(self.proxy_url(user, token), self.bundle)  # the addon's own lines
 
     # --- what HAProxy sees ----------------------------------------------------------------------------------
 
@@ -441,12 +438,6 @@ class _BalancerExited(RuntimeError):
     """HAProxy exited before it was ready."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --- scripts/fleet -----------------------------------------------------------------------------------------
 
 STATE = ROOT / ".fleet"
@@ -472,15 +463,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="URL", help="a postgresql:// URL for the audit (default: a local cluster)")
     parser.add_argument("--config", type=Path, metavar="TOML", help="the aibridge configuration file")
     return parser
-
-
-def _masked(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _running_postmaster(data: Path) -> int | None:
@@ -587,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fleet.start()
         say("")
         say(f"aibridge fleet up in {fleet.startup_seconds:.1f}s:")
-        say(f"  audit    {_masked(db)}" + ("" if options.db else f" (local cluster in {STATE / 'postgres'})"))
+        say(f"  audit    {masked(db)}" + ("" if options.db else f" (local cluster in {STATE / 'postgres'})"))
         for proxy in fleet.proxies:
             say(f"  {proxy.name:<8} 127.0.0.1:{proxy.port}  pid {proxy.pid}")
         say(f"  haproxy  {fleet.url}  pid {fleet.balancer_pid}  (config {fleet.config_file})")

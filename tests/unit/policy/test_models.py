@@ -40,3 +40,11 @@ def test_patterns_match_the_whole_name_case_sensitively_and_a_missing_model_is_r
 def test_the_toml_table() -> None:
     config = parse_config({"allowed_models": {"users": {"alice": ["claude-*"]}, "groups": {"eng": ["gpt-*"]}}})
     assert config.allowed_models == ModelAllowlists(users=(("alice", ("claude-*",)),), groups=(("eng", ("gpt-*",)),))
+
+
+def test_every_model_a_request_names_must_be_allowed() -> None:
+    policy = ModelPolicy(LISTS, USERS)
+    assert policy.refusal("bob", "claude-sonnet-4-5", None) is None
+    path_named = policy.refusal("bob", "gpt-5-prod", "claude-sonnet-4-5")  # the path serves another model
+    assert path_named is not None and "gpt-5-prod is not allowed" in path_named.message
+    assert policy.refusal("bob", None, None) is not None
