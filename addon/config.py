@@ -73,6 +73,7 @@ _TOP_LEVEL_KEYS = {
     "record",
     "allowed_models",
     "tool_gate",
+    "tool_result_excerpt",
 }
 _BREAKER_KEYS = {"failure_threshold", "interval", "timeout", "max_requests", "enabled"}
 DEFAULT_TOOL_TIMEOUT = 60.0
@@ -249,6 +250,8 @@ class Config:
     """`metadata`: the audit keeps ids, users, models, tokens, costs, tool names and statuses, no text."""
     allowed_models: ModelAllowlists = field(default_factory=ModelAllowlists)
     tool_gate: tuple[GateRule, ...] = ()
+    tool_result_excerpt: int = 200
+    """Characters of each client tool result the action ledger keeps (redacted like all text); 0 keeps none."""
 
     def provider_for_host(self, host: str) -> Provider | None:
         """The provider for `host`: the one naming it exactly, else the longest pattern that matches it."""
@@ -712,6 +715,7 @@ def parse_config(data: dict[str, Any]) -> Config:
     record = _parse_record(data.get("record", "full"))
     allowed_models = _parse_allowed_models(data.get("allowed_models", {}))
     tool_gate = _parse_tool_gate(data.get("tool_gate", {}))
+    excerpt = _whole(data.get("tool_result_excerpt", 200), "tool_result_excerpt", 0, 4000)
     return Config(
         providers=tuple(providers),
         mcp_servers=tuple(servers),
@@ -729,6 +733,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         record=record,
         allowed_models=allowed_models,
         tool_gate=tool_gate,
+        tool_result_excerpt=excerpt,
     )
 
 

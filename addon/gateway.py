@@ -171,6 +171,7 @@ class Gateway:
         self.engine.outbound = (redaction.outbound, redactor) if redactor and redaction.outbound != "off" else None
         self.scrubber = Scrubber(redactor if redaction.audit else None, config.record)
         self.engine.gate = ToolGate(config.tool_gate) if config.tool_gate else None
+        self.engine.excerpt_chars = 0 if config.record == "metadata" else config.tool_result_excerpt
         self._settle_store()
 
     def use_writer(self, writer: AuditWriter) -> None:

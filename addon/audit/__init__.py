@@ -2,12 +2,14 @@
 
 from addon.audit.events import (
     AuditEvent,
+    CacheBust,
     InterceptionEnded,
     InterceptionStarted,
     PromptSubmitted,
     ThoughtRecorded,
     TokensUsed,
     ToolCalled,
+    ToolResultReturned,
 )
 from addon.audit.store import AuditFileError, AuditFileLocked
 from addon.audit.writer import AuditWriter
@@ -17,10 +19,12 @@ __all__ = [
     "AuditFileError",
     "AuditFileLocked",
     "AuditWriter",
+    "CacheBust",
     "InterceptionEnded",
     "InterceptionStarted",
     "PromptSubmitted",
     "ThoughtRecorded",
     "TokensUsed",
     "ToolCalled",
+    "ToolResultReturned",
 ]

@@ -1,7 +1,8 @@
 """One frozen dataclass per kind of audit row. `row()` gives the values in the table's column order."""
 
 import json
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -20,9 +21,16 @@ def _json(value: dict[str, Any] | None) -> str | None:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEvent:
     TABLE: ClassVar[str]
+    UNSTORED: ClassVar[frozenset[str]] = frozenset()
+    """Fields that carry work for the writer thread, not values for a column."""
 
     def row(self) -> tuple[Any, ...]:
-        return tuple(_json(v) if isinstance(v, dict) else v for v in (getattr(self, f.name) for f in fields(self)))
+        values = (getattr(self, f.name) for f in fields(self) if f.name not in self.UNSTORED)
+        return tuple(_json(v) if isinstance(v, dict) else v for v in values)
+
+    def prepared(self) -> "AuditEvent":
+        """The event as it is written: work left for the writer thread done (off the event loop)."""
+        return self
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +53,12 @@ class InterceptionStarted(AuditEvent):
     route: str
     started_at: datetime
     metadata: dict[str, Any] = field(default_factory=dict)
+    working_directory: str | None = None
+    """Attribution, from the client's own context (`addon.engine.attribution`): None where it says nothing."""
+    repository: str | None = None
+    branch: str | None = None
+    agent: str | None = None
+    """`main`, or the sub-agent's name."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +123,58 @@ class ToolCalled(AuditEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ToolResultReturned(AuditEvent):
+    """A client tool's result, as the client sent it back: paired with its call (`tool_usages`) by call id. Its
+    `created_at` is the arrival of the request that carries it."""
+
+    TABLE = "tool_results"
+    id: UUID = field(default_factory=uuid7)
+    interception_id: UUID
+    """The interception whose request carried the result."""
+    provider_tool_call_id: str
+    is_error: bool | None
+    size_bytes: int
+    excerpt: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheBust(AuditEvent):
+    """A request that wrote again (or sent uncached) a prompt-cache prefix the previous request of its conversation
+    had cached, within the cache's lifetime: where the prefix changed, and what it cost over a cache read."""
+
+    TABLE = "cache_busts"
+    UNSTORED = frozenset({"locate"})
+    id: UUID = field(default_factory=uuid7)
+    interception_id: UUID
+    previous_interception_id: UUID
+    expected_tokens: int
+    """The prefix the previous request read or wrote: what this one should have read."""
+    read_tokens: int
+    lost_tokens: int
+    """Of the expected prefix, what was not read: written to the cache again, or sent as plain input."""
+    rewritten_tokens: int
+    location: str | None = None
+    """The first part of the prefix that changed: `tools`, `system`, `messages[N]`, ...; `unchanged` when the
+    bodies agree (the cache was evicted); None when the bodies could not be compared."""
+    ttl_seconds: int
+    gap_ms: int
+    """From the end of the previous response to this request."""
+    cost_micros: int | None
+    """Micro-dollars lost: the lost tokens at what they were paid, less what reading them would have cost."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=_now)
+    locate: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
+    """Finds `location` from the two request bodies, in the writer thread."""
+
+    def prepared(self) -> "CacheBust":
+        if self.locate is None:
+            return self
+        return replace(self, location=self.locate(), locate=None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ThoughtRecorded(AuditEvent):
     TABLE = "model_thoughts"
     id: UUID = field(default_factory=uuid7)
@@ -118,9 +184,18 @@ class ThoughtRecorded(AuditEvent):
     created_at: datetime = field(default_factory=_now)
 
 
+KINDS: tuple[type[AuditEvent], ...] = (
+    InterceptionStarted,
+    InterceptionEnded,
+    TokensUsed,
+    PromptSubmitted,
+    ToolCalled,
+    ThoughtRecorded,
+    ToolResultReturned,
+    CacheBust,
+)
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    kind.TABLE: tuple(f.name for f in fields(kind))
-    for kind in (InterceptionStarted, InterceptionEnded, TokensUsed, PromptSubmitted, ToolCalled, ThoughtRecorded)
+    kind.TABLE: tuple(f.name for f in fields(kind) if f.name not in kind.UNSTORED) for kind in KINDS
 }
 """Each table's columns in `row()`'s order."""
 JSON_COLUMNS: frozenset[str] = frozenset({"metadata", "prices"})

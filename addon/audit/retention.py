@@ -16,7 +16,15 @@ BATCH: Final = 2000
 """Interceptions per batch: each batch is one short transaction."""
 INTERVAL: Final = 3600.0
 """Seconds between purges (the first runs at start-up)."""
-CHILD_TABLES: Final = ("token_usages", "user_prompts", "tool_usages", "model_thoughts", "interception_ends")
+CHILD_TABLES: Final = (
+    "token_usages",
+    "user_prompts",
+    "tool_usages",
+    "model_thoughts",
+    "tool_results",
+    "cache_busts",
+    "interception_ends",
+)
 
 Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 """Runs one `?`-parameterised statement inside the store's transaction and returns its rows."""

@@ -110,7 +110,61 @@ def _m002_costs(db: duckdb.DuckDBPyConnection) -> None:
     db.execute("ALTER TABLE token_usages ADD COLUMN prices JSON")
 
 
-MIGRATIONS: list[Migration] = [("m001_initial", _m001_initial), ("m002_costs", _m002_costs)]
+def _m004_insights(db: duckdb.DuckDBPyConnection) -> None:
+    db.execute(_INSIGHTS.format(text="VARCHAR", uuid_text="VARCHAR", json="JSON"))
+
+
+# The action ledger (tool results, paired with `tool_usages` by call id), prompt-cache busts, and attribution
+# (working directory, repository, branch, agent) on each interception. The same text for both stores.
+_INSIGHTS = """
+    ALTER TABLE interception_starts ADD COLUMN working_directory {text};
+    ALTER TABLE interception_starts ADD COLUMN repository {text};
+    ALTER TABLE interception_starts ADD COLUMN branch {text};
+    ALTER TABLE interception_starts ADD COLUMN agent {text};
+    CREATE TABLE tool_results (
+        id UUID NOT NULL,
+        interception_id UUID NOT NULL,    -- the interception whose request carried the result
+        provider_tool_call_id {text} NOT NULL,
+        is_error BOOLEAN,                 -- NULL where the API has no error flag
+        size_bytes BIGINT NOT NULL,
+        excerpt {text},                   -- its first tool_result_excerpt characters, redacted like all text
+        metadata {json},
+        created_at TIMESTAMPTZ NOT NULL   -- the request's arrival
+    );
+    CREATE TABLE cache_busts (
+        id UUID NOT NULL,
+        interception_id UUID NOT NULL,
+        previous_interception_id UUID NOT NULL,
+        expected_tokens BIGINT NOT NULL,  -- what the previous request of the conversation cached
+        read_tokens BIGINT NOT NULL,
+        lost_tokens BIGINT NOT NULL,
+        rewritten_tokens BIGINT NOT NULL,
+        location {text},                  -- tools | system | messages[N] | ... | unchanged; NULL: not compared
+        ttl_seconds INTEGER NOT NULL,
+        gap_ms BIGINT NOT NULL,
+        cost_micros BIGINT,               -- NULL: unpriced
+        metadata {json},
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    DROP VIEW interceptions;
+    CREATE VIEW interceptions AS
+    SELECT s.id, s.initiator, s.provider, s.provider_name, s.model, s.client, s.user_agent,
+           s.client_session_id,
+           coalesce(s.client_session_id, s.thread_root_id::{uuid_text}, s.id::{uuid_text}) AS session_id,
+           s.thread_parent_id, s.thread_root_id, s.correlating_tool_call_id,
+           s.credential_kind, s.credential_hint, s.streaming, s.route,
+           e.status, e.error, e.http_status, e.response_model,
+           s.started_at, e.ended_at, s.metadata, s.working_directory, s.repository, s.branch, s.agent
+    FROM interception_starts s
+    LEFT JOIN interception_ends e ON e.interception_id = s.id;
+"""
+
+
+MIGRATIONS: list[Migration] = [
+    ("m001_initial", _m001_initial),
+    ("m002_costs", _m002_costs),
+    ("m004_insights", _m004_insights),  # m003 (the fleet's shared limits) is PostgreSQL's only
+]
 
 
 def migrate(db: duckdb.DuckDBPyConnection) -> None:
@@ -340,6 +394,22 @@ POSTGRES_MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+POSTGRES_MIGRATIONS.append(
+    (
+        "m004_insights",
+        _INSIGHTS.format(text="TEXT", uuid_text="TEXT", json="JSONB")
+        + """
+        ALTER TABLE tool_results ADD PRIMARY KEY (id);
+        CREATE INDEX tool_results_interception ON tool_results (interception_id);
+        CREATE INDEX tool_results_call ON tool_results (provider_tool_call_id);
+        ALTER TABLE cache_busts ADD PRIMARY KEY (id);
+        CREATE INDEX cache_busts_interception ON cache_busts (interception_id);
+        CREATE INDEX cache_busts_created_at ON cache_busts (created_at);
+        CREATE INDEX interception_starts_repository ON interception_starts (repository)
+            WHERE repository IS NOT NULL;
+        """,
+    )
+)
 MIGRATION_LOCK = 0x41494252  # "AIBR": the advisory lock that lets one of several starting proxies migrate
 
 

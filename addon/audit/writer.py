@@ -183,6 +183,7 @@ class AuditWriter:
                 self._take(pending, item)  # type: ignore[arg-type]
 
     def _take(self, pending: list[AuditEvent], event: AuditEvent) -> None:
+        event = event.prepared()
         if self.scrub is not None and (event := self.scrub(event)) is None:  # type: ignore[assignment]
             return
         pending.append(event)

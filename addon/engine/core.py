@@ -15,16 +15,19 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import httpx
 
 from addon import upstream
-from addon.audit import InterceptionEnded, InterceptionStarted, PromptSubmitted
+from addon.audit import CacheBust, InterceptionEnded, InterceptionStarted, PromptSubmitted
 from addon.audit.lineage import Lineage
 from addon.config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS
 from addon.engine import loop, record
+from addon.engine.attribution import attribute
+from addon.engine.cache import CacheWatch
 from addon.engine.clients import client_session_id, detect_client
 from addon.engine.job import INTERCEPTION_HEADER, CutShort, Job, Reply, Status, UpstreamUnavailable
 from addon.engine.ports import NO_CALL, Observer, Recorder, Tool, ToolSource
@@ -57,6 +60,8 @@ from addon.wire.toolgate import ChatGate, MessagesGate
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_EXCERPT = 200
+"""Characters of each client tool result kept in the action ledger (`tool_result_excerpt`)."""
 DEFAULT_MAX_OUTPUT = 4096
 """Output tokens a budget reservation assumes for a request that sets no limit."""
 OUTBOUND_INLINE = 32 * 1024
@@ -110,7 +115,10 @@ class Engine:
         """Rules on the client's own tool calls; None: they go to the client unjudged."""
         self.max_tool_rounds = max_tool_rounds
         self.keepalive_interval = keepalive_interval
+        self.excerpt_chars = DEFAULT_EXCERPT
         self.lineage = Lineage(recorder.find_tool_call)
+        self.cache = CacheWatch()
+        """Each conversation's last prompt cache, to find the requests that miss it (busts)."""
         self.active: dict[UUID, Job] = {}
         self.shutting_down: Callable[[], bool] = lambda: False
         """Set by the host: while it stops, connections close under running jobs, and that is the reason."""
@@ -143,11 +151,15 @@ class Engine:
         job.info = info = wire.parse_request(_with_path_facts(body, job))
         parent, job.thread_root_id = await self.lineage.resolve(info.correlating_tool_call_id)
         session = client_session_id(client, headers, body)
+        where = attribute(client, headers, body)
         model = info.model or "unknown"
+        job.conversation = (job.initiator, session or str(job.thread_root_id or job.id), where.agent, model)
         started = record.started(
-            job, headers, client, model=model, streaming=info.stream, session=session, parent=parent
+            job, headers, client, model=model, streaming=info.stream, session=session, parent=parent, attribution=where
         )
         self._start(job, started)
+        for result in info.tool_results:
+            self.recorder.emit(record.tool_result(job, result, self.excerpt_chars))
         if refusal is None and self.models is not None:  # the path's model is the one served, where it names one
             refusal = self.models.refusal(job.initiator, job.route.model, info.model)
         if refusal is None and blocked:
@@ -359,6 +371,8 @@ class Engine:
         job.response_id = job.response_id or turn.response_id
         if turn.usage is not None:
             emit(record.priced(job, turn, self.prices))
+            if (bust := self._cache_bust(job, turn)) is not None:
+                emit(bust)
         for call in turn.tool_calls:
             if (tool := job.tools.get(call.name)) is not None:
                 if turn.next is not Next.CONTINUE:  # run calls are recorded with their results
@@ -369,6 +383,19 @@ class Engine:
                 self.lineage.remember(call.id, job.id, job.thread_root_id)
         for thought in turn.thoughts:
             emit(record.thought(job, thought.content, thought.source))
+
+    def _cache_bust(self, job: Job, turn: Turn) -> CacheBust | None:
+        """Whether this round missed the prompt cache its conversation's last round left (priced as requested
+        where the response names no model)."""
+        assert turn.usage is not None
+        if job.conversation is None:
+            return None
+        u = turn.usage
+        model = turn.model or (job.info.model if job.info else None)
+        prices = (
+            self.prices.prices(job.route.price_vendor, model, u.input + u.cache_read + u.cache_write) if model else None
+        )
+        return self.cache.observe(job.conversation, job.id, job.started_at, u, job.body, prices, datetime.now(UTC))
 
     # --- the tool gate ---------------------------------------------------------------------------------------
 

@@ -54,6 +54,8 @@ class Job:
     json: dict | None = None
     info: RequestInfo | None = None
     thread_root_id: UUID | None = None
+    conversation: tuple[Any, ...] | None = None
+    """(user, session, agent, model): the requests that share a prompt cache (`engine.cache`)."""
     response_id: str | None = None
     tools: dict[str, Tool] = field(default_factory=dict)
     """The injected tools, by model-visible name, as they were when the request arrived."""

@@ -3,11 +3,12 @@
 from typing import Any
 from uuid import UUID
 
-from addon.audit import InterceptionStarted, ThoughtRecorded, TokensUsed, ToolCalled
+from addon.audit import InterceptionStarted, ThoughtRecorded, TokensUsed, ToolCalled, ToolResultReturned
+from addon.engine.attribution import Attribution
 from addon.engine.job import Job, Status
 from addon.engine.ports import Tool
 from addon.policy.pricing import PriceBook
-from addon.wire import ToolCall, Turn
+from addon.wire import ToolCall, ToolResult, Turn
 from addon.wire.base import LIMIT_NOTICE, LoopState, Next
 
 
@@ -20,7 +21,9 @@ def started(
     streaming: bool,
     session: str | None = None,
     parent: UUID | None = None,
+    attribution: Attribution | None = None,
 ) -> InterceptionStarted:
+    where = attribution or Attribution()
     return InterceptionStarted(
         id=job.id,
         initiator=job.initiator,
@@ -39,6 +42,23 @@ def started(
         route=job.path.split("?", 1)[0],
         started_at=job.started_at,
         metadata=job.metadata,
+        working_directory=where.working_directory,
+        repository=where.repository,
+        branch=where.branch,
+        agent=where.agent,
+    )
+
+
+def tool_result(job: Job, result: ToolResult, excerpt_chars: int) -> ToolResultReturned:
+    """A client tool's result the request brings back, with an excerpt of `excerpt_chars` (0: none)."""
+    excerpt = result.text[:excerpt_chars] if excerpt_chars and result.text else None
+    return ToolResultReturned(
+        interception_id=job.id,
+        provider_tool_call_id=result.call_id,
+        is_error=result.is_error,
+        size_bytes=result.size,
+        excerpt=excerpt,
+        created_at=job.started_at,
     )
 
 

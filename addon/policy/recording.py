@@ -1,12 +1,19 @@
 """What the audit keeps of each event: everything, with secrets redacted (`record = "full"`, the default), or
 metadata only (`record = "metadata"`: ids, users, models, tokens, costs, tool names and statuses; no prompt
-text, tool arguments or thinking). The audit writer applies it in its own thread, off the event loop; observers
-that keep text (the JSON log, spans with content) get the same scrubbed event."""
+text, tool arguments, tool results or thinking). The audit writer applies it in its own thread, off the event
+loop; observers that keep text (the JSON log, spans with content) get the same scrubbed event."""
 
 from dataclasses import replace
 from typing import Any
 
-from addon.audit import AuditEvent, InterceptionEnded, PromptSubmitted, ThoughtRecorded, ToolCalled
+from addon.audit import (
+    AuditEvent,
+    InterceptionEnded,
+    PromptSubmitted,
+    ThoughtRecorded,
+    ToolCalled,
+    ToolResultReturned,
+)
 from addon.policy.redaction import Redactor
 
 
@@ -29,6 +36,10 @@ class Scrubber:
                 return None
             case ToolCalled() if self.metadata_only:
                 return replace(event, input=None, invocation_error=None)
+            case ToolResultReturned() if self.metadata_only:
+                return replace(event, excerpt=None) if event.excerpt is not None else event
+            case ToolResultReturned():
+                return self._scrubbed(event, "excerpt")
             case PromptSubmitted():
                 return self._scrubbed(event, "prompt")
             case ThoughtRecorded():

@@ -15,6 +15,7 @@ from addon.wire.base import (
     ToolCall,
     ToolDefinitions,
     ToolOutput,
+    ToolResult,
     ToolSpec,
     Turn,
     Usage,
@@ -25,6 +26,7 @@ from addon.wire.base import (
     int_or_zero,
     json_object,
     parse_arguments,
+    result_parts,
     sum_usage,
 )
 from addon.wire.json_splice import extend_array, set_member
@@ -75,6 +77,17 @@ def correlating_tool_call_id(body: JSON) -> str | None:
         if part.get("type") == "tool_result" and isinstance(part.get("tool_use_id"), str):
             return part["tool_use_id"]
     return None
+
+
+def tool_results(body: JSON) -> tuple[ToolResult, ...]:
+    """The `tool_result` blocks of the last user message: the results this request brings back."""
+    message = last_user_message(body.get("messages"))
+    results = []
+    for part in _content_parts(message.get("content")) if message is not None else []:
+        if part.get("type") == "tool_result" and isinstance(call_id := part.get("tool_use_id"), str):
+            size, text = result_parts(part.get("content"))
+            results.append(ToolResult(call_id, part.get("is_error") is True, size, text))
+    return tuple(results)
 
 
 def to_usage(raw: JSON) -> Usage:
@@ -378,6 +391,7 @@ class AnthropicMessages:
             prompt=extract_prompt(body),
             correlating_tool_call_id=correlating_tool_call_id(body),
             max_output=first_positive(body, "max_tokens"),
+            tool_results=tool_results(body),
             takes_tools="haiku" not in (model if isinstance(model, str) else "").lower(),  # Claude Code's titles
         )
 

@@ -156,6 +156,35 @@ def parse_arguments(arguments: str) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A client tool's result as the client sends it back to the model."""
+
+    call_id: str
+    is_error: bool | None
+    """None where the API has no error flag (OpenAI's tool outputs)."""
+    size: int
+    """UTF-8 bytes of its text (and of any other part as JSON)."""
+    text: str
+    """Its text parts, joined; other parts (images, files) as `[<type>]`."""
+
+
+def result_parts(content: Any) -> tuple[int, str]:
+    """(size, text) of a tool result's content: a string, or a list of parts with `text` (any API's)."""
+    if isinstance(content, str):
+        return len(content.encode()), content
+    texts, size = [], 0
+    for part in content if isinstance(content, list) else [content] if content is not None else []:
+        text = part.get("text") if isinstance(part, dict) else None
+        if isinstance(text, str):
+            texts.append(text)
+            size += len(text.encode())
+        else:
+            texts.append(f"[{part.get('type', 'part') if isinstance(part, dict) else 'part'}]")
+            size += len(dumps(part).encode())
+    return size, "\n".join(texts)
+
+
+@dataclass(frozen=True, slots=True)
 class RequestInfo:
     """What the audit needs from a client request body."""
 
@@ -168,6 +197,8 @@ class RequestInfo:
     """The most output tokens the request allows, where it says (a budget reservation assumes them all)."""
     takes_tools: bool = True
     """Whether injected tools may go into this request at all (each API's own rules)."""
+    tool_results: tuple[ToolResult, ...] = ()
+    """The results of the client's tool calls this request brings back (its last turn's, not the history's)."""
 
 
 class ResponseParser(Protocol):

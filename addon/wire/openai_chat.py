@@ -16,6 +16,7 @@ from addon.wire.base import (
     ToolCall,
     ToolDefinitions,
     ToolOutput,
+    ToolResult,
     ToolSpec,
     Turn,
     Usage,
@@ -26,6 +27,7 @@ from addon.wire.base import (
     int_or_zero,
     json_object,
     parse_arguments,
+    result_parts,
     result_text,
     sum_usage,
 )
@@ -96,6 +98,21 @@ def correlating_tool_call_id(body: JSON) -> str | None:
     if last is not None and last.get("role") == "tool" and isinstance(last.get("tool_call_id"), str):
         return last["tool_call_id"]
     return None
+
+
+def tool_results(body: JSON) -> tuple[ToolResult, ...]:
+    """The `tool` messages after the last assistant message: the results this request brings back."""
+    messages = body.get("messages")
+    results = []
+    for message in reversed(messages) if isinstance(messages, list) else []:
+        if not isinstance(message, dict) or message.get("role") in _SKIPPED_ROLES:
+            continue
+        if message.get("role") != "tool":
+            break
+        if isinstance(call_id := message.get("tool_call_id"), str):
+            size, text = result_parts(message.get("content"))
+            results.append(ToolResult(call_id, None, size, text))
+    return tuple(reversed(results))
 
 
 def to_usage(raw: JSON) -> Usage:
@@ -397,6 +414,7 @@ class OpenAIChat:
             stream=body.get("stream") is True,
             prompt=extract_prompt(body),
             correlating_tool_call_id=correlating_tool_call_id(body),
+            tool_results=tool_results(body),
             max_output=first_positive(body, "max_tokens", "max_completion_tokens"),
             takes_tools=body.get("n") in (None, 1),  # one loop cannot serve several choices
         )

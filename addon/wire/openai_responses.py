@@ -14,6 +14,7 @@ from addon.wire.base import (
     RequestInfo,
     Thought,
     ToolCall,
+    ToolResult,
     Turn,
     Usage,
     dumps,
@@ -21,6 +22,7 @@ from addon.wire.base import (
     human_text,
     int_or_zero,
     json_object,
+    result_parts,
 )
 from addon.wire.openai_chat import OpenAIChat
 from addon.wire.sse import SSEEvent
@@ -62,6 +64,23 @@ def _last_turn(body: JSON) -> tuple[str | None, str | None]:
             return human_text(_message_text(item.get("content"), ("input_text", "text"))), None
         # assistant messages, reasoning, calls, configuration items (Codex): not the turn's start
     return None, None
+
+
+def tool_results(body: JSON) -> tuple[ToolResult, ...]:
+    """The tool outputs of the request's last turn (after its last message or reasoning item; the calls they
+    answer may sit between them): the results this request brings back."""
+    items = body.get("input")
+    results = []
+    for item in reversed(items) if isinstance(items, list) else []:
+        if not isinstance(item, dict) or item.get("role") in _SKIPPED_ROLES:
+            continue
+        kind = item.get("type", "message")
+        if kind in ("message", "reasoning"):
+            break
+        if kind in _TOOL_OUTPUTS and isinstance(call_id := item.get("call_id"), str):
+            size, text = result_parts(item.get("output"))
+            results.append(ToolResult(call_id, None, size, text))
+    return tuple(reversed(results))
 
 
 def to_usage(raw: JSON) -> Usage:
@@ -197,6 +216,7 @@ class OpenAIResponses:
             prompt=prompt,
             correlating_tool_call_id=correlating,
             max_output=first_positive(body, "max_output_tokens"),
+            tool_results=tool_results(body),
         )
 
     def parser(self) -> ResponsesParser:

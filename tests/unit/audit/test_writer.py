@@ -149,7 +149,7 @@ def test_reopening_keeps_rows_and_migrates_once(path: str) -> None:
         writer.emit(started(uuid7()))
         writer.close()
     assert query(path, "SELECT count(*) FROM interception_starts") == [(2,)]
-    assert query(path, "SELECT name FROM _aibridge_migrations ORDER BY name") == [("m001_initial",), ("m002_costs",)]
+    assert query(path, "SELECT name FROM _aibridge_migrations ORDER BY name") == [("m001_initial",), ("m002_costs",), ("m004_insights",)]
 
 
 def test_close_twice_is_harmless(path: str) -> None:
