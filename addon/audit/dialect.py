@@ -50,6 +50,12 @@ class Dialect:
             f"ELSE strftime(make_timestamp({micros}), '%Y-%m-%dT%H:%M:%S.%fZ') END"
         )
 
+    def millis(self, start: str, end: str) -> str:
+        """Whole milliseconds from one TIMESTAMPTZ to another (NULL where either is)."""
+        if self.postgres:
+            return f"(extract(epoch FROM {end} - {start}) * 1000)::BIGINT"
+        return f"(epoch_us({end}) - epoch_us({start})) // 1000"
+
     def utc_day(self, column: str) -> str:
         """The UTC date of a TIMESTAMPTZ column (DuckDB: without a time zone conversion per row)."""
         if self.postgres:

@@ -25,7 +25,8 @@ from addon.audit.dialect import Dialect
 
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 50
-USAGE_GROUPS: Final = ("user", "model", "client", "provider", "day")
+USAGE_GROUPS: Final = ("user", "model", "client", "provider", "day", "repo", "branch", "agent")
+CACHE_GROUPS: Final = ("session", "user", "model", "client", "repo", "agent")
 SESSION_SORTS: Final = ("last_active", "cost", "tokens")
 JSON = dict[str, Any]
 _SESSION_OF_START = "coalesce(i.client_session_id, i.thread_root_id::VARCHAR, i.id::VARCHAR)"
@@ -41,7 +42,15 @@ def _cost_sql(sums: str) -> str:
     )
 
 
-_USAGE_KEYS: Final = {"user": "i.initiator", "model": "i.model", "client": "i.client", "provider": "i.provider_name"}
+_USAGE_KEYS: Final = {
+    "user": "i.initiator",
+    "model": "i.model",
+    "client": "i.client",
+    "provider": "i.provider_name",
+    "repo": "i.repository",
+    "branch": "i.branch",
+    "agent": "i.agent",
+}
 _FIRST_WINDOW: Final = timedelta(hours=1)
 """`sessions` looks for its page among the interceptions that ended this long before the newest first, then
 widens the window until the page is full (or the window holds everything)."""
@@ -79,6 +88,9 @@ class Filters:
     until: str | None = None
     prompt: str | None = None
     """Text the interception's prompt contains, in any case."""
+    repository: str | None = None
+    branch: str | None = None
+    agent: str | None = None
 
     @classmethod
     def from_json(cls, data: JSON | None) -> "Filters":
@@ -102,6 +114,9 @@ class Filters:
             (f"{alias}.provider_name", self.provider_name),
             (f"{alias}.model", self.model),
             (f"{alias}.client", self.client),
+            (f"{alias}.repository", self.repository),
+            (f"{alias}.branch", self.branch),
+            (f"{alias}.agent", self.agent),
             (session_expr or f"{alias}.session_id", self.session),
         ):
             if value is not None:
@@ -228,7 +243,8 @@ def _session_view(dialect: Dialect, session_ids: str) -> str:
         SELECT s.id, s.initiator, s.provider, s.provider_name, s.model, s.client, s.user_agent, s.client_session_id,
                s.session_id, s.thread_parent_id, s.thread_root_id, s.correlating_tool_call_id,
                s.credential_kind, s.credential_hint, s.streaming, s.route,
-               e.status, e.error, e.http_status, e.response_model, s.started_at, e.ended_at, s.metadata
+               e.status, e.error, e.http_status, e.response_model, s.started_at, e.ended_at, s.metadata,
+               s.working_directory, s.repository, s.branch, s.agent
         FROM {_session_starts(dialect, session_ids)} s LEFT JOIN interception_ends e ON e.interception_id = s.id)"""
 
 
@@ -362,7 +378,7 @@ def _session_page(db: Reader, filters: Filters, keys: tuple[str, list[Any]]) -> 
     """The sessions the `keys` subquery lists, in its order: their (filtered, ended) interceptions summed up, with
     the tokens, cost and last prompt of all their interceptions."""
     where, params = filters.where()
-    return _rows(
+    rows = _rows(
         db,
         f"""
         WITH keys AS MATERIALIZED ({keys[0]}),
@@ -372,6 +388,10 @@ def _session_page(db: Reader, filters: Filters, keys: tuple[str, list[Any]]) -> 
                    array_agg(DISTINCT model ORDER BY model) AS models,
                    array_agg(DISTINCT provider_name ORDER BY provider_name) AS providers,
                    count(*) FILTER (WHERE thread_root_id IS NULL) AS threads,
+                   array_agg(DISTINCT repository ORDER BY repository) FILTER (WHERE repository IS NOT NULL)
+                       AS repositories,
+                   array_agg(DISTINCT branch ORDER BY branch) FILTER (WHERE branch IS NOT NULL) AS branches,
+                   array_agg(DISTINCT agent ORDER BY agent) FILTER (WHERE agent IS NOT NULL) AS agents,
                    count(*) AS interceptions,
                    min(started_at) AS started_at, max(ended_at) AS last_active
             FROM i WHERE {where} AND i.ended_at IS NOT NULL
@@ -387,7 +407,8 @@ def _session_page(db: Reader, filters: Filters, keys: tuple[str, list[Any]]) -> 
         prompts AS (
             SELECT i.session_id, {db.dialect.arg_max("p.prompt", "p.created_at")} AS prompt
             FROM i JOIN user_prompts p ON p.interception_id = i.id GROUP BY i.session_id)
-        SELECT s.session_id, s."user", s.client, s.models, s.providers, s.threads, s.interceptions, s.started_at,
+        SELECT s.session_id, s."user", s.client, s.models, s.providers, s.repositories, s.branches, s.agents,
+               s.threads, s.interceptions, s.started_at,
                s.last_active, coalesce(t.input_tokens, 0) AS input_tokens,
                coalesce(t.output_tokens, 0) AS output_tokens,
                coalesce(t.cache_read_tokens, 0) AS cache_read_tokens,
@@ -400,6 +421,10 @@ def _session_page(db: Reader, filters: Filters, keys: tuple[str, list[Any]]) -> 
         ORDER BY keys.pos""",
         [*keys[1], *params],
     )
+    for row in rows:
+        for key in ("repositories", "branches", "agents"):
+            row[key] = row[key] or []
+    return rows
 
 
 def session(db: Reader, session_id: str) -> JSON:
@@ -413,7 +438,7 @@ def session(db: Reader, session_id: str) -> JSON:
         SELECT id::VARCHAR AS id, initiator AS "user", provider_name, model, response_model, client, streaming, status,
                error, http_status, thread_parent_id::VARCHAR AS thread_parent_id,
                thread_root_id::VARCHAR AS thread_root_id, {iso("started_at")} AS started_at,
-               {iso("ended_at")} AS ended_at
+               {iso("ended_at")} AS ended_at, working_directory, repository, branch, agent
         FROM {_session_view(db.dialect, "SELECT session_id FROM wanted")} i ORDER BY i.started_at, i.id LIMIT 5000""",
         [session_id],
     )
@@ -455,6 +480,7 @@ def session(db: Reader, session_id: str) -> JSON:
     by_root: dict[str, JSON] = {}
     for interception in interceptions:
         interception.update(children[interception["id"]])
+        interception["cache_hit_ratio"] = cache_hit_ratio(usage_totals(interception["usage"]))
         root = interception["thread_root_id"] or interception["id"]
         if root not in by_root:
             by_root[root] = {"root": root, "interceptions": []}
@@ -488,6 +514,141 @@ def usage_totals(usage: list[JSON]) -> JSON:
     }
 
 
+def actions(db: Reader, session_id: str) -> JSON:
+    """What the agent did in one session, in order: every tool call the model made (the client's own, and those
+    the bridge ran), each with the result the client sent back for it, the first time it did (a retried request
+    sends it again): its size, whether it was an error, an excerpt, and the agent-side duration, from the end of
+    the response that made the call to the arrival of the request that carried the result."""
+    iso, dialect = db.dialect.iso, db.dialect
+    wanted, of_wanted = "WITH wanted AS (SELECT ?::VARCHAR AS session_id)", "SELECT session_id FROM wanted"
+    rows = _rows(
+        db,
+        f"""
+        {wanted},
+        i AS MATERIALIZED (SELECT id, agent FROM {_session_starts(dialect, of_wanted)} s),
+        r AS (
+            SELECT * FROM (
+                SELECT provider_tool_call_id, interception_id, is_error, size_bytes, excerpt, created_at,
+                       row_number() OVER (PARTITION BY provider_tool_call_id ORDER BY created_at, id) AS n
+                FROM tool_results WHERE interception_id IN (SELECT id FROM i)) f
+            WHERE n = 1)
+        SELECT {iso("t.created_at")} AS at, t.interception_id::VARCHAR AS interception_id, i.agent, t.tool,
+               t.server_url, t.injected, t.provider_tool_call_id AS call_id, t.input AS arguments,
+               t.invocation_error, t.metadata, r.interception_id::VARCHAR AS result_interception_id, r.is_error,
+               r.size_bytes AS result_bytes, r.excerpt AS result_excerpt,
+               {dialect.millis("t.created_at", "r.created_at")} AS duration_ms
+        FROM tool_usages t JOIN i ON i.id = t.interception_id
+        LEFT JOIN r ON r.provider_tool_call_id = t.provider_tool_call_id AND NOT t.injected
+        ORDER BY t.created_at, t.id LIMIT {MAX_ACTIONS}""",
+        [session_id],
+    )
+    if (
+        not rows
+        and not _one(db, f"{wanted} SELECT count(*) FROM {_session_starts(dialect, of_wanted)} s", [session_id])[0]
+    ):
+        raise QueryError(f"no session {session_id!r}")
+    for row in rows:
+        metadata = row.pop("metadata") or {}
+        metadata = json.loads(metadata) if isinstance(metadata, str) else metadata  # JSON in DuckDB, JSONB in PG
+        row["outcome"] = _outcome(row, metadata)
+        if metadata.get("gate"):
+            row["gate"] = metadata["gate"]
+    counts = {o: sum(1 for r in rows if r["outcome"] == o) for o in OUTCOMES}
+    return {"session_id": session_id, "actions": rows, "outcomes": counts}
+
+
+MAX_ACTIONS: Final = 10_000
+OUTCOMES: Final = ("ok", "error", "unanswered", "blocked", "not run")
+
+
+def _outcome(row: JSON, metadata: JSON) -> str:
+    """How a call ended: run by the bridge (ok, error, not run), blocked by the tool gate, or as the client's
+    result says (ok, error), or no result yet (unanswered)."""
+    if row["injected"]:
+        error = row.pop("invocation_error")
+        return "ok" if not error else "not run" if error.startswith("not run") else "error"
+    row.pop("invocation_error")
+    if metadata.get("blocked"):
+        return "blocked"
+    if row["result_interception_id"] is None:
+        return "unanswered"
+    return "error" if row["is_error"] else "ok"
+
+
+def cache(db: Reader, by: str, filters: Filters, limit: int | None = None) -> JSON:
+    """Prompt-cache busts and what they cost, grouped by session, user, model, client, repository or agent (the
+    costliest first), each group with its cache hit ratio; the totals; and the costliest busts themselves, with
+    where each prefix changed."""
+    if by not in CACHE_GROUPS:
+        raise QueryError(f"--by must be one of {', '.join(CACHE_GROUPS)}")
+    limit = _limit(limit)
+    where, params = filters.where(session_expr=_SESSION_OF_START)
+    key = _SESSION_OF_START if by == "session" else _USAGE_KEYS[by]
+    groups = _rows(
+        db,
+        f"""
+        SELECT grouping(k) AS total, k AS key, count(*) AS busts, sum(lost_tokens)::BIGINT AS lost_tokens,
+               sum(rewritten_tokens)::BIGINT AS rewritten_tokens, sum(cost_micros)::BIGINT AS lost_micros,
+               count(*) FILTER (WHERE cost_micros IS NULL) AS unpriced_busts
+        FROM (
+            SELECT coalesce({key}, '') AS k, b.lost_tokens, b.rewritten_tokens, b.cost_micros
+            FROM cache_busts b JOIN interception_starts i ON i.id = b.interception_id WHERE {where}) b
+        GROUP BY GROUPING SETS ((k), ())""",
+        params,
+    )
+    totals = next((g for g in groups if g["total"]), None) or {"busts": 0, "lost_tokens": 0, "lost_micros": None}
+    rows = sorted(
+        (g for g in groups if not g["total"]),
+        key=lambda g: (g["lost_micros"] is None, -(g["lost_micros"] or 0), -g["lost_tokens"], g["key"]),
+    )[:limit]
+    ratios = _cache_ratios(db, by, key, filters, [r["key"] for r in rows])
+    totals.pop("key", None)
+    for row in (*rows, totals):
+        row.pop("total", None)
+    for row in rows:
+        row.update(ratios.get(row["key"], {"interceptions": 0, "cache_hit_ratio": None}))
+        row["key"] = row["key"] or None
+    worst = _rows(
+        db,
+        f"""
+        SELECT b.interception_id, {_SESSION_OF_START} AS session_id, i.initiator AS "user", i.model, i.client,
+               i.agent, b.location, b.expected_tokens, b.read_tokens, b.lost_tokens, b.rewritten_tokens,
+               b.cost_micros, b.gap_ms, b.ttl_seconds, b.created_at
+        FROM cache_busts b JOIN interception_starts i ON i.id = b.interception_id WHERE {where}
+        ORDER BY b.cost_micros DESC NULLS LAST, b.lost_tokens DESC, b.created_at DESC LIMIT {WORST_BUSTS}""",
+        params,
+    )
+    return {"by": by, "totals": totals, "rows": rows, "busts": worst}
+
+
+WORST_BUSTS: Final = 20
+
+
+def _cache_ratios(db: Reader, by: str, key: str, filters: Filters, keys: list[str]) -> dict[str, JSON]:
+    """Interceptions and the cache hit ratio of just the groups `keys` names ('' for the unattributed)."""
+    if not keys:
+        return {}
+    where, params = filters.where(session_expr=_SESSION_OF_START)
+    if by == "session":  # the sessions' own rows, found by their ids (not by computing every row's session)
+        source, column = f"{_session_starts(db.dialect, 'SELECT session_id FROM wanted')} i", "i.session_id"
+    else:
+        source, column = "interception_starts i", f"coalesce({key}, '')"
+        where += f" AND {column} IN (SELECT session_id FROM wanted)"
+    rows = _rows(
+        db,
+        f"""
+        WITH wanted AS (SELECT unnest(?::VARCHAR[]) AS session_id)
+        SELECT {column} AS key, count(DISTINCT i.id) AS interceptions,
+               coalesce(sum(t.input_tokens), 0)::BIGINT AS input_tokens,
+               coalesce(sum(t.cache_read_input_tokens), 0)::BIGINT AS cache_read_tokens,
+               coalesce(sum(t.cache_write_input_tokens), 0)::BIGINT AS cache_write_tokens
+        FROM {source} JOIN token_usages t ON t.interception_id = i.id
+        WHERE {where} GROUP BY 1""",
+        [keys, *params],
+    )
+    return {r["key"]: {"interceptions": r["interceptions"], "cache_hit_ratio": cache_hit_ratio(r)} for r in rows}
+
+
 def interceptions(db: Reader, filters: Filters, after: str | None = None, limit: int | None = None) -> JSON:
     """Interceptions, newest first, with their token totals and cost."""
     limit = _limit(limit)
@@ -510,7 +671,7 @@ def interceptions(db: Reader, filters: Filters, after: str | None = None, limit:
                    count(*) FILTER (WHERE cost_micros IS NULL) AS unpriced_rows
             FROM token_usages WHERE interception_id IN (SELECT id FROM i) GROUP BY interception_id)
         SELECT i.id, i.session_id, i.initiator AS "user", i.client, i.provider_name, i.model, i.streaming, e.status,
-               e.error, e.http_status, i.started_at, e.ended_at,
+               e.error, e.http_status, i.started_at, e.ended_at, i.working_directory, i.repository, i.branch, i.agent,
                coalesce(t.input_tokens, 0) AS input_tokens, coalesce(t.output_tokens, 0) AS output_tokens,
                coalesce(t.cache_read_tokens, 0) AS cache_read_tokens,
                coalesce(t.cache_write_tokens, 0) AS cache_write_tokens, {_cost_sql("t")} AS cost_micros,
@@ -522,6 +683,8 @@ def interceptions(db: Reader, filters: Filters, after: str | None = None, limit:
     )
     more = len(page) > limit
     page = page[:limit]
+    for row in page:
+        row["cache_hit_ratio"] = cache_hit_ratio(row)
     cursor = encode_cursor(page[-1]["started_at"], page[-1]["id"]) if more else None
     return {"interceptions": page, "next": cursor}
 
@@ -794,6 +957,10 @@ def run(db: Reader, name: str, params: JSON | None = None, *, instance: str = "a
             result = session(db, _required(params, "session_id"))
         case "interceptions":
             result = interceptions(db, filters, after, limit)
+        case "actions":
+            result = actions(db, _required(params, "session_id"))
+        case "cache":
+            result = cache(db, params.pop("by", None) or "session", filters, limit)
         case "clients" | "models":
             result = distinct(db, name[:-1], filters)
         case "usage":

@@ -1,13 +1,35 @@
 """Where a request comes from, as the client itself says: its working directory, repository, branch, and agent
 (the main conversation or a named sub-agent). Pure; parsed defensively: a client that changes its format yields
 empty fields, never an error.
+
+What each client says (captured from the real clients: tests/fixtures/clients/):
+- Claude Code: `Primary working directory: <dir>` in a `system` entry among the first messages, `Current branch:
+  <name>` in the first user turn's gitStatus reminder; no remote. Sub-agents send `x-claude-code-agent-type`
+  (`general-purpose`, `Explore`, `custom`) and `x-claude-code-request-class: subagent`.
+- Codex: `<cwd>` in the `<environment_context>` user message; the git remotes in `x-codex-turn-metadata`'s
+  `workspaces`; no branch. Its `agent_name` is `/root` for the main thread, `/root/<task>` for a spawned agent,
+  whose requests also carry `x-openai-subagent`.
+- opencode: `Working directory: <dir>` in its `<env>` system block; a sub-agent's requests carry
+  `x-parent-session-id`; the title call's system prompt is the title generator's.
 """
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Final
+from urllib.parse import urlsplit
 
-MAIN = "main"
+MAIN: Final = "main"
+SUBAGENT: Final = "subagent"
+TITLE: Final = "title"
+_MAX_FIELD: Final = 512
+_LEADING_MESSAGES: Final = 8
+"""Only the first messages are read: the environment is stated once, at the start of the conversation."""
+_DIRECTORY = re.compile(r"(?:^|\n)[ \t-]*(?:Primary working directory|Working directory): *([^\n]+)")
+_CWD = re.compile(r"<cwd>([^<\n]+)</cwd>")
+_BRANCH = re.compile(r"(?:^|\n)Current branch: *([^\s]+)")
+_TITLE_PROMPT = "You are a title generator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,15 +39,126 @@ class Attribution:
     """The git remote (as `host/owner/name`) where the client names one, else the directory's name."""
     branch: str | None = None
     agent: str | None = None
+    """`main`, a sub-agent's name (or `subagent` where it has none), or `title` for a title call."""
 
 
 def attribute(client: str, headers: Mapping[str, str], body: Mapping[str, Any]) -> Attribution:
     """The attribution of one request; empty where the client says nothing this module understands."""
     try:
-        return _attribute(client, headers, body)
+        found = _attribute(client, headers, body)
     except Exception:
         return Attribution()
+    if found.repository is None and found.working_directory:
+        found = replace(found, repository=_clean(found.working_directory.rstrip("/").rsplit("/", 1)[-1]))
+    return found
 
 
 def _attribute(client: str, headers: Mapping[str, str], body: Mapping[str, Any]) -> Attribution:
-    return Attribution()
+    texts = list(_context_texts(body))
+    directory = _first(_DIRECTORY, texts) or _first(_CWD, texts)
+    branch = _first(_BRANCH, texts)
+    repository, agent = None, None
+    if client == "Claude Code":
+        agent = _claude_agent(headers, body)
+    elif client == "Codex":
+        metadata = _json_header(headers.get("x-codex-turn-metadata"))
+        repository = _codex_remote(metadata, directory)
+        agent = _codex_agent(metadata, headers)
+    elif client == "OpenCode":
+        agent = SUBAGENT if headers.get("x-parent-session-id") else MAIN
+    if any(t.startswith(_TITLE_PROMPT) for t in texts[:2]):
+        agent = TITLE
+    return Attribution(_clean(directory), repository, _clean(branch), _clean(agent))
+
+
+def _context_texts(body: Mapping[str, Any]) -> Iterator[str]:
+    """The texts where clients state their environment: the system prompt or instructions, and the first few
+    messages (Messages, Chat) or input items (Responses)."""
+    for key in ("system", "instructions"):
+        yield from _texts(body.get(key))
+    for key in ("messages", "input"):
+        items = body.get(key)
+        if isinstance(items, list):
+            for item in items[:_LEADING_MESSAGES]:
+                if isinstance(item, dict):
+                    yield from _texts(item.get("content"))
+
+
+def _texts(content: Any) -> Iterator[str]:
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and isinstance(text := part.get("text"), str):
+                yield text
+
+
+def _first(pattern: re.Pattern[str], texts: list[str]) -> str | None:
+    for text in texts:
+        if match := pattern.search(text):
+            return match.group(1).strip()
+    return None
+
+
+def _claude_agent(headers: Mapping[str, str], body: Mapping[str, Any]) -> str:
+    if kind := headers.get("x-claude-code-agent-type"):
+        return kind
+    request_class = headers.get("x-claude-code-request-class")
+    if request_class:
+        return MAIN if request_class == MAIN else request_class
+    system = body.get("system")  # base-URL mode sends no request class; the billing block still says
+    first = next(_texts(system), "") if isinstance(system, list) else ""
+    return SUBAGENT if "cc_is_subagent=true" in first else MAIN
+
+
+def _json_header(value: str | None) -> dict[str, Any]:
+    try:
+        decoded = json.loads(value) if value else {}
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def _codex_remote(metadata: Mapping[str, Any], directory: str | None) -> str | None:
+    """The remote of the working directory's workspace (else of the only one): `origin` first."""
+    workspaces = metadata.get("workspaces")
+    if not isinstance(workspaces, dict) or not workspaces:
+        return None
+    workspace = workspaces.get(directory) if directory else None
+    if workspace is None and len(workspaces) == 1:
+        workspace = next(iter(workspaces.values()))
+    remotes = workspace.get("associated_remote_urls") if isinstance(workspace, dict) else None
+    if not isinstance(remotes, dict) or not remotes:
+        return None
+    url = remotes.get("origin") or next(iter(remotes.values()))
+    return remote_name(url) if isinstance(url, str) else None
+
+
+def _codex_agent(metadata: Mapping[str, Any], headers: Mapping[str, str]) -> str:
+    name = metadata.get("agent_name")
+    if isinstance(name, str) and name.strip("/") and name.strip("/") != "root":
+        return name.rstrip("/").rsplit("/", 1)[-1]
+    if kind := headers.get("x-openai-subagent"):
+        return kind
+    return SUBAGENT if metadata.get("thread_source") == SUBAGENT else MAIN
+
+
+def remote_name(url: str) -> str | None:
+    """A git remote as `host/owner/name`: `https://github.com/acme/widgets.git`, `git@github.com:acme/widgets`
+    and `ssh://git@github.com/acme/widgets` alike; credentials in the URL are dropped."""
+    url = url.strip()
+    if "://" not in url and ":" in url.split("/", 1)[0]:  # scp-like: [user@]host:path
+        host, _, path = url.partition(":")
+        host = host.rsplit("@", 1)[-1]
+    else:
+        parts = urlsplit(url)
+        host, path = parts.hostname or "", parts.path
+    path = path.strip("/").removesuffix(".git")
+    return _clean(f"{host}/{path}" if host else path)
+
+
+def _clean(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value[:_MAX_FIELD] or None

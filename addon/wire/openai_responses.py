@@ -7,6 +7,7 @@ object (`response.completed` / `.incomplete` / `.failed`); until then, from the 
 stream that breaks off still records what it got.
 """
 
+import re
 from typing import Any
 
 from addon.wire.base import (
@@ -75,12 +76,22 @@ def tool_results(body: JSON) -> tuple[ToolResult, ...]:
         if not isinstance(item, dict) or item.get("role") in _SKIPPED_ROLES:
             continue
         kind = item.get("type", "message")
-        if kind in ("message", "reasoning"):
+        if not isinstance(kind, str) or kind.endswith("message") or kind == "reasoning":  # Codex's `agent_message` too
             break
         if kind in _TOOL_OUTPUTS and isinstance(call_id := item.get("call_id"), str):
             size, text = result_parts(item.get("output"))
-            results.append(ToolResult(call_id, None, size, text))
+            results.append(ToolResult(call_id, exit_failed(text), size, text))
     return tuple(reversed(results))
+
+
+_EXIT_CODE = re.compile(r'(?:Process exited with code |"exit_code":\s*)(-?\d+)')
+
+
+def exit_failed(text: str) -> bool | None:
+    """Whether the commands a tool output reports ran failed (Codex states each exit code: `Process exited with
+    code N`, or `"exit_code":N` per command of a script); None where it states none."""
+    codes = _EXIT_CODE.findall(text[:65536])
+    return any(code != "0" for code in codes) if codes else None
 
 
 def to_usage(raw: JSON) -> Usage:

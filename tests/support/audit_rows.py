@@ -10,12 +10,14 @@ import duckdb
 
 from addon.audit import (
     AuditWriter,
+    CacheBust,
     InterceptionEnded,
     InterceptionStarted,
     PromptSubmitted,
     ThoughtRecorded,
     TokensUsed,
     ToolCalled,
+    ToolResultReturned,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -77,6 +79,27 @@ class CallTool:
 
 
 @dataclass(frozen=True)
+class CallResult:
+    """A tool result the interception's request carried, for a call of an earlier one."""
+
+    call_id: str
+    is_error: bool | None = False
+    size: int = 10
+    excerpt: str | None = "result"
+
+
+@dataclass(frozen=True)
+class CallBust:
+    """A cache bust found on the interception, after the one named `previous`."""
+
+    previous: str
+    expected: int
+    read: int
+    cost: int | None
+    location: str | None = "system"
+
+
+@dataclass(frozen=True)
 class Call:
     """One interception of the fixture, with everything recorded for it."""
 
@@ -104,6 +127,12 @@ class Call:
     """(input, output, cache read, cache write, cost micro-dollars or None when unpriced), created 1 s apart."""
     tools: tuple[CallTool, ...] = ()
     thoughts: tuple[str, ...] = ()
+    results: tuple[CallResult, ...] = ()
+    busts: tuple[CallBust, ...] = ()
+    working_directory: str | None = None
+    repository: str | None = None
+    branch: str | None = None
+    agent: str | None = None
 
 
 def ident(started: datetime, n: int) -> UUID:
@@ -133,8 +162,39 @@ def record_call(writer: AuditWriter, call: Call, ids: dict[str, UUID]) -> None:
             streaming=call.streaming,
             route="/v1/chat/completions" if call.provider == "openai" else "/v1/messages",
             started_at=call.started,
+            working_directory=call.working_directory,
+            repository=call.repository,
+            branch=call.branch,
+            agent=call.agent,
         )
     )
+    for result in call.results:
+        writer.emit(
+            ToolResultReturned(
+                interception_id=me,
+                provider_tool_call_id=result.call_id,
+                is_error=result.is_error,
+                size_bytes=result.size,
+                excerpt=result.excerpt,
+                created_at=call.started,
+            )
+        )
+    for bust in call.busts:
+        writer.emit(
+            CacheBust(
+                interception_id=me,
+                previous_interception_id=ids[bust.previous],
+                expected_tokens=bust.expected,
+                read_tokens=bust.read,
+                lost_tokens=bust.expected - bust.read,
+                rewritten_tokens=bust.expected - bust.read,
+                location=bust.location,
+                ttl_seconds=300,
+                gap_ms=1000,
+                cost_micros=bust.cost,
+                created_at=call.started + timedelta(seconds=1),
+            )
+        )
     if call.prompt:
         writer.emit(
             PromptSubmitted(interception_id=me, provider_response_id=None, prompt=call.prompt, created_at=call.started)
