@@ -16,6 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from addon.audit.queries import CACHE_GROUPS, USAGE_GROUPS
 from addon.cli import render
 from addon.cli.source import open_source
 from addon.cli.users import add_user
@@ -46,6 +47,11 @@ def _filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", help="Only this requested model."),
         click.option("--client", help="Only this client (e.g. 'Claude Code')."),
         click.option("--session", help="Only this session id."),
+        click.option(
+            "--repo", "repository", help="Only this repository (e.g. github.com/acme/app, or a name)."
+        ),
+        click.option("--branch", help="Only this git branch."),
+        click.option("--agent", help="Only this agent: 'main', or a sub-agent's name (e.g. Explore)."),
         click.option("--since", help="Started at or after (ISO 8601, UTC unless an offset is given)."),
         click.option("--until", help="Started before (ISO 8601)."),
     ]
@@ -54,7 +60,19 @@ def _filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
-        names = ("user", "provider", "provider_name", "model", "client", "session", "since", "until")
+        names = (
+            "user",
+            "provider",
+            "provider_name",
+            "model",
+            "client",
+            "session",
+            "repository",
+            "branch",
+            "agent",
+            "since",
+            "until",
+        )
         values = {n: kwargs.pop(n, None) for n in names}
         kwargs["filters"] = {n: v for n, v in values.items() if v is not None}
         return fn(**kwargs)
@@ -86,7 +104,7 @@ def _show(name: str, params: dict[str, Any], db: str, as_json: bool, draw: Calla
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="aibridge")
 def cli() -> None:
-    """Inspect the aibridge audit file: sessions, threads, usage and spend.
+    """Inspect the aibridge audit file: sessions, threads, actions, usage, spend and prompt-cache busts.
 
     While the proxy runs, answers come live through its query endpoint; otherwise from the file, read-only.
     `add-user` adds a user to the proxy's configuration.
@@ -146,17 +164,47 @@ def models(filters: dict, as_json: bool, db: str) -> None:
 @cli.command()
 @click.option(
     "--by",
-    type=click.Choice(["user", "model", "client", "provider", "day"]),
+    type=click.Choice(list(USAGE_GROUPS)),
     default="model",
     show_default=True,
-    help="What to group by.",
+    help="What to group by (repo, branch and agent as the clients state them).",
 )
 @_filter_options
 @_json_option
 @_db_option
 def usage(by: str, filters: dict, as_json: bool, db: str) -> None:
-    """Tokens and cost grouped by user, model, client, provider or day, with the cache hit ratio."""
+    """Tokens and cost grouped by user, model, client, provider, day, repository, branch or agent, with the cache
+    hit ratio."""
     _show("usage", {"by": by, "filters": filters}, db, as_json, render.usage)
+
+
+@cli.command()
+@click.argument("session_id")
+@_json_option
+@_db_option
+def actions(session_id: str, as_json: bool, db: str) -> None:
+    """What the agent did in one session, in order: each tool call, its arguments and outcome (ok, error,
+    unanswered, blocked), the result's size and excerpt, and how long the agent took to answer it."""
+    _show("actions", {"session_id": session_id}, db, as_json, render.actions)
+
+
+@cli.command()
+@click.option(
+    "--by",
+    type=click.Choice(list(CACHE_GROUPS)),
+    default="session",
+    show_default=True,
+    help="What to group the busts by.",
+)
+@_filter_options
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Groups to show.")
+@_json_option
+@_db_option
+def cache(by: str, filters: dict, limit: int, as_json: bool, db: str) -> None:
+    """Prompt-cache busts: requests that wrote again (or sent uncached) a prefix the previous request of their
+    conversation had cached, still alive. The tokens and dollars lost, grouped, with each group's cache hit ratio,
+    and the costliest busts with where their prefix first changed (tools, system, messages[N])."""
+    _show("cache", {"by": by, "filters": filters, "limit": limit}, db, as_json, render.cache)
 
 
 @cli.command()

@@ -29,6 +29,16 @@ def short(text: str | None, width: int = 60) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def millis(value: int | None) -> str:
+    if value is None:
+        return ""
+    return f"{value / 1000:.1f} s" if value >= 1000 else f"{value} ms"
+
+
 def when(stamp: str | None) -> str:
     return (stamp or "").replace("T", " ").removesuffix("Z")[:19]
 
@@ -90,13 +100,16 @@ def interceptions(console: Console, result: JSON) -> None:
         "client",
         "provider",
         "model",
+        "repo",
+        "agent",
         "stream",
         "status",
         "input",
         "output",
+        "cache hit",
         "cost",
     ):
-        table.add_column(column, justify="right" if column in {"input", "output", "cost"} else "left")
+        table.add_column(column, justify="right" if column in {"input", "output", "cache hit", "cost"} else "left")
     for i in result["interceptions"]:
         status = i["status"] or "in progress"
         style = {"completed": "green", "failed": "red", "cancelled": "yellow", "refused": "magenta"}.get(status, "")
@@ -107,10 +120,13 @@ def interceptions(console: Console, result: JSON) -> None:
             i["client"],
             i["provider_name"],
             i["model"],
+            i["repository"] or "",
+            i["agent"] or "",
             "yes" if i["streaming"] else "no",
             Text(status, style=style),
             count(i["input_tokens"]),
             count(i["output_tokens"]),
+            ratio(i["cache_hit_ratio"]),
             money(i["cost_micros"], i["unpriced_rows"]),
         )
     console.print(table)
@@ -134,15 +150,14 @@ def usage(console: Console, result: JSON) -> None:
     for column in ("interceptions", "input", "output", "cache read", "cache write", "cache hit", "cost"):
         table.add_column(column, justify="right")
     for row in result["rows"]:
-        ratio = "-" if row["cache_hit_ratio"] is None else f"{row['cache_hit_ratio']:.1%}"
         table.add_row(
-            str(row["key"]),
+            "(none)" if row["key"] is None else str(row["key"]),
             count(row["interceptions"]),
             count(row["input_tokens"]),
             count(row["output_tokens"]),
             count(row["cache_read_tokens"]),
             count(row["cache_write_tokens"]),
-            ratio,
+            ratio(row["cache_hit_ratio"]),
             money(row["cost_micros"], row["unpriced_rows"]),
         )
     console.print(table)
@@ -193,6 +208,76 @@ def session(console: Console, result: JSON) -> None:
                     )
                 )
     console.print(tree)
+
+
+_OUTCOME_STYLES = {"ok": "green", "error": "red", "unanswered": "yellow", "blocked": "magenta", "not run": "dim"}
+
+
+def actions(console: Console, result: JSON) -> None:
+    table = Table(title=f"Actions of session {result['session_id']}", title_justify="left", header_style="bold")
+    for column in ("at", "agent", "tool", "arguments", "outcome", "result", "took", "excerpt"):
+        table.add_column(column, justify="right" if column in {"result", "took"} else "left")
+    for a in result["actions"]:
+        tool = a["tool"] + (" (bridge)" if a["injected"] else "")
+        size = "" if a["result_bytes"] is None else f"{a['result_bytes']:,} B"
+        outcome = a["outcome"] + (f" ({a['gate']})" if a.get("gate") else "")
+        table.add_row(
+            when(a["at"]),
+            a["agent"] or "",
+            tool,
+            short(a["arguments"], 50),
+            Text(outcome, style=_OUTCOME_STYLES.get(a["outcome"], "")),
+            size,
+            millis(a["duration_ms"]),
+            short(a["result_excerpt"], 40),
+        )
+    console.print(table)
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in result["outcomes"].items() if n)
+    console.print(Text(f"{len(result['actions'])} calls" + (f": {counts}" if counts else ""), style="dim"))
+
+
+def cache(console: Console, result: JSON) -> None:
+    totals = result["totals"]
+    console.print(
+        Text.assemble(
+            ("Prompt-cache busts ", "bold"),
+            f"{count(totals['busts'])} · {count(totals['lost_tokens'])} tokens not read from the cache · "
+            f"lost {money(totals['lost_micros'], totals.get('unpriced_busts', 0))}",
+        )
+    )
+    table = Table(title=f"By {result['by']}", title_justify="left", header_style="bold")
+    table.add_column(result["by"])
+    for column in ("busts", "lost tokens", "rewritten", "lost", "interceptions", "cache hit"):
+        table.add_column(column, justify="right")
+    for row in result["rows"]:
+        table.add_row(
+            "(none)" if row["key"] is None else str(row["key"]),
+            count(row["busts"]),
+            count(row["lost_tokens"]),
+            count(row["rewritten_tokens"]),
+            money(row["lost_micros"], row["unpriced_busts"]),
+            count(row["interceptions"]),
+            ratio(row["cache_hit_ratio"]),
+        )
+    console.print(table)
+    if not result["busts"]:
+        return
+    worst = Table(title="Costliest busts", title_justify="left", header_style="bold")
+    for column in ("at", "session", "model", "agent", "changed", "expected", "read", "lost", "after"):
+        worst.add_column(column, justify="right" if column in {"expected", "read", "lost", "after"} else "left")
+    for b in result["busts"]:
+        worst.add_row(
+            when(b["created_at"]),
+            b["session_id"],
+            b["model"],
+            b["agent"] or "",
+            b["location"] or "?",
+            count(b["expected_tokens"]),
+            count(b["read_tokens"]),
+            money(b["cost_micros"]),
+            millis(b["gap_ms"]),
+        )
+    console.print(worst)
 
 
 def tail_line(console: Console, i: JSON) -> None:

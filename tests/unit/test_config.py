@@ -811,3 +811,14 @@ def test_guard_settings_defaults_redact_the_audit_and_let_requests_leave() -> No
     assert not config.allowed_models.users and not config.allowed_models.groups
     set_ = parse_config({"redaction": {"outbound": "redact", "patterns": {"b-kind": "b+", "a-kind": "a+"}}})
     assert set_.redaction.patterns == (("a-kind", "a+"), ("b-kind", "b+"))
+
+
+@pytest.mark.parametrize("value", [-1, 4001, 1.5, "200", True])
+def test_tool_result_excerpt_is_a_count_of_characters(value: Any) -> None:
+    with pytest.raises(ValueError, match="tool_result_excerpt must be a whole number from 0 to 4000"):
+        parse_config({"tool_result_excerpt": value})
+
+
+def test_tool_result_excerpt_defaults_to_200_and_0_keeps_none() -> None:
+    assert parse_config({}).tool_result_excerpt == 200
+    assert parse_config({"tool_result_excerpt": 0}).tool_result_excerpt == 0

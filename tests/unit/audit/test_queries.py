@@ -12,12 +12,14 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from addon.audit import AuditWriter, InterceptionEnded, PromptSubmitted, TokensUsed
+from addon.audit import AuditWriter, InterceptionEnded, PromptSubmitted, TokensUsed, queries
 from addon.audit.duckfile import DuckReader, open_read_only
 from addon.audit.postgres import connect_reader
 from addon.audit.queries import MAX_LIMIT, QueryError, Reader, encode_cursor, run
 from addon.audit.store import is_postgres
-from tests.support.audit_rows import T0, started
+from addon.cli.source import open_source
+from tests.support import audit_rows
+from tests.support.audit_rows import T0, CallBust, CallResult, CallTool, started
 
 HOUR = timedelta(hours=1)
 
@@ -480,3 +482,169 @@ def test_a_bad_query_is_refused_saying_why(db: Reader, name: str, params: dict[s
 
 def test_a_query_error_is_a_value_error() -> None:
     assert issubclass(QueryError, ValueError)
+
+
+# --- insights: the action ledger, the cache report, attribution --------------------------------------------
+
+
+def at(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+def cc(name: str, start: float, agent: str, **kw: Any) -> audit_rows.Call:
+    """A step of alice's Claude Code session `cc` in github.com/acme/widgets, ended a second after it started."""
+    where = {"working_directory": "/work/widgets", "repository": "github.com/acme/widgets", "branch": "feature/ledger"}
+    return audit_rows.Call(
+        name, T0 + at(start), "completed", T0 + at(start + 1), user="alice", client="Claude Code",
+        provider="anthropic", provider_name="anthropic", model="claude-opus-5-5", session="cc", agent=agent,
+        **where, **kw,
+    )  # fmt: skip
+
+
+def codex(name: str, start: float, **kw: Any) -> audit_rows.Call:
+    """A step of bob's Codex session `cx` in the directory `tool`."""
+    return audit_rows.Call(
+        name, T0 + at(start), "completed", T0 + at(start + 1), user="bob", client="Codex", provider="openai",
+        provider_name="openai", model="gpt-5", session="cx", agent="main", working_directory="/src/tool",
+        repository="tool", branch="main", **kw,
+    )  # fmt: skip
+
+
+BLOCKED = {"gate": "no-rm", "blocked": True}
+INSIGHT_CALLS = [
+    # the main conversation calls Agent and Bash; the sub-agent runs Read (fails) and Grep (never answered)
+    cc("m1", 0, "main", usages=((10, 5, 0, 5000, 100),),
+       tools=(CallTool("Agent", "toolu_agent", '{"prompt":"look"}'), CallTool("Bash", "toolu_bash", '{"cmd":"ls"}'))),
+    cc("s1", 3, "Explore", usages=((10, 5, 0, 2000, 40),), tools=(CallTool("Read", "toolu_read", '{"path":"a"}'),)),
+    cc("s2", 6, "Explore", usages=((10, 5, 2000, 0, 10),), results=(CallResult("toolu_read", True, 31, "No file."),),
+       tools=(CallTool("Grep", "toolu_grep", '{"pattern":"x"}'),)),
+    cc("m2", 10, "main", usages=((10, 5, 0, 5000, 100),),
+       results=(CallResult("toolu_agent", False, 400, "found it"), CallResult("toolu_bash", False, 12, "a.py")),
+       busts=(CallBust("m1", 5000, 0, 5500, "system"),),
+       tools=(CallTool("mcp_time", "toolu_mcp", "{}", injected=True),
+              CallTool("Bash", "toolu_rm", '{"command":"rm -rf /"}', metadata=BLOCKED))),
+    # a retry of m2's request, for the cache read: the Bash result again
+    cc("m3", 12, "main", usages=((10, 5, 5000, 0, 20),), results=(CallResult("toolu_bash", False, 12, "a.py"),)),
+    # another user's Codex session in another repository, with an unpriced bust
+    codex("c1", 20, usages=((100, 5, 3000, 0, 30),)),
+    codex("c2", 22, usages=((3100, 5, 0, 0, 300),), busts=(CallBust("c1", 3000, 0, None, "tools"),)),
+    # an SDK call that says nothing about where it came from
+    audit_rows.Call("x1", T0 + at(30), "completed", T0 + at(31), user="alice", client="Unknown", provider="anthropic",
+                    provider_name="anthropic", model="claude-haiku-4-5", session=None, usages=((10, 1, 0, 0, 1),)),
+]  # fmt: skip
+INSIGHT_IDS = {c.name: audit_rows.ident(c.started, n) for n, c in enumerate(INSIGHT_CALLS)}
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgresql"])
+def insights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reader]:
+    if request.param == "postgresql":
+        path = request.getfixturevalue("postgres_server").create_database(f"insights_{uuid4().hex[:12]}")
+    else:
+        path = str(tmp_path_factory.mktemp("insights") / "audit.duckdb")
+    writer = AuditWriter(path)
+    for call in INSIGHT_CALLS:
+        audit_rows.record_call(writer, call, INSIGHT_IDS)
+    writer.close()
+    source = open_source(path)
+    yield source._reader  # type: ignore[attr-defined]
+    source.close()
+
+
+def test_actions_pair_each_call_with_its_first_result_in_order(insights: Reader) -> None:
+    result = queries.run(insights, "actions", {"session_id": "cc"})
+    got = [(a["tool"], a["agent"], a["outcome"], a["result_bytes"], a["duration_ms"]) for a in result["actions"]]
+    assert got == [
+        ("Agent", "main", "ok", 400, 9000),  # made at m1's start + 1 s, answered by m2 at T0 + 10 s
+        ("Bash", "main", "ok", 12, 8000),  # answered by m2 and again by m3's retry: the first counts
+        ("Read", "Explore", "error", 31, 2000),
+        ("Grep", "Explore", "unanswered", None, None),
+        ("mcp_time", "main", "ok", None, None),  # run by the bridge
+        ("Bash", "main", "blocked", None, None),
+    ]
+    bash = result["actions"][1]
+    assert (bash["arguments"], bash["result_excerpt"], bash["result_interception_id"]) == (
+        '{"cmd":"ls"}',
+        "a.py",
+        str(INSIGHT_IDS["m2"]),
+    )
+    assert result["actions"][5]["gate"] == "no-rm"
+    assert result["outcomes"] == {"ok": 3, "error": 1, "unanswered": 1, "blocked": 1, "not run": 0}
+
+
+def test_actions_of_a_session_without_calls_and_of_none(insights: Reader) -> None:
+    assert queries.run(insights, "actions", {"session_id": str(INSIGHT_IDS["x1"])})["actions"] == []
+    with pytest.raises(QueryError, match="no session 'nope'"):
+        queries.run(insights, "actions", {"session_id": "nope"})
+
+
+def test_cache_report_by_session_user_and_model(insights: Reader) -> None:
+    report = queries.run(insights, "cache", {"by": "session"})
+    assert report["totals"] == {
+        "busts": 2,
+        "lost_tokens": 8000,
+        "rewritten_tokens": 8000,
+        "lost_micros": 5500,
+        "unpriced_busts": 1,
+    }
+    rows = [(r["key"], r["busts"], r["lost_micros"], r["unpriced_busts"], r["interceptions"]) for r in report["rows"]]
+    assert rows == [("cc", 1, 5500, 0, 5), ("cx", 1, None, 1, 2)]
+    # cc: 7000 of 19050 input tokens were read from the cache
+    assert report["rows"][0]["cache_hit_ratio"] == round(7000 / 19050, 4)
+    [worst, other] = report["busts"]
+    assert (worst["interception_id"], worst["session_id"], worst["location"], worst["lost_tokens"]) == (
+        str(INSIGHT_IDS["m2"]),
+        "cc",
+        "system",
+        5000,
+    )
+    assert other["cost_micros"] is None
+    by_user = queries.run(insights, "cache", {"by": "user"})["rows"]
+    assert [(r["key"], r["busts"], r["interceptions"]) for r in by_user] == [("alice", 1, 6), ("bob", 1, 2)]
+    assert queries.run(insights, "cache", {"by": "model", "filters": {"user": "bob"}})["rows"][0]["key"] == "gpt-5"
+
+
+def test_cache_report_refuses_an_unknown_grouping(insights: Reader) -> None:
+    with pytest.raises(QueryError, match="--by must be one of session, user"):
+        queries.run(insights, "cache", {"by": "colour"})
+
+
+@pytest.mark.parametrize(
+    ("by", "expected"),
+    [
+        ("repo", [("github.com/acme/widgets", 5), ("tool", 2), (None, 1)]),
+        ("branch", [("feature/ledger", 5), ("main", 2), (None, 1)]),
+        ("agent", [("main", 5), ("Explore", 2), (None, 1)]),
+    ],
+)
+def test_usage_by_repository_branch_and_agent(
+    insights: Reader, by: str, expected: list[tuple[str | None, int]]
+) -> None:
+    rows = queries.run(insights, "usage", {"by": by})["rows"]
+    assert sorted(((r["key"], r["interceptions"]) for r in rows), key=lambda r: -r[1]) == expected
+
+
+def test_attribution_filters_sessions_and_interceptions(insights: Reader) -> None:
+    sessions = queries.run(insights, "sessions", {"filters": {"repository": "github.com/acme/widgets"}})["sessions"]
+    assert [(s["session_id"], s["repositories"], s["branches"], s["agents"]) for s in sessions] == [
+        ("cc", ["github.com/acme/widgets"], ["feature/ledger"], ["Explore", "main"])
+    ]
+    listed = queries.run(insights, "interceptions", {"filters": {"agent": "Explore"}})["interceptions"]
+    assert [UUID(i["id"]) for i in listed] == [INSIGHT_IDS["s2"], INSIGHT_IDS["s1"]]
+    assert listed[0]["cache_hit_ratio"] == round(2000 / 2010, 4)
+    assert (listed[0]["repository"], listed[0]["branch"], listed[0]["working_directory"]) == (
+        "github.com/acme/widgets",
+        "feature/ledger",
+        "/work/widgets",
+    )
+    none = queries.run(insights, "interceptions", {"filters": {"branch": "main", "user": "alice"}})["interceptions"]
+    assert none == []
+
+
+def test_a_session_shows_each_interceptions_attribution_and_cache_hit_ratio(insights: Reader) -> None:
+    shown = queries.run(insights, "session", {"session_id": "cc"})
+    steps = [i for t in shown["threads"] for i in t["interceptions"]]
+    assert [(i["agent"], i["cache_hit_ratio"]) for i in steps][:3] == [
+        ("main", 0.0),
+        ("Explore", 0.0),
+        ("Explore", round(2000 / 2010, 4)),
+    ]

@@ -12,10 +12,12 @@ import pytest
 from addon.audit import (
     AuditFileLocked,
     AuditWriter,
+    CacheBust,
     InterceptionEnded,
     PromptSubmitted,
     ThoughtRecorded,
     TokensUsed,
+    ToolResultReturned,
 )
 from addon.audit.duckfile import open_database
 from addon.ids import uuid7
@@ -149,7 +151,11 @@ def test_reopening_keeps_rows_and_migrates_once(path: str) -> None:
         writer.emit(started(uuid7()))
         writer.close()
     assert query(path, "SELECT count(*) FROM interception_starts") == [(2,)]
-    assert query(path, "SELECT name FROM _aibridge_migrations ORDER BY name") == [("m001_initial",), ("m002_costs",), ("m004_insights",)]
+    assert query(path, "SELECT name FROM _aibridge_migrations ORDER BY name") == [
+        ("m001_initial",),
+        ("m002_costs",),
+        ("m004_insights",),
+    ]
 
 
 def test_close_twice_is_harmless(path: str) -> None:
@@ -206,3 +212,48 @@ def test_scrub_runs_once_per_event_in_the_writers_thread(path: str) -> None:
     assert query(path, "SELECT prompt FROM user_prompts") == [("pw [REDACTED:password]",)]
     assert query(path, "SELECT count(*) FROM model_thoughts") == [(0,)]
     assert threads == ["aibridge-audit-writer"] * 3
+
+
+def test_tool_results_cache_busts_and_attribution_are_written_the_bust_located_in_the_writers_thread(
+    path: str,
+) -> None:
+    a, b = uuid7(), uuid7()
+    threads: list[str] = []
+
+    def locate() -> str:
+        threads.append(threading.current_thread().name)
+        return "messages[3]"
+
+    writer = AuditWriter(path)
+    writer.start()
+    writer.emit(started(a, working_directory="/w/app", repository="github.com/acme/app", branch="dev", agent="main"))
+    writer.emit(
+        ToolResultReturned(
+            interception_id=a, provider_tool_call_id="toolu_1", is_error=True, size_bytes=12, excerpt="Exit code 1"
+        )
+    )
+    writer.emit(
+        CacheBust(
+            interception_id=a,
+            previous_interception_id=b,
+            expected_tokens=5000,
+            read_tokens=0,
+            lost_tokens=5000,
+            rewritten_tokens=5000,
+            ttl_seconds=300,
+            gap_ms=1200,
+            cost_micros=17250,
+            locate=locate,
+        )
+    )
+    writer.close()
+    assert threads == ["aibridge-audit-writer"]
+    assert query(path, "SELECT working_directory, repository, branch, agent FROM interceptions") == [
+        ("/w/app", "github.com/acme/app", "dev", "main")
+    ]
+    assert query(path, "SELECT provider_tool_call_id, is_error, size_bytes, excerpt FROM tool_results") == [
+        ("toolu_1", True, 12, "Exit code 1")
+    ]
+    assert query(path, "SELECT previous_interception_id, lost_tokens, location, cost_micros FROM cache_busts") == [
+        (b, 5000, "messages[3]", 17250)
+    ]

@@ -32,8 +32,10 @@ from addon.audit import (
     AuditWriter,
     InterceptionEnded,
 )
+from addon.audit.queries import cache_hit_ratio
+from addon.cli import render
 from addon.cli.main import cli
-from tests.support.audit_rows import MCP_URL, Call, ident, record_call
+from tests.support.audit_rows import MCP_URL, Call, CallBust, CallResult, ident, record_call
 from tests.support.audit_rows import CallTool as Tool
 from tests.support.holder import holding
 
@@ -58,11 +60,15 @@ def iso(moment: datetime) -> str:
 SONNET, HAIKU, GPT = "claude-sonnet-4-5", "claude-haiku-4-5", "gpt-4.1"
 SONNET_AT, HAIKU_AT, GPT_AT = "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001", "gpt-4.1-2025-04-14"
 ANTHROPIC = {"provider": "anthropic", "provider_name": "anthropic"}
-alice = partial(Call, user="alice", client="Claude Code", model=SONNET, session="cc-1", **ANTHROPIC)
+PARSER = {"working_directory": "/home/alice/parser", "repository": "github.com/acme/parser", "branch": "main"}
+alice = partial(
+    Call, user="alice", client="Claude Code", model=SONNET, session="cc-1", agent="main", **PARSER, **ANTHROPIC
+)
 bob = partial(Call, user="bob", client="Claude Code", provider="anthropic", provider_name="anthropic-eu", model=HAIKU)
 carol = partial(
-    Call, user="carol", client="Codex", provider="openai", provider_name="openai", model=GPT, session="cx-1"
-)
+    Call, user="carol", client="Codex", provider="openai", provider_name="openai", model=GPT, session="cx-1",
+    working_directory="/src/tool", repository="tool", agent="main",
+)  # fmt: skip
 anonymous = partial(Call, user="anonymous", client="Unknown", session=None)
 CALLS = [
     alice(
@@ -87,6 +93,7 @@ CALLS = [
         http_status=200,
         response_model=SONNET_AT,
         usages=((20, 30, 1200, 0, 3000), (15, 10, 1300, 0, 2500)),  # two rounds of the injected tool loop
+        results=(CallResult("toolu_read", False, 1200, "def parse(text):"),),  # 59 s after i1 made the call
         tools=(
             Tool("search_docs", "toolu_search", '{"q":"tokenizer"}', True, "timeout after 30 s", {"round": 1}),
             Tool("fetch_page", "toolu_fetch", '{"url":"https://docs.example/parse"}', True, None, {"round": 2}),
@@ -110,6 +117,7 @@ CALLS = [
         response_model=SONNET_AT,
         prompt="retry: now write tests",
         usages=((10, 400, 0, 0, 6100),),
+        busts=(CallBust("i2", 1300, 0, 420, "system"),),
     ),
     bob(
         "i5",
@@ -362,6 +370,11 @@ def expected_interception(c: Call) -> dict[str, Any]:
         "cache_write_tokens": sums["cache_write_tokens"],
         "cost_micros": sums["cost_micros"],
         "unpriced_rows": sums["unpriced_rows"],
+        "working_directory": c.working_directory,
+        "repository": c.repository,
+        "branch": c.branch,
+        "agent": c.agent,
+        "cache_hit_ratio": cache_hit_ratio(sums),
     }
 
 
@@ -378,6 +391,9 @@ SESSIONS = [
         "client": "Unknown",
         "models": [SONNET],
         "providers": ["anthropic"],
+        "repositories": [],
+        "branches": [],
+        "agents": [],
         "threads": 1,
         "interceptions": 2,
         "started_at": "2026-03-04T08:00:00Z",
@@ -396,6 +412,9 @@ SESSIONS = [
         "client": "Unknown",
         "models": [GPT],
         "providers": ["openai"],
+        "repositories": [],
+        "branches": [],
+        "agents": [],
         "threads": 1,
         "interceptions": 1,
         "started_at": "2026-03-04T08:00:00Z",
@@ -414,6 +433,9 @@ SESSIONS = [
         "client": "Codex",
         "models": [GPT],
         "providers": ["openai"],
+        "repositories": ["tool"],
+        "branches": [],
+        "agents": ["main"],
         "threads": 1,
         "interceptions": 2,
         "started_at": "2026-03-03T12:00:00Z",
@@ -432,6 +454,9 @@ SESSIONS = [
         "client": "Claude Code",
         "models": [HAIKU],
         "providers": ["anthropic-eu"],
+        "repositories": [],
+        "branches": [],
+        "agents": [],
         "threads": 2,
         "interceptions": 2,
         "started_at": "2026-03-03T09:00:00Z",
@@ -450,6 +475,9 @@ SESSIONS = [
         "client": "Claude Code",
         "models": [SONNET],
         "providers": ["anthropic"],
+        "repositories": ["github.com/acme/parser"],
+        "branches": ["main"],
+        "agents": ["main"],
         "threads": 3,
         "interceptions": 4,
         "started_at": "2026-03-01T10:00:00Z",
@@ -516,6 +544,10 @@ def expected_step(c: Call) -> dict[str, Any]:
         "thread_root_id": str(ID[c.root]) if c.root else None,
         "started_at": iso(c.started),
         "ended_at": iso(c.ended) if c.ended else None,
+        "working_directory": c.working_directory,
+        "repository": c.repository,
+        "branch": c.branch,
+        "agent": c.agent,
         "prompts": [{"prompt": c.prompt, "created_at": iso(c.started)}] if c.prompt else [],
         "tools": [
             {
@@ -546,6 +578,7 @@ def expected_step(c: Call) -> dict[str, Any]:
             }
             for n, u in enumerate(c.usages, 1)
         ],
+        "cache_hit_ratio": cache_hit_ratio(totals([c])),
     }
 
 
@@ -672,18 +705,23 @@ def test_interceptions_table_shows_the_key_values(db: str) -> None:
         "Claude Code",
         "anthropic",
         SONNET,
+        "github.com/acme/parser",
+        "main",
         "yes",
         "completed",
         "35",
         "40",
+        "98.6%",  # 2500 of 2535 input tokens read from the cache
         "$0.0055",
     ]
-    assert cells["i7"][6:] == ["no", "completed", "20", "9", "$0.0003"]
-    assert cells["i11"][7:] == ["in progress", "0", "0", "$0.0000"]
-    assert cells["i9"][7:] == ["refused", "0", "0", "$0.0000"]  # no tokens: nothing to price
-    assert cells["i6"][7] == "cancelled" and cells["i3"][7] == "failed"
-    assert cells["i3"][7:] == ["failed", "0", "0", "$0.0000"]  # a 529 with no tokens used: no cost, not unpriced
-    assert cells["i5"][10] == "unpriced"
+    hit = {name: render.ratio(cache_hit_ratio(totals([BY_NAME[name]]))) for name in NAME.values()}
+    assert cells["i7"][6:] == ["tool", "main", "no", "completed", "20", "9", hit["i7"], "$0.0003"]
+    assert cells["i11"][9:] == ["in progress", "0", "0", "-", "$0.0000"]
+    assert cells["i9"][9:] == ["refused", "0", "0", "-", "$0.0000"]  # no tokens: nothing to price
+    assert cells["i6"][9] == "cancelled" and cells["i3"][9] == "failed"
+    assert cells["i3"][9:] == ["failed", "0", "0", "-", "$0.0000"]  # a 529 with no tokens used: no cost, not unpriced
+    assert cells["i5"][6:8] == ["", ""]  # bob's client said nothing about where it ran
+    assert cells["i5"][13] == "unpriced"
 
 
 # --- clients, models ----------------------------------------------------------------------------------------
@@ -765,6 +803,20 @@ USAGE = {
         usage_row("2026-03-03", 4, 365, 42, 200, 0, 557, 1),
         usage_row("2026-03-04", 2, 3, 4, 0, 0, 60, 0),
     ],
+    # as the clients stated them: bob's and the anonymous calls said nothing (None)
+    "repo": [
+        usage_row("github.com/acme/parser", 3, 145, 490, 3500, 200, 16600, 0),
+        usage_row("tool", 2, 60, 21, 200, 0, 550, 0),
+        usage_row(None, 4, 308, 25, 0, 0, 67, 1),
+    ],
+    "branch": [
+        usage_row("main", 3, 145, 490, 3500, 200, 16600, 0),
+        usage_row(None, 6, 368, 46, 200, 0, 617, 1),
+    ],
+    "agent": [
+        usage_row("main", 5, 205, 511, 3700, 200, 17150, 0),
+        usage_row(None, 4, 308, 25, 0, 0, 67, 1),
+    ],
 }
 """Only interceptions with token usage count; grouped by the interception's start (i3 at 23:59:59.999999 is
 2026-03-01, i4 at midnight 2026-03-02); most expensive first."""
@@ -791,6 +843,92 @@ def test_usage_table_shows_the_key_values(db: str) -> None:
     by_day = ok("usage", "--by", "day", "--db", db)
     assert "Usage by day" in by_day
     assert table(by_day)["2026-03-02"] == ["2026-03-02", "1", "10", "400", "0", "0", "0.0%", "$0.0061"]
+
+
+def test_usage_table_by_repo_names_the_unattributed(db: str) -> None:
+    cells = table(ok("usage", "--by", "repo", "--db", db))
+    assert list(cells) == ["github.com/acme/parser", "tool", "(none)"]
+
+
+# --- actions, cache -------------------------------------------------------------------------------------------
+
+
+def test_actions_json_pairs_each_call_with_its_result(db: str) -> None:
+    result = as_json("actions", "cc-1", "--db", db)
+    assert [(a["tool"], a["injected"], a["outcome"]) for a in result["actions"]] == [
+        ("Read", False, "ok"),
+        ("search_docs", True, "error"),
+        ("fetch_page", True, "ok"),
+    ]
+    read = result["actions"][0]
+    assert (read["interception_id"], read["agent"], read["arguments"]) == (
+        str(ID["i1"]),
+        "main",
+        '{"path":"parser.py"}',
+    )
+    assert (read["result_interception_id"], read["result_bytes"], read["result_excerpt"]) == (
+        str(ID["i2"]),
+        1200,
+        "def parse(text):",
+    )
+    assert read["duration_ms"] == 59_000  # from the end of i1's response to i2's request
+    assert result["outcomes"] == {"ok": 2, "error": 1, "unanswered": 0, "blocked": 0, "not run": 0}
+
+
+def test_actions_table_and_an_unknown_session(db: str) -> None:
+    out = ok("actions", "cc-1", "--db", db)
+    assert "Actions of session cc-1" in out
+    [read] = [row for row in table(out).values() if row[2] == "Read"]
+    assert read[1:] == ["main", "Read", '{"path":"parser.py"}', "ok", "1,200 B", "59.0 s", "def parse(text):"]
+    assert "3 calls: 2 ok, 1 error" in out
+    assert "no session 'nope'" in fails("actions", "nope", "--db", db)
+
+
+def test_cache_json_prices_the_busts_by_session_and_user(db: str) -> None:
+    result = as_json("cache", "--db", db)
+    assert result["by"] == "session"
+    assert result["totals"] == {
+        "busts": 1,
+        "lost_tokens": 1300,
+        "rewritten_tokens": 1300,
+        "lost_micros": 420,
+        "unpriced_busts": 0,
+    }
+    [row] = result["rows"]
+    assert (row["key"], row["busts"], row["lost_micros"], row["interceptions"]) == ("cc-1", 1, 420, 3)
+    assert row["cache_hit_ratio"] == USAGE["user"][0]["cache_hit_ratio"]  # all of alice's usage is cc-1's
+    [bust] = result["busts"]
+    assert (bust["interception_id"], bust["location"], bust["expected_tokens"]) == (str(ID["i4"]), "system", 1300)
+    assert [r["key"] for r in as_json("cache", "--by", "user", "--db", db)["rows"]] == ["alice"]
+    assert as_json("cache", "--user", "bob", "--db", db)["rows"] == []
+
+
+def test_cache_table(db: str) -> None:
+    out = ok("cache", "--by", "model", "--db", db)
+    assert "Prompt-cache busts 1 · 1,300 tokens not read from the cache · lost $0.0004" in " ".join(out.split())
+    assert table(out)[SONNET][:5] == [SONNET, "1", "1,300", "1,300", "$0.0004"]
+    assert "Costliest busts" in out and "system" in out
+
+
+def test_cache_refuses_an_unknown_grouping(db: str) -> None:
+    assert "Invalid value for '--by'" in fails("cache", "--by", "colour", "--db", db)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "sessions"),
+    [
+        ("--repo", "github.com/acme/parser", ["cc-1"]),
+        ("--repo", "tool", ["cx-1"]),
+        ("--branch", "main", ["cc-1"]),
+        ("--agent", "main", ["cx-1", "cc-1"]),
+        ("--agent", "Explore", []),
+    ],
+)
+def test_attribution_filters(db: str, option: str, value: str, sessions: list[str]) -> None:
+    assert [s["session_id"] for s in as_json("sessions", option, value, "--db", db)["sessions"]] == sessions
+    listed = {i["session_id"] for i in as_json("interceptions", option, value, "--db", db)["interceptions"]}
+    running = {"cc-3"} if "cc-1" in sessions else set()  # alice's call still in progress is listed, not a session
+    assert listed == set(sessions) | running
 
 
 # --- filters ------------------------------------------------------------------------------------------------
@@ -1534,6 +1672,8 @@ def test_help_lists_every_command() -> None:
         "snapshot",
         "add-user",
         "web",
+        "actions",
+        "cache",
     }
     for name in cli.commands:
         assert f"  {name} " in out, name

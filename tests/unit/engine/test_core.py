@@ -9,6 +9,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import brotli
@@ -17,12 +18,14 @@ import pytest
 import zstandard
 
 from addon.audit import (
+    CacheBust,
     InterceptionEnded,
     InterceptionStarted,
     PromptSubmitted,
     ThoughtRecorded,
     TokensUsed,
     ToolCalled,
+    ToolResultReturned,
 )
 from addon.config import Budgets, GateRule, McpServer, ModelAllowlists, RateLimit, RateLimits, parse_config
 from addon.engine.core import OUTBOUND_INLINE, Engine
@@ -1385,3 +1388,97 @@ async def test_a_blocking_answer_with_a_blocked_call_is_rewritten(engine: Engine
     assert header(reply, "content-length") == [
         str(len(json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()))
     ]
+
+
+# --- insights: tool results, attribution, cache busts --------------------------------------------------------
+
+
+def claude_body(system: str, messages: list[dict[str, Any]]) -> bytes:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "system": [{"type": "text", "text": system}]}
+    return json.dumps({**body, "messages": messages}).encode()
+
+
+GIT_STATUS = "<system-reminder>\n# gitStatus\nCurrent branch: feature/ledger\n</system-reminder>"
+CLAUDE_START = [
+    {"role": "user", "content": [{"type": "text", "text": GIT_STATUS}, {"type": "text", "text": "list the files"}]},
+    {"role": "system", "content": " - Primary working directory: /work/widgets\n - Is a git repository: true"},
+]
+CALLED_LS = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_ls", "name": "Bash", "input": {}}]}
+ANSWERED_LS = {
+    "role": "user",
+    "content": [{"type": "tool_result", "tool_use_id": "toolu_ls", "content": "a.py\nb.py", "is_error": False}],
+}
+
+
+def cached_reply(read: int, write: int) -> Callable[[httpx.Request], httpx.Response]:
+    usage = {"input_tokens": 3, "output_tokens": 2, "cache_read_input_tokens": read}
+    body = json.dumps(anthropic_message("ok", usage={**usage, "cache_creation_input_tokens": write})).encode()
+    return lambda request: httpx.Response(200, headers={"content-type": "application/json"}, stream=Chunks([body]))
+
+
+async def answered(engine: Engine, upstream: FakeUpstream, job: Job | bytes, read: int, write: int) -> Job:
+    """`job` (or a job of Claude Code's with this body) admitted and answered with these cache tokens."""
+    upstream.respond = cached_reply(read, write)
+    job = await admitted(engine, make_job(job) if isinstance(job, bytes) else job)
+    await read_all(await engine.open(job))
+    return job
+
+
+async def read_all(reply: Any) -> None:
+    await read(reply)
+
+
+async def test_a_request_records_the_tool_results_it_carries_and_where_it_comes_from(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    engine.excerpt_chars = 4
+    job = await answered(
+        engine, upstream, claude_body("You are Claude.", [*CLAUDE_START, CALLED_LS, ANSWERED_LS]), 0, 0
+    )
+    start = recorder.started(job)
+    assert (start.working_directory, start.repository, start.branch, start.agent) == (
+        "/work/widgets",
+        "widgets",
+        "feature/ledger",
+        "main",
+    )
+    (result,) = recorder.of(ToolResultReturned)
+    assert (result.interception_id, result.provider_tool_call_id, result.is_error) == (job.id, "toolu_ls", False)
+    assert (result.size_bytes, result.excerpt, result.created_at) == (9, "a.py", job.started_at)
+
+
+async def test_a_request_that_rewrites_the_cache_its_predecessor_left_is_a_bust_located_and_priced(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    first = await answered(engine, upstream, claude_body("You are Claude.", CLAUDE_START), 0, 6000)
+    assert recorder.of(CacheBust) == []  # the first request of a conversation busts nothing
+    grown = [*CLAUDE_START, CALLED_LS, ANSWERED_LS]
+    await answered(engine, upstream, claude_body("You are Claude.", grown), 6000, 200)
+    assert recorder.of(CacheBust) == []  # it read what was there
+    second = await answered(engine, upstream, claude_body("You are Claude, briefly.", grown), 0, 6300)
+    (bust,) = recorder.of(CacheBust)
+    bust = bust.prepared()  # what the writer thread does before it writes the row
+    assert (bust.interception_id, bust.expected_tokens, bust.read_tokens, bust.lost_tokens) == (
+        second.id,
+        6200,
+        0,
+        6200,
+    )
+    assert (bust.rewritten_tokens, bust.location, bust.ttl_seconds) == (6200, "system", 300)
+    assert bust.previous_interception_id != first.id  # the previous request, not the first
+    # claude-sonnet-4-5: written again at $3.75/M instead of read at $0.30/M
+    assert bust.cost_micros == round(6200 * 3.75 - 6200 * 0.30)
+
+
+async def test_no_bust_across_conversations_or_after_the_cache_lapsed(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    body = claude_body("You are Claude.", CLAUDE_START)
+    await answered(engine, upstream, body, 0, 6000)
+    headers = [(k, "other-session" if k == "X-Claude-Code-Session-Id" else v) for k, v in CLAUDE_HEADERS]
+    await answered(engine, upstream, make_job(body, headers=headers), 0, 6000)
+    assert recorder.of(CacheBust) == []  # another session: another cache
+    late = make_job(body)
+    late.started_at += timedelta(minutes=6)  # past the 5-minute lifetime
+    await answered(engine, upstream, late, 0, 6000)
+    assert recorder.of(CacheBust) == []

@@ -1,6 +1,6 @@
 """What the audit keeps: events scrubbed of secrets ahead of every consumer, or only their metadata."""
 
-from addon.audit import InterceptionEnded, PromptSubmitted, ThoughtRecorded, TokensUsed, ToolCalled
+from addon.audit import InterceptionEnded, PromptSubmitted, ThoughtRecorded, TokensUsed, ToolCalled, ToolResultReturned
 from addon.ids import uuid7
 from addon.policy.recording import Scrubber
 
@@ -79,3 +79,18 @@ def test_metadata_only_drops_text_and_keeps_the_facts() -> None:
     assert (call.tool, call.input, call.invocation_error, call.provider_tool_call_id) == ("Bash", None, None, "toolu_1")
     end = InterceptionEnded(interception_id=ID, status="completed", http_status=200)
     assert scrub(end) is end
+
+
+def result(excerpt: str | None) -> ToolResultReturned:
+    return ToolResultReturned(
+        interception_id=ID, provider_tool_call_id="toolu_1", is_error=False, size_bytes=40, excerpt=excerpt
+    )
+
+
+def test_a_tool_results_excerpt_is_redacted_or_dropped_its_facts_kept() -> None:
+    kept = Scrubber(FakeRedactor())(result("cat .env: PASSWORD=hunter2"))  # type: ignore[arg-type]
+    assert isinstance(kept, ToolResultReturned) and kept.excerpt == "cat .env: PASSWORD=[REDACTED:password]"
+    assert kept.metadata == {"redacted": ["password"]}
+    bare = Scrubber(FakeRedactor(), "metadata")(result("PASSWORD=hunter2"))  # type: ignore[arg-type]
+    assert isinstance(bare, ToolResultReturned)
+    assert (bare.excerpt, bare.size_bytes, bare.is_error, bare.provider_tool_call_id) == (None, 40, False, "toolu_1")

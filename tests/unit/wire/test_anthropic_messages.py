@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -1041,3 +1042,36 @@ def test_loop_parser_of_a_whole_body_decides_and_keeps_the_content_verbatim() ->
     parser = WIRE.loop_parser(LoopState(INJECTED, 1))
     parser.feed_body(json.dumps(ROUND_BODIES[0]).encode())
     assert parser.turn().next is Next.LIMIT
+
+
+# --- the tool results a request carries -------------------------------------------------------------------------
+
+
+def test_tool_results_are_the_last_user_turns_from_claude_codes_real_requests() -> None:
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "clients"
+    body = json.loads((fixtures / "claude-code-main-3.json").read_text())["body"]
+    read, bash = AnthropicMessages().parse_request(body).tool_results
+    assert (read.is_error, read.text.splitlines()[0]) == (False, "1\t# widgets")  # no is_error key: not an error
+    assert (bash.is_error, bash.text.splitlines()[0]) == (True, "Exit code 1")
+    agent_body = json.loads((fixtures / "claude-code-main-2.json").read_text())["body"]
+    (agent,) = AnthropicMessages().parse_request(agent_body).tool_results
+    assert agent.call_id.startswith("toolu_agent") and "agentId:" in agent.text  # content as a list of blocks
+    assert agent.size == len(agent.text.encode())
+
+
+def test_tool_results_of_earlier_turns_are_not_carried_again() -> None:
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "été"}]}
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+    history = [
+        {"role": "user", "content": [result]},
+        {"role": "assistant", "content": "done"},
+        {"role": "user", "content": "next"},
+    ]
+    assert AnthropicMessages().parse_request({"messages": history}).tool_results == ()
+    latest = [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_2", "content": [image]}]}]
+    (shot,) = AnthropicMessages().parse_request({"messages": latest}).tool_results
+    assert (shot.call_id, shot.text, shot.size) == ("toolu_2", "[image]", len(json.dumps(image, separators=(",", ":"))))
+    (text,) = AnthropicMessages().parse_request({"messages": history[:1]}).tool_results
+    assert (text.text, text.size, text.is_error) == ("été", 5, False)
+    odd = [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": 7}, {"type": "tool_result"}, "x"]}]
+    assert AnthropicMessages().parse_request({"messages": odd}).tool_results == ()

@@ -954,3 +954,22 @@ def test_text_deltas_skip_the_decode_but_nothing_the_audit_keeps_is_missed() -> 
     assert turn.stop_reason == "length"
     assert turn.usage is not None and (turn.usage.input, turn.usage.output) == (5, 7)
     assert b"".join(r for r in relayed if r is not None) == stream
+
+
+def test_tool_results_are_the_tool_messages_after_the_last_assistant_message() -> None:
+    messages = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "tool_calls": [{"id": "call_old"}]},
+        {"role": "tool", "tool_call_id": "call_old", "content": "old"},
+        {"role": "assistant", "tool_calls": [{"id": "call_a"}, {"id": "call_b"}]},
+        {"role": "tool", "tool_call_id": "call_a", "content": "a.py"},
+        {"role": "system", "content": "a reminder between"},
+        {"role": "tool", "tool_call_id": "call_b", "content": [{"type": "text", "text": "b"}, {"type": "image_url"}]},
+    ]
+    results = OpenAIChat().parse_request({"messages": messages}).tool_results
+    assert [(r.call_id, r.is_error, r.text) for r in results] == [
+        ("call_a", None, "a.py"),
+        ("call_b", None, "b\n[image_url]"),
+    ]
+    assert OpenAIChat().parse_request({"messages": messages[:2]}).tool_results == ()
+    assert OpenAIChat().parse_request({"messages": "x"}).tool_results == ()

@@ -2,6 +2,7 @@
 them from a passthrough stream without changing a byte."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,31 @@ def test_stream_errors(events: list[bytes], error: str) -> None:
     for event in SSEParser().feed(b"".join(events)):
         parser.feed_event(event)
     assert parser.turn().error == error
+
+
+def fixture(name: str) -> dict:
+    return json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "clients" / f"{name}.json").read_text())
+
+
+def test_tool_results_from_codexs_real_requests_with_their_exit_codes() -> None:
+    results = OpenAIResponses().parse_request(fixture("codex-2")["body"]).tool_results
+    assert [(r.call_id, r.is_error) for r in results] == [("call_exec_1", False), ("call_exec_2", True)]
+    assert "Process exited with code 1" in results[1].text and results[1].size == len(results[1].text.encode())
+    (script,) = OpenAIResponses().parse_request(fixture("codex-codemode-2")["body"]).tool_results
+    assert script.is_error is True  # a custom tool's output: a script whose second command failed
+    assert OpenAIResponses().parse_request(fixture("codex-1")["body"]).tool_results == ()
+
+
+def test_tool_results_stop_at_the_last_message_or_reasoning() -> None:
+    items = [
+        {"type": "function_call", "call_id": "c0"},
+        {"type": "function_call_output", "call_id": "c0", "output": "old"},
+        {"type": "reasoning", "summary": []},
+        {"type": "function_call", "call_id": "c1"},
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": "no exit code here"},
+        {"type": "configuration_update"},
+    ]
+    (result,) = OpenAIResponses().parse_request({"input": items}).tool_results
+    assert (result.call_id, result.is_error, result.text) == ("c1", None, "no exit code here")
+    assert OpenAIResponses().parse_request({"input": "hi"}).tool_results == ()
+    assert OpenAIResponses().parse_request({"input": [*items, {"type": "agent_message"}]}).tool_results == ()

@@ -1,0 +1,143 @@
+"""Prompt-cache forensics on recorded sequences: when a request is a bust (and when it is not: the first request,
+a lapsed lifetime, a small cache), what it cost, and where its prefix first changed."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from addon.engine.cache import BILLING_HEADER, CacheWatch, bust_cost, locate
+from addon.policy.pricing import Prices
+from addon.wire import Usage
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+PRICES = Prices(Decimal(3), Decimal(15), Decimal("0.3"), Decimal("3.75"), Decimal(6), "test")
+BODY = json.dumps({"system": "s", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def run(watch: CacheWatch, steps: list[tuple[float, Usage]], conversation: Any = "c") -> list[Any]:
+    """Each step: (seconds after T0 its request arrived, its usage); its response ends a second later."""
+    found = []
+    for n, (at, usage) in enumerate(steps):
+        started = T0 + timedelta(seconds=at)
+        found.append(
+            watch.observe(conversation, UUID(int=n), started, usage, BODY, PRICES, started + timedelta(seconds=1))
+        )
+    return found
+
+
+def test_a_write_where_a_read_was_due_is_a_bust_priced_against_a_read() -> None:
+    first, second = run(CacheWatch(), [(0, Usage(10, 5, 0, 8000)), (30, Usage(10, 5, 0, 8200))])
+    assert first is None  # the first request of a conversation busts nothing
+    assert (second.previous_interception_id, second.expected_tokens, second.read_tokens) == (UUID(int=0), 8000, 0)
+    assert (second.lost_tokens, second.rewritten_tokens, second.ttl_seconds, second.gap_ms) == (8000, 8000, 300, 29000)
+    assert second.cost_micros == round(8000 * 3.75 - 8000 * 0.3)
+
+
+def test_reads_that_follow_the_cache_are_no_bust_and_keep_it_alive() -> None:
+    steps = [(0, Usage(10, 5, 0, 5000)), (200, Usage(10, 5, 5000, 300)), (400, Usage(10, 5, 5300, 100))]
+    assert run(CacheWatch(), steps) == [None, None, None]  # 400 s after the first, but 200 s after the last use
+
+
+@pytest.mark.parametrize(
+    ("steps", "why"),
+    [
+        ([(0, Usage(10, 5, 0, 5000)), (302, Usage(10, 5, 0, 5000))], "the 5-minute lifetime lapsed"),
+        ([(0, Usage(10, 5, 0, 900)), (10, Usage(10, 5, 0, 900))], "too small a cache to matter"),
+        ([(0, Usage(10, 5, 0, 5000)), (10, Usage(10, 5, 4500, 600))], "a shortfall under 1024 tokens"),
+    ],
+)
+def test_no_bust(steps: list[tuple[float, Usage]], why: str) -> None:
+    assert run(CacheWatch(), steps)[-1] is None, why
+
+
+def test_a_one_hour_write_lives_an_hour() -> None:
+    one_hour = Usage(10, 5, 0, 5000, {"cache_write_1h": 5000})
+    assert run(CacheWatch(), [(0, one_hour), (1800, Usage(10, 5, 5000, 0))]) == [None, None]
+    bust = run(CacheWatch(), [(0, one_hour), (1800, Usage(10, 5, 5000, 0)), (3000, Usage(4000, 5, 0, 1000))])[-1]
+    assert bust.ttl_seconds == 3600  # a read keeps the lifetime the write gave
+    # of the 5000 due, 1000 written again and 4000 sent uncached, instead of all read
+    assert (bust.rewritten_tokens, bust.lost_tokens) == (1000, 5000)
+    assert bust.cost_micros == round(1000 * 3.75 + 4000 * 3 - 5000 * 0.3)
+
+
+def test_conversations_are_apart() -> None:
+    watch = CacheWatch()
+    run(watch, [(0, Usage(10, 5, 0, 5000))], "main")
+    assert run(watch, [(5, Usage(10, 5, 0, 5000))], "sub-agent") == [None]
+    assert run(watch, [(10, Usage(10, 5, 0, 5000))], "main")[0] is not None
+
+
+def test_an_unpriced_bust_is_still_found() -> None:
+    watch = CacheWatch()
+    watch.observe("c", UUID(int=1), T0, Usage(0, 0, 0, 5000), BODY, None, T0)
+    bust = watch.observe("c", UUID(int=2), T0, Usage(0, 0, 0, 5000), BODY, None, T0)
+    assert bust is not None and bust.cost_micros is None
+
+
+def test_the_bodies_kept_stay_within_their_budget_then_busts_are_not_located() -> None:
+    watch = CacheWatch(max_body_bytes=len(BODY) * 2)
+    for n in range(5):
+        watch.observe(f"c{n}", UUID(int=n), T0, Usage(0, 0, 0, 5000), BODY, PRICES, T0)
+    assert len(watch) == 2  # the oldest conversations went
+    bust = watch.observe("c4", UUID(int=9), T0, Usage(0, 0, 0, 5000), BODY, PRICES, T0)
+    assert bust.prepared().location == "unchanged"
+    assert watch.observe("c0", UUID(int=10), T0, Usage(0, 0, 0, 5000), BODY, PRICES, T0) is None  # forgotten
+
+
+def test_a_bust_cost_is_what_was_paid_less_a_read() -> None:
+    assert bust_cost(PRICES, Usage(0, 0, 0, 2000), 2000, 2000, 0) == round(2000 * 3.75 - 2000 * 0.3)
+    half = Usage(0, 0, 0, 2000, {"cache_write_1h": 1000})
+    assert bust_cost(PRICES, half, 2000, 2000, 0) == round(1000 * 3.75 + 1000 * 6 - 2000 * 0.3)
+
+
+# --- where the prefix changed ---------------------------------------------------------------------------------
+
+
+def body(**kw: Any) -> bytes:
+    base = {
+        "model": "claude-sonnet-4-5",
+        "tools": [{"name": "Bash"}],
+        "system": [{"type": "text", "text": f"{BILLING_HEADER} cc_prompt_id=1;"}, {"type": "text", "text": "You."}],
+        "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+    }
+    return json.dumps({**base, **kw}).encode()
+
+
+@pytest.mark.parametrize(
+    ("after", "where"),
+    [
+        (body(tools=[{"name": "Bash"}, {"name": "Read"}]), "tools"),
+        (body(system=[{"type": "text", "text": "You, briefly."}]), "system"),
+        (body(thinking={"type": "enabled"}), "thinking"),
+        (body(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}]), "messages[1]"),
+        (body(messages=[{"role": "user", "content": "a"}]), "messages[1]"),  # the history was cut (compacted)
+        (
+            body(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user"}]),
+            "unchanged",
+        ),  # it only grew: the cache was evicted, not invalidated
+        (
+            body(
+                system=[{"type": "text", "text": f"{BILLING_HEADER} cc_prompt_id=2;"}, {"type": "text", "text": "You."}]
+            ),
+            "unchanged",
+        ),  # Claude Code's billing block is not part of the cache key
+        (body(max_tokens=5, metadata={"user_id": "x"}), "unchanged"),
+        (b"not json", None),
+        (b"[1]", None),
+    ],
+)
+def test_locate_names_the_first_part_that_changed(after: bytes, where: str | None) -> None:
+    assert locate(body(), after) == where
+
+
+def test_locate_reads_responses_and_chat_shapes() -> None:
+    before = json.dumps({"instructions": "i", "input": [{"role": "user", "content": "a"}]}).encode()
+    after = json.dumps({"instructions": "j", "input": [{"role": "user", "content": "a"}]}).encode()
+    assert locate(before, after) == "instructions"
+    chat = json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}).encode()
+    changed = json.dumps({"messages": [{"role": "system", "content": "t"}, {"role": "user", "content": "u"}]}).encode()
+    assert locate(chat, changed) == "messages[0]"
