@@ -169,6 +169,16 @@ def locate(before: bytes, after: bytes, parse: Callable[[bytes], Any] = json.loa
         return None
     new_parts = dict(prefix_parts(new))
     for label, value in prefix_parts(old):
-        if new_parts.get(label) != value:
+        if _content(new_parts.get(label)) != _content(value):
             return label
     return "unchanged"
+
+
+def _content(value: Any) -> Any:
+    """A part without its `cache_control` markers: a breakpoint that moves (Claude Code marks its latest message)
+    changes where the cache is written, not what the prefix holds."""
+    if isinstance(value, dict):
+        return {k: _content(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_content(v) for v in value]
+    return value

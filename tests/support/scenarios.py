@@ -322,6 +322,42 @@ def responses_events(
     return [sse_event(p["type"], {**p, "sequence_number": n}) for n, p in enumerate(payloads)]
 
 
+def responses_call_events(
+    calls: list[tuple[str, str, dict[str, Any]]], *, response_id: str = "resp_calls", model: str = "gpt-5"
+) -> list[bytes]:
+    """A Responses API stream whose output is function calls, each (call id, name, arguments), streamed as OpenAI
+    does: the item added, its arguments' deltas and done, the item done; then `response.completed`."""
+    base = {"id": response_id, "object": "response", "created_at": 1767874435, "model": model, "error": None}
+    usage = {
+        "input_tokens": 120,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 9,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 129,
+    }
+    payloads: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**base, "status": "in_progress", "output": []}},
+        {"type": "response.in_progress", "response": {**base, "status": "in_progress", "output": []}},
+    ]
+    done_items = []
+    for index, (call_id, name, arguments) in enumerate(calls):
+        item = {"id": f"fc_{index}", "type": "function_call", "call_id": call_id, "name": name}
+        text = json.dumps(arguments)
+        done = {**item, "arguments": text, "status": "completed"}
+        done_items.append(done)
+        payloads += [
+            {"type": "response.output_item.added", "output_index": index, "item": {**item, "arguments": ""}},
+            {"type": "response.function_call_arguments.delta", "item_id": item["id"], "output_index": index,
+             "delta": text},
+            {"type": "response.function_call_arguments.done", "item_id": item["id"], "output_index": index,
+             "arguments": text},
+            {"type": "response.output_item.done", "output_index": index, "item": done},
+        ]  # fmt: skip
+    completed = {**base, "status": "completed", "output": done_items, "usage": usage}
+    payloads.append({"type": "response.completed", "response": completed})
+    return [sse_event(p["type"], {**p, "sequence_number": n}) for n, p in enumerate(payloads)]
+
+
 def bedrock_frames(events: list[bytes]) -> list[bytes]:
     """Anthropic SSE events as Bedrock's InvokeModel streams them: each event's JSON, base64, in a `chunk` frame."""
     headers = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
