@@ -186,9 +186,12 @@ def session(console: Console, result: JSON) -> None:
         )
         for step in thread["interceptions"]:
             status = step["status"] or "in progress"
+            agent = f" [{step['agent']}]" if step.get("agent") and step["agent"] != "main" else ""
+            hit = f" · cache hit {ratio(step['cache_hit_ratio'])}" if step.get("cache_hit_ratio") is not None else ""
             node = branch.add(
-                f"{when(step['started_at'])} {step['provider_name']} {step['model']} — {status}"
+                f"{when(step['started_at'])} {step['provider_name']} {step['model']}{agent} — {status}"
                 + (f" ({short(step['error'], 80)})" if step["error"] else "")
+                + hit
             )
             for thought in step["thoughts"]:
                 node.add(Text(f"thinking: {short(thought['content'], 100)}", style="dim"))

@@ -27,7 +27,15 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from addon.audit import AuditEvent, InterceptionEnded, InterceptionStarted, PromptSubmitted, TokensUsed, ToolCalled
+from addon.audit import (
+    AuditEvent,
+    CacheBust,
+    InterceptionEnded,
+    InterceptionStarted,
+    PromptSubmitted,
+    TokensUsed,
+    ToolCalled,
+)
 from addon.engine.ports import Headers, Observer, UpstreamCall
 
 if TYPE_CHECKING:
@@ -114,6 +122,18 @@ class Metrics(Observer):
         self.unpriced = Counter(
             f"{PREFIX}_unpriced_token_usages",
             "Token-usage records the price book could not price (their cost is missing, not zero).",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.cache_busts = Counter(
+            f"{PREFIX}_cache_busts",
+            "Requests that missed the prompt cache their conversation had just left (busts).",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.cache_bust_cost = Counter(
+            f"{PREFIX}_cache_bust_cost_usd",
+            "US$ the busts cost over reading the cache (priced busts only).",
             ["provider", "model"],
             registry=r,
         )
@@ -234,6 +254,11 @@ class Metrics(Observer):
             case ToolCalled():
                 provider, model = self._labels(event.interception_id)
                 self.client_tools.labels(provider, model, event.tool).inc()
+            case CacheBust():
+                provider, model = self._labels(event.interception_id)
+                self.cache_busts.labels(provider, model).inc()
+                if event.cost_micros:
+                    self.cache_bust_cost.labels(provider, model).inc(event.cost_micros / 1_000_000)
 
     def upstream(self, job: "Job", url: str, headers: Headers, body: bytes) -> UpstreamCall:
         return _Call(self, job.id, job.route.provider.name, (job.info.model if job.info else None) or "unknown")

@@ -652,7 +652,7 @@ def test_session_tree_shows_prompts_tools_thinking_and_tokens(db: str) -> None:
         "Thread 1  2026-03-01 10:00:00  refactor the parser",
         "Thread 2  2026-03-01 23:59:59  now write tests",
         "Thread 3  2026-03-02 00:00:00  retry: now write tests",
-        "2026-03-01 10:00:00 anthropic claude-sonnet-4-5 — completed",
+        "2026-03-01 10:00:00 anthropic claude-sonnet-4-5 — completed · cache hit 76.9%",  # 1,000 of 1,300
         "thinking: Let me look at the parser first.",
         'client tool Read({"path":"parser.py"})',
         'injected tool search_docs({"q":"tokenizer"}) → error: timeout after 30 s',

@@ -18,10 +18,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from addon.audit import AuditWriter
+from addon.audit import AuditWriter, CacheBust
 from addon.config import Budgets, McpServer, RateLimits, User, parse_config
 from addon.engine.core import Engine
 from addon.engine.ports import Observer
+from addon.ids import uuid7
 from addon.observe import ObservedRecorder, Observers
 from addon.observe.dumps import Dumps, mask_header, mask_target, safe_name
 from addon.observe.jsonlog import JsonLog
@@ -30,6 +31,7 @@ from addon.observe.tracing import INTERCEPTION_SPAN, Tracing, make_provider
 from addon.policy.budgets import Ledger
 from addon.policy.ratelimits import RateLimiter
 from addon.tools import ToolManager
+from tests.support.audit_rows import started
 from tests.support.fakes import FakeRecorder, FakeUpstream, admitted, make_job, read
 from tests.support.loop import (
     ANSWERS,
@@ -427,3 +429,26 @@ async def test_key_pools_and_limit_fallbacks_are_read_when_scraped(make_engine: 
     assert got[("aibridge_limit_store_fallbacks_total", frozenset({("limit", "rate")}))] == 3
     assert got[("aibridge_limit_store_fallbacks_total", frozenset({("limit", "budget")}))] == 0
     assert not any("sk-ant" in str(labels) for _, labels in got)  # keys never, only their hints
+
+
+def test_cache_busts_and_what_they_cost_are_counted() -> None:
+    metrics = Metrics()
+    me = uuid7()
+    metrics.event(started(me))
+    for cost in (20700, None):
+        metrics.event(
+            CacheBust(
+                interception_id=me,
+                previous_interception_id=uuid7(),
+                expected_tokens=6000,
+                read_tokens=0,
+                lost_tokens=6000,
+                rewritten_tokens=6000,
+                ttl_seconds=300,
+                gap_ms=10,
+                cost_micros=cost,
+            )
+        )
+    labels = {"provider": "anthropic", "model": "claude-sonnet-4-5"}
+    assert value(metrics, "aibridge_cache_busts_total", **labels) == 2
+    assert value(metrics, "aibridge_cache_bust_cost_usd_total", **labels) == pytest.approx(0.0207)
