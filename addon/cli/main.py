@@ -47,9 +47,7 @@ def _filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", help="Only this requested model."),
         click.option("--client", help="Only this client (e.g. 'Claude Code')."),
         click.option("--session", help="Only this session id."),
-        click.option(
-            "--repo", "repository", help="Only this repository (e.g. github.com/acme/app, or a name)."
-        ),
+        click.option("--repo", "repository", help="Only this repository (e.g. github.com/acme/app, or a name)."),
         click.option("--branch", help="Only this git branch."),
         click.option("--agent", help="Only this agent: 'main', or a sub-agent's name (e.g. Explore)."),
         click.option("--since", help="Started at or after (ISO 8601, UTC unless an offset is given)."),

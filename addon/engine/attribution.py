@@ -5,7 +5,8 @@ empty fields, never an error.
 What each client says (captured from the real clients: tests/fixtures/clients/):
 - Claude Code: `Primary working directory: <dir>` in a `system` entry among the first messages, `Current branch:
   <name>` in the first user turn's gitStatus reminder; no remote. Sub-agents send `x-claude-code-agent-type`
-  (`general-purpose`, `Explore`, `custom`) and `x-claude-code-request-class: subagent`.
+  (`general-purpose`, `Explore`, `custom`: a custom agent's name is only in the Agent call, `SubAgentNames`) and
+  `x-claude-code-request-class: subagent`.
 - Codex: `<cwd>` in the `<environment_context>` user message; the git remotes in `x-codex-turn-metadata`'s
   `workspaces`; no branch. Its `agent_name` is `/root` for the main thread, `/root/<task>` for a spawned agent,
   whose requests also carry `x-openai-subagent`.
@@ -15,6 +16,7 @@ What each client says (captured from the real clients: tests/fixtures/clients/):
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -141,6 +143,57 @@ def _codex_agent(metadata: Mapping[str, Any], headers: Mapping[str, str]) -> str
     if kind := headers.get("x-openai-subagent"):
         return kind
     return SUBAGENT if metadata.get("thread_source") == SUBAGENT else MAIN
+
+
+CUSTOM: Final = "custom"
+AGENT_TOOLS: Final = frozenset({"Agent", "Task"})
+"""Claude Code's tools that start a sub-agent; their `subagent_type` names it."""
+_MAX_SESSIONS: Final = 10_000
+
+
+class SubAgentNames:
+    """The names of Claude Code's custom sub-agents, which their own requests do not carry (only `custom` and an
+    agent id): the main conversation's Agent call names the type, and the sub-agent's first request follows it.
+    A custom sub-agent is named when the session's Agent calls not yet taken leave one name; else it stays
+    `custom`. In memory, per session, bounded."""
+
+    def __init__(self, max_sessions: int = _MAX_SESSIONS) -> None:
+        self._pending: OrderedDict[str, list[str]] = OrderedDict()
+        self._named: dict[tuple[str, str], str] = {}
+        self._max = max_sessions
+
+    def called(self, session: str, arguments: str) -> None:
+        """An Agent call the model made in `session`, with its arguments (JSON text)."""
+        try:
+            kind = json.loads(arguments).get("subagent_type")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(kind, str) and kind.strip():
+            self._pending.setdefault(session, []).append(kind.strip()[:_MAX_FIELD])
+            self._pending.move_to_end(session)
+            while len(self._pending) > self._max:
+                dropped, _ = self._pending.popitem(last=False)
+                self._named = {k: v for k, v in self._named.items() if k[0] != dropped}
+
+    def name(self, session: str | None, agent_id: str | None, agent: str | None) -> str | None:
+        """`agent` as this request states it, a custom one named where that is certain."""
+        if session is None or agent is None:
+            return agent
+        pending = self._pending.get(session, [])
+        if agent != CUSTOM:
+            if agent in pending and agent_id and (session, agent_id) not in self._named:
+                pending.remove(agent)  # a built-in sub-agent took its call
+                self._named[session, agent_id] = agent
+            return agent
+        if not agent_id:
+            return agent
+        if (known := self._named.get((session, agent_id))) is not None:
+            return known
+        if len(set(pending)) != 1:
+            return agent
+        named = pending.pop(0)
+        self._named[session, agent_id] = named
+        return named
 
 
 def remote_name(url: str) -> str | None:

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -26,7 +27,7 @@ from addon.audit import CacheBust, InterceptionEnded, InterceptionStarted, Promp
 from addon.audit.lineage import Lineage
 from addon.config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS
 from addon.engine import loop, record
-from addon.engine.attribution import attribute
+from addon.engine.attribution import AGENT_TOOLS, SubAgentNames, attribute
 from addon.engine.cache import CacheWatch
 from addon.engine.clients import client_session_id, detect_client
 from addon.engine.job import INTERCEPTION_HEADER, CutShort, Job, Reply, Status, UpstreamUnavailable
@@ -119,6 +120,7 @@ class Engine:
         self.lineage = Lineage(recorder.find_tool_call)
         self.cache = CacheWatch()
         """Each conversation's last prompt cache, to find the requests that miss it (busts)."""
+        self.subagents = SubAgentNames()
         self.active: dict[UUID, Job] = {}
         self.shutting_down: Callable[[], bool] = lambda: False
         """Set by the host: while it stops, connections close under running jobs, and that is the reason."""
@@ -151,9 +153,12 @@ class Engine:
         job.info = info = wire.parse_request(_with_path_facts(body, job))
         parent, job.thread_root_id = await self.lineage.resolve(info.correlating_tool_call_id)
         session = client_session_id(client, headers, body)
+        stream = session or str(job.thread_root_id or job.id)
         where = attribute(client, headers, body)
+        if (agent := self.subagents.name(stream, headers.get("x-claude-code-agent-id"), where.agent)) != where.agent:
+            where = replace(where, agent=agent)
         model = info.model or "unknown"
-        job.conversation = (job.initiator, session or str(job.thread_root_id or job.id), where.agent, model)
+        job.conversation = (job.initiator, stream, where.agent, model)
         started = record.started(
             job, headers, client, model=model, streaming=info.stream, session=session, parent=parent, attribution=where
         )
@@ -379,6 +384,8 @@ class Engine:
                     emit(record.unrun_call(job, turn, call, tool))
                 continue
             emit(record.client_call(job, turn, call, self.judge(job, call.id, call.name, call.arguments)))
+            if call.name in AGENT_TOOLS and job.conversation is not None:
+                self.subagents.called(job.conversation[1], call.arguments)
             if call.id:
                 self.lineage.remember(call.id, job.id, job.thread_root_id)
         for thought in turn.thoughts:

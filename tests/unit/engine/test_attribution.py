@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from addon.engine.attribution import Attribution, attribute, remote_name
+from addon.engine.attribution import Attribution, SubAgentNames, attribute, remote_name
 from addon.engine.clients import detect_client
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "clients"
@@ -94,3 +94,36 @@ def test_an_unexpected_error_inside_a_parser_never_fails_the_request() -> None:
 )
 def test_a_remote_is_named_host_owner_name_without_credentials(url: str, expected: str | None) -> None:
     assert remote_name(url) == expected
+
+
+def test_a_custom_subagent_is_named_by_the_agent_call_it_follows() -> None:
+    names = SubAgentNames()
+    names.called("s1", '{"description": "audit", "subagent_type": "ledger-auditor"}')
+    assert names.name("s1", "a1", "custom") == "ledger-auditor"
+    assert names.name("s1", "a1", "custom") == "ledger-auditor"  # its later requests, by its agent id
+    assert names.name("s1", "a2", "custom") == "custom"  # no call left to name it
+    assert names.name("s2", "a1", "custom") == "custom"  # another session's
+
+
+def test_a_custom_subagent_stays_custom_when_its_name_is_not_certain() -> None:
+    names = SubAgentNames()
+    names.called("s", '{"subagent_type": "ledger-auditor"}')
+    names.called("s", '{"subagent_type": "doc-writer"}')
+    assert names.name("s", "a1", "custom") == "custom"  # two custom calls pending: which is which?
+    names = SubAgentNames()
+    names.called("s", '{"subagent_type": "Explore"}')
+    names.called("s", '{"subagent_type": "ledger-auditor"}')
+    assert names.name("s", "e1", "Explore") == "Explore"  # the built-in one takes its call
+    assert names.name("s", "c1", "custom") == "ledger-auditor"
+    for arguments in ("not json", "[]", '{"subagent_type": 3}', '{"subagent_type": " "}'):
+        names.called("t", arguments)
+    assert names.name("t", "x", "custom") == "custom"
+    assert names.name(None, "x", "custom") == "custom" and names.name("t", None, None) is None
+
+
+def test_the_sessions_remembered_are_bounded() -> None:
+    names = SubAgentNames(max_sessions=2)
+    for session in ("a", "b", "c"):
+        names.called(session, '{"subagent_type": "auditor"}')
+    assert names.name("a", "x", "custom") == "custom"  # the oldest session was let go
+    assert names.name("c", "x", "custom") == "auditor"

@@ -1482,3 +1482,17 @@ async def test_no_bust_across_conversations_or_after_the_cache_lapsed(
     late.started_at += timedelta(minutes=6)  # past the 5-minute lifetime
     await answered(engine, upstream, late, 0, 6000)
     assert recorder.of(CacheBust) == []
+
+
+async def test_claude_codes_custom_subagent_is_named_by_the_agent_call_before_it(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    call = ("toolu_agent", "Agent", {"description": "Audit", "prompt": "go", "subagent_type": "ledger-auditor"})
+    body = json.dumps(anthropic_message("", tools=[call])).encode()
+    upstream.respond = lambda request: httpx.Response(
+        200, headers={"content-type": "application/json"}, stream=Chunks([body])
+    )
+    await read_all(await engine.open(await admitted(engine, make_job())))
+    custom = [*CLAUDE_HEADERS, ("x-claude-code-agent-type", "custom"), ("x-claude-code-agent-id", "a3c01f2d")]
+    sub = await answered(engine, upstream, make_job(headers=custom), 0, 0)
+    assert recorder.started(sub).agent == "ledger-auditor"
