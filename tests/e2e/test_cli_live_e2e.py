@@ -156,6 +156,10 @@ QUERIES: list[tuple[str, ...]] = [
     ("usage", "--by", "provider"),
     ("usage", "--by", "day"),
     ("usage", "--client", "Claude Code", "--by", "day"),
+    ("usage", "--by", "agent"),
+    ("actions", "sess-live"),
+    ("cache",),
+    ("cache", "--by", "model"),
     ("tail", "--timeout", "0"),
 ]
 
@@ -231,6 +235,12 @@ def test_live_answers_match_the_traffic_and_the_file_answers_alike(
     assert table.returncode == 0 and "sess-live" in table.stdout and "Summarise it." in table.stdout
     tree = aibridge("session", "sess-live", db=db).stdout
     assert "client tool Read" in tree and "thinking: Reading the file." in tree and "— failed" in tree
+
+    actions = answer("actions", "sess-live", db=db)["actions"]
+    assert [(a["tool"], a["call_id"], a["outcome"], a["result_bytes"]) for a in actions] == [
+        ("Read", "toolu_live", "ok", 2)  # the second request brought its result back: "hi"
+    ]
+    assert actions[0]["result_interception_id"] == claude[1]
 
     live = {query: answer(*query, db=db) for query in QUERIES}
     assert live[("sessions", "--limit", "1")]["next"] is not None
