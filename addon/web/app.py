@@ -252,6 +252,7 @@ class Pages:
         session_id, wanted = request.path_params["session_id"], _format(request)
         with self.source() as source:
             result = source.run("session", {"session_id": session_id})
+            ledger = source.run("actions", {"session_id": session_id}) if wanted is None else None
         if wanted == "json":
             return JSONResponse(result)  # as the query layer answers (the CLI's --json)
         steps = []
@@ -274,6 +275,12 @@ class Pages:
                 "duration_ms": millis(result["started_at"], result["ended_at"]),
                 "steps": len(steps),
                 "tool_calls": sum(len(s["tools"]) for s in steps),
+                "actions": {a["call_id"]: a for a in ledger["actions"] if a["call_id"]} if ledger else {},
+                "outcomes": ledger["outcomes"] if ledger else {},
+                "where": {
+                    key: sorted({step[column] for step in steps if step[column]})
+                    for key, column in (("Repository", "repository"), ("Branch", "branch"), ("Agents", "agent"))
+                },
             },
         )
 

@@ -16,7 +16,7 @@ from addon.audit import (
     AuditWriter,
 )
 from tests.support.audit_rows import Call as Recorded
-from tests.support.audit_rows import CallTool, record_call
+from tests.support.audit_rows import CallResult, CallTool, record_call
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -55,6 +55,10 @@ class Call:
     """(input, output, cache read, cache write, cost in micro-dollars or None: unpriced)."""
     tools: tuple[Tool, ...] = ()
     thoughts: tuple[str, ...] = ()
+    results: tuple[CallResult, ...] = ()
+    """Results of earlier calls' tools (their ids: toolu_<call>_<n>)."""
+    where: dict[str, str] = field(default_factory=dict)
+    """Attribution: working_directory, repository, branch, agent."""
 
     @property
     def id(self) -> UUID:
@@ -67,6 +71,7 @@ class Call:
 
 
 ALICE = {"user": "alice", "client": "Claude Code", "model": "claude-sonnet-4-5", "provider": "anthropic"}
+PARSER = {"repository": "github.com/acme/parser", "branch": "main", "agent": "main"}
 CALLS = [
     Call(
         "i1",
@@ -80,6 +85,7 @@ CALLS = [
         usages=((100, 50, 1000, 200, 5000),),
         tools=(Tool("Read", '{"path":"parser.py"}'),),
         thoughts=("Let me look at the parser first.",),
+        where=PARSER,
     ),
     Call(
         "i2",
@@ -91,6 +97,8 @@ CALLS = [
         session="cc-1",
         root="i1",
         usages=((20, 30, 1200, 0, 3000), (15, 10, 1300, 0, 2500)),
+        results=(CallResult("toolu_i1_1", True, 2048, "No such file: parser.py"),),  # 59 s after the call
+        where={**PARSER, "agent": "Explore"},
         tools=(
             Tool("search_docs", '{"q":"tokenizer"}', True, "timeout after 30 s", {"duration_ms": 30000}),
             Tool(
@@ -182,6 +190,8 @@ def emit(writer: AuditWriter, call: Call) -> None:
         usages=call.usages,
         tools=tools,
         thoughts=call.thoughts,
+        results=call.results,
+        **call.where,
     )
     record_call(writer, recorded, {c.name: c.id for c in (*CALLS, call)})
 

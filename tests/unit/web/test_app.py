@@ -210,6 +210,16 @@ def test_the_session_page_shows_the_timeline_of_threads_in_order(client: TestCli
     assert "5.0 s" in seen  # i1 ran 5 s
 
 
+def test_the_session_page_shows_each_client_calls_outcome_and_where_the_session_ran(client: TestClient) -> None:
+    page = html(client, "/sessions/cc-1")
+    [read] = rows_of(page, "tools")
+    assert read[0] == "Read" and read[3:] == ["error", "2.0 KB", "59.0 s", "No such file: parser.py"]
+    seen = text(page)
+    assert "Tool calls 3 · error 2" in seen  # the client's Read, and search_docs the bridge ran
+    assert "Repository github.com/acme/parser" in seen and "Branch main" in seen and "Agents Explore, main" in seen
+    assert '<span class="tag agent">Explore</span>' in page  # the sub-agent's step
+
+
 def test_injected_tool_calls_show_result_size_duration_and_error(client: TestClient) -> None:
     page = html(client, "/sessions/cc-1")
     rows = rows_of(page, "tools injected")
