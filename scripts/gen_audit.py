@@ -12,8 +12,15 @@ and four configured providers, six clients): sessions of 1 to a few hundred inte
 client_session_id); threads of a user prompt plus tool-result follow-ups (thread root, parent and the correlating
 tool call id); one end row per interception (mostly completed; some failed, cancelled or refused; none for the
 fraction given by --unended); ~3M token_usages, cache-heavy, with cost_micros (NULL = unpriced: one model has no
-price and a few rows are unpriced); one user_prompt per interception; ~2M tool_usages (~15% injected); ~0.5M
-model_thoughts.
+price and a few rows are unpriced); one user_prompt per interception; ~1.8M tool_usages (~15% injected; a
+session's last response calls none); ~0.5M model_thoughts. Attribution per session (none without a client session
+id, nor from the SDK-like client): one of ~80 repositories (each user works mostly in two of them; a few are
+shared by many) and its working directory, one branch or sometimes two (Codex names none); the agent per thread,
+`main` for the first and ~80% of the others, else a sub-agent (general-purpose, Explore, Plan, a few custom ones).
+~1.6M tool_results: the client's calls answered in the next interception of the session (created then), ~3%
+never; ~5% errors; sizes from tens of bytes to 200 KB, log-skewed; a 200-character excerpt. ~17k cache_busts: ~2%
+of the interceptions with a predecessor in the session, within the cache's lifetime, mostly at a message, some at
+the system prompt or tools, or unchanged (evicted), priced by the model.
 """
 
 import argparse
@@ -65,6 +72,59 @@ PROMPTS = [
     "Review this diff for security problems",
     "Update the README with the new configuration options",
 ]
+# Attribution: ~80 repositories (the directory's name, and the repository: its remote as `host/owner/name`, or the
+# directory's name for the few without one), branch names, sub-agents (name, cumulative share of sub-agent threads).
+PROJECTS = ["billing", "payments", "search", "auth", "catalog", "checkout", "ledger", "notify", "reports", "gateway"]
+PROJECT_KINDS = ["-api", "-web", "-worker", "-service", "-sdk", "-infra", "-ui", "-jobs"]
+BRANCH_PREFIXES = ["feature/", "fix/", "chore/", "{u}/"]
+BRANCH_SLUGS = ["retry-backoff", "billing-report", "pagination", "fix-ci", "type-hints", "oauth", "flaky-tests"]
+SUBAGENT_THREADS = 0.2  # of the threads after a session's first
+SUBAGENTS = [
+    ("general-purpose", 0.50),
+    ("Explore", 0.78),
+    ("Plan", 0.90),
+    ("code-reviewer", 0.94),
+    ("test-runner", 0.97),
+    ("db-migration-helper", 1.0),
+]
+EXCERPT = 200  # characters of a tool result kept, as `tool_result_excerpt` defaults to
+SHORT_RESULTS = ["Write", "TodoWrite", "apply_patch"]  # their result is the text below, whole
+RESULTS = {  # per tool in TOOLS: how what the client sends back starts (the long ones: past the excerpt)
+    "Read": "     1\timport json\n     2\tfrom pathlib import Path\n     3\t\n     4\tfrom service import backoff\n"
+    '     5\t\n     6\t\n     7\tclass Handler:\n     8\t    """Handles one request kind: validates, retries."""\n'
+    "     9\t\n    10\t    def __init__(self, client, settings) -> None:\n",
+    "Edit": "The file /home/dev/project/src/module.py has been updated. Here's the result of running `cat -n` on a "
+    "snippet of the edited file:\n    41\t        for attempt in range(3):\n    42\t            response = await self.",
+    "Bash": "============================= test session starts ==============================\nplatform linux -- "
+    "Python 3.13.1, pytest-8.3.4, pluggy-1.5.0\nrootdir: /home/dev/project\ncollected 214 items\n\n"
+    "tests/unit/test_module.py ........",
+    "Grep": "Found 12 files\nsrc/service_1.py\nsrc/service_7.py\nsrc/handlers/retry.py\nsrc/handlers/billing.py\n"
+    "src/handlers/pagination.py\ntests/unit/test_retry.py\ntests/unit/test_billing.py\ntests/unit/test_pagination.py\n",
+    "Glob": "/home/dev/project/src/module_1.py\n/home/dev/project/src/module_2.py\n/home/dev/project/src/module_3.py\n"
+    "/home/dev/project/src/module_4.py\n/home/dev/project/src/module_5.py\n/home/dev/project/src/module_6.py\n",
+    "Write": "File created successfully at: /home/dev/project/src/module.py",
+    "TodoWrite": "Todos have been modified successfully. Ensure that you continue to use the todo list to track your "
+    "progress. Please proceed with the current tasks if applicable",
+    "WebFetch": "# Configuration\n\nThe service reads its settings from environment variables prefixed with APP_; "
+    "a settings file (`settings.toml`, next to the binary) overrides them, and command-line flags override both.\n\n"
+    "## Options\n",
+    "shell": "Exit code: 0\nWall time: 1.2 seconds\nOutput:\nOn branch main\nYour branch is up to date with "
+    "'origin/main'.\n\nChanges not staged for commit:\n  (use \"git add <file>...\" to update what will be "
+    "committed)\n\tmodified:   src/service.py\n",
+    "apply_patch": "Success. Updated the following files:\nM src/service.py",
+}
+RESULT_ERRORS = [
+    "<tool_use_error>File does not exist.</tool_use_error>",
+    "<tool_use_error>String to replace not found in file.</tool_use_error>",
+    'Exit code 1\nTraceback (most recent call last):\n  File "/home/dev/project/src/service.py", line 12, in '
+    "<module>\nModuleNotFoundError: No module named 'httpx'",
+    "The user doesn't want to proceed with this tool use. The tool use was rejected.",
+]
+BUSTS = 0.024  # of the interceptions with a predecessor, before those past the cache's lifetime are left out
+NTOK = """CASE status WHEN 'completed' THEN 2 + floor(rnd(k, 'ntok') * 3)::INTEGER
+                                 + CASE WHEN rnd(k, 'ntok2') < 0.08 THEN 2 ELSE 0 END
+                      WHEN 'cancelled' THEN 1 ELSE 0 END"""
+"""Token usages per interception (agentic loops: several rounds), by its status."""
 FILLER = " Please keep the existing style, add tests for the edge cases and explain the change briefly."
 THOUGHT = "The user wants me to look at the code first. Let me check the relevant files and the failing test. "
 
@@ -78,6 +138,25 @@ def _values(rows: list[tuple[object, ...]]) -> str:
         return repr(v)
 
     return ",".join("(" + ",".join(lit(v) for v in row) + ")" for row in rows)
+
+
+def _sql_list(items: list[str]) -> str:
+    return "[" + ",".join("'" + t.replace("'", "''") + "'" for t in items) + "]"
+
+
+def repositories() -> list[tuple[int, str, str, str]]:
+    """(index, directory name, repository, default branch) of the ~80 repositories; the first are the busiest."""
+    names = ["monorepo", "widgets", *[p + k for k in PROJECT_KINDS for p in PROJECTS][2:]]
+    rows = []
+    for n, name in enumerate(names):
+        if n % 13 == 12:
+            repository = name  # no remote: the directory's name
+        elif n % 9 == 8:
+            repository = "gitlab.acme.dev/platform/" + name
+        else:
+            repository = "github.com/acme/" + name
+        rows.append((n, name, repository, "master" if n % 7 == 6 else "main"))
+    return rows
 
 
 def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dict[str, int]:
@@ -104,6 +183,9 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
         cuts.append((i, name, agent, acc, acc + share))
         acc += share
     db.execute(f"INSERT INTO g_clients VALUES {_values(cuts)}")
+    db.execute("CREATE TEMP TABLE g_repos (r INTEGER, dir VARCHAR, repository VARCHAR, default_branch VARCHAR)")
+    repos = repositories()
+    db.execute(f"INSERT INTO g_repos VALUES {_values(repos)}")
 
     start = end - timedelta(days=DAYS)
     span_s = (DAYS - 1) * 86400
@@ -111,6 +193,18 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
 
     # Sessions: length ~ 1 + Exp(mean 6), 1% long agent sessions of 60-400; a skewed user; a client; most have a
     # client_session_id; a main model that suits the client; cumulative offsets cut at exactly n interceptions.
+    # Attribution (none without a client session, nor from an SDK): one repository, the user's own mostly (each
+    # user has two; the first repositories are everyone's), its directory under the user's home; one branch, or
+    # a second from some point on (a feature branch made from the default one, say); Codex names no branch.
+    prefixes, slugs = _sql_list(BRANCH_PREFIXES), _sql_list(BRANCH_SLUGS)
+    branch = (
+        "replace({p}[1 + floor(rnd(sid, '{salt}p') * {np})::INTEGER], '{{u}}', 'u' || lpad(u::VARCHAR, 4, '0')) "
+        "|| {sl}[1 + floor(rnd(sid, '{salt}s') * {ns})::INTEGER] || '-' || (100 + hash(sid, {S}, '{salt}n') % 900)"
+    )
+    b1, b2 = (
+        branch.format(p=prefixes, sl=slugs, np=len(BRANCH_PREFIXES), ns=len(BRANCH_SLUGS), S=S, salt=salt)
+        for salt in ("b1", "b2")
+    )
     db.execute(f"""
         CREATE TEMP TABLE g_s AS
         WITH raw AS (
@@ -125,8 +219,20 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
                    TIMESTAMPTZ '{start.isoformat()}' + to_microseconds((rnd(s, 'start') * {span_s} * 1e6)::BIGINT)
                        AS session_start
             FROM range({max_sessions}) t(s)),
-        cum AS (SELECT *, (sum(n0) OVER (ORDER BY sid ROWS UNBOUNDED PRECEDING) - n0)::BIGINT AS off FROM raw)
+        cum AS (SELECT *, (sum(n0) OVER (ORDER BY sid ROWS UNBOUNDED PRECEDING) - n0)::BIGINT AS off,
+                       CASE WHEN rnd(sid, 'repo') < 0.6 THEN floor(pow(rnd(u, 'home'), 2) * {len(repos)})
+                            WHEN rnd(sid, 'repo') < 0.85 THEN floor(pow(rnd(u, 'home2'), 2) * {len(repos)})
+                            ELSE floor(pow(rnd(sid, 'repo2'), 1.5) * {len(repos)}) END::INTEGER AS r
+                FROM raw)
         SELECT cum.*, least(n0, {n} - off)::BIGINT AS n, c.client, c.user_agent,
+               has_csid AND c.client <> 'Unknown' AS attributed,
+               CASE WHEN rnd(u, 'os') < 0.55 THEN '/Users/u' || lpad(u::VARCHAR, 4, '0') || '/code/'
+                    ELSE '/home/u' || lpad(u::VARCHAR, 4, '0') || '/src/' END || g.dir AS working_directory,
+               g.repository,
+               CASE WHEN c.client = 'Codex' THEN NULL WHEN rnd(sid, 'br') < 0.35 THEN g.default_branch ELSE {b1} END
+                   AS branch1,
+               CASE WHEN c.client <> 'Codex' AND rnd(sid, 'br2') < 0.12 THEN {b2} END AS branch2,
+               floor((0.2 + 0.6 * rnd(sid, 'brj')) * least(n0, {n} - off))::BIGINT AS branch_from,
                CASE c.client
                    WHEN 'Claude Code' THEN CASE WHEN rm < 0.35 THEN 0 WHEN rm < 0.85 THEN 1
                                                 WHEN rm < 0.90 THEN 3 ELSE 4 END
@@ -134,13 +240,19 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
                    ELSE floor(rm * 12)::INTEGER END AS main_m,
                'u' || lpad(u::VARCHAR, 4, '0') || '@example.com' AS initiator,
                CASE WHEN has_csid THEN uuid7_at(session_start, sid, 'csid')::VARCHAR END AS client_session_id
-        FROM cum JOIN g_clients c ON cum.c100 >= c.lo AND cum.c100 < c.hi
+        FROM cum JOIN g_clients c ON cum.c100 >= c.lo AND cum.c100 < c.hi JOIN g_repos g USING (r)
         WHERE off < {n}""")
 
-    # Interceptions: threads (a prompt, then tool-result follow-ups), times, ids, lineage, status.
+    # Interceptions: threads (a prompt, then tool-result follow-ups), times, ids, lineage, status; the agent of
+    # each thread (the first is the main agent's); whether a next interception in its session (for no client
+    # session: in its thread, the session the audit sees) follows: interception k + 1.
+    agents = " ".join(
+        f"WHEN rnd(sid * 1000 + thread_no, 'agentname') < {share} THEN '{name}'" for name, share in SUBAGENTS[:-1]
+    )
     db.execute(f"""
         CREATE TEMP TABLE g_i AS
         WITH x AS (SELECT sid, off, n, initiator, client, user_agent, client_session_id, main_m, rp, session_start,
+                          attributed, working_directory, repository, branch1, branch2, branch_from,
                           unnest(range(n)) AS j FROM g_s),
         y AS (SELECT *, off + j AS k,
                      (j = 0 OR rnd(off + j, 'new') < 0.3) AS new_thread,
@@ -155,9 +267,14 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
         t AS (SELECT *, sum(gap) OVER w AS t_off, sum(new_thread::INTEGER) OVER w AS thread_no
               FROM z WINDOW w AS (PARTITION BY sid ORDER BY j ROWS UNBOUNDED PRECEDING)),
         u AS (SELECT *, session_start + to_microseconds((t_off * 1e6)::BIGINT) AS started_at,
-                     CASE WHEN client = 'Claude Code' AND rnd(k, 'side') < 0.2 THEN 2 ELSE main_m END AS m
+                     CASE WHEN client = 'Claude Code' AND rnd(k, 'side') < 0.2 THEN 2 ELSE main_m END AS m,
+                     CASE WHEN NOT attributed THEN NULL
+                          WHEN thread_no = 1 OR rnd(sid * 1000 + thread_no, 'agent') >= {SUBAGENT_THREADS} THEN 'main'
+                          ELSE CASE {agents} ELSE '{SUBAGENTS[-1][0]}' END END AS agent
               FROM t),
-        v AS (SELECT *, uuid7_at(started_at, k, 'id') AS id FROM u)
+        v AS (SELECT *, uuid7_at(started_at, k, 'id') AS id,
+                     started_at + to_microseconds((dur * 1e6)::BIGINT) AS ended_at
+              FROM u)
         SELECT v.k, v.sid, v.j, v.id, v.initiator, g.provider,
                CASE WHEN g.provider = 'anthropic' THEN (CASE WHEN v.rp < 0.1 THEN 'bedrock-eu' ELSE 'anthropic' END)
                     ELSE (CASE WHEN v.rp < 0.2 THEN 'azure-openai' ELSE 'openai' END) END AS provider_name,
@@ -165,8 +282,13 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
                CASE WHEN NOT v.new_thread THEN lag(v.id) OVER th END AS thread_parent_id,
                CASE WHEN NOT v.new_thread THEN first_value(v.id) OVER th END AS thread_root_id,
                CASE WHEN NOT v.new_thread THEN 'toolu_' || hx(v.k - 1, 'tc0') END AS correlating_tool_call_id,
-               v.new_thread, v.has_follow_up, v.started_at,
-               v.started_at + to_microseconds((v.dur * 1e6)::BIGINT) AS ended_at,
+               v.new_thread, v.has_follow_up, v.started_at, v.ended_at,
+               CASE WHEN v.attributed THEN v.working_directory END AS working_directory,
+               CASE WHEN v.attributed THEN v.repository END AS repository,
+               CASE WHEN NOT v.attributed THEN NULL WHEN v.branch2 IS NOT NULL AND v.j >= v.branch_from THEN v.branch2
+                    ELSE v.branch1 END AS branch,
+               v.agent,
+               v.has_follow_up OR (v.client_session_id IS NOT NULL AND v.j < v.n - 1) AS has_next,
                CASE WHEN v.has_follow_up THEN 'completed'
                     WHEN rnd(v.k, 'status') < 0.04 THEN 'failed'
                     WHEN rnd(v.k, 'status') < 0.065 THEN 'cancelled'
@@ -187,7 +309,8 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
                CASE WHEN provider = 'anthropic' THEN '/v1/messages'
                     WHEN client = 'Codex' THEN '/v1/responses' ELSE '/v1/chat/completions' END,
                started_at,
-               CASE WHEN rnd(k, 'meta') < 0.3 THEN json_object('request_id', 'req_' || hx(k, 'req')) END
+               CASE WHEN rnd(k, 'meta') < 0.3 THEN json_object('request_id', 'req_' || hx(k, 'req')) END,
+               working_directory, repository, branch, agent
         FROM g_i ORDER BY started_at""")
     db.execute("""
         INSERT INTO interception_ends
@@ -205,14 +328,9 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
         FROM g_i WHERE NOT unended ORDER BY 6""")
 
     # Token usages: ~3 per completed interception (agentic loops), one for a cancelled one; cache-heavy.
-    db.execute("""
+    db.execute(f"""
         INSERT INTO token_usages
-        WITH x AS (
-            SELECT k, id, provider, m, started_at, ended_at,
-                   CASE status WHEN 'completed' THEN 2 + floor(rnd(k, 'ntok') * 3)::INTEGER
-                                   + CASE WHEN rnd(k, 'ntok2') < 0.08 THEN 2 ELSE 0 END
-                               WHEN 'cancelled' THEN 1 ELSE 0 END AS ntok
-            FROM g_i WHERE NOT unended),
+        WITH x AS (SELECT k, id, provider, m, started_at, ended_at, {NTOK} AS ntok FROM g_i WHERE NOT unended),
         y AS (SELECT *, unnest(range(ntok)) AS t FROM x WHERE ntok > 0),
         z AS (SELECT y.*, k * 16 + t AS r,
                      started_at + to_microseconds(((epoch_us(ended_at) - epoch_us(started_at)) * (t + 1)
@@ -256,22 +374,28 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
                started_at + INTERVAL 1 MILLISECOND
         FROM g_i ORDER BY started_at""")
 
-    tools = "[" + ",".join(f"'{t}'" for t in TOOLS) + "]"
-    mcp_tools = "[" + ",".join(f"'{t}'" for t in MCP_TOOLS) + "]"
-    db.execute(f"""
-        INSERT INTO tool_usages
+    # Tool calls: 1-4 in a response that has a follow-up, 0-2 in a thread's last one unless it is the last of its
+    # session (a conversation's final response ends its turn). Their results: in the next interception's request
+    # (the one that carries them), bar a few never sent.
+    tools, mcp_tools = _sql_list(TOOLS), _sql_list(MCP_TOOLS)
+    tool_calls = """
         WITH x AS (
             SELECT k, id, provider, started_at, ended_at, has_follow_up,
                    CASE WHEN has_follow_up THEN 1 + floor(rnd(k, 'ntool') * 4)::INTEGER
-                        WHEN status = 'completed' THEN floor(rnd(k, 'ntool') * 3)::INTEGER ELSE 0 END AS ntool
+                        WHEN status = 'completed' AND has_next THEN floor(rnd(k, 'ntool') * 3)::INTEGER
+                        ELSE 0 END AS ntool
             FROM g_i WHERE NOT unended),
         y AS (SELECT *, unnest(range(ntool)) AS t FROM x WHERE ntool > 0),
         z AS (SELECT *, k * 16 + t AS r, rnd(k * 16 + t, 'inj') < 0.15 AND t > 0 AS injected,
+                     'toolu_' || CASE WHEN t = 0 THEN hx(k, 'tc0') ELSE hx(k * 16 + t, 'tc') END AS call_id,
                      ended_at - to_microseconds((200000 * (ntool - t))::BIGINT) AS created_at
-              FROM y)
+              FROM y)"""
+    db.execute(f"""
+        INSERT INTO tool_usages
+        {tool_calls}
         SELECT uuid7_at(created_at, r, 'tool'), id,
                CASE WHEN provider = 'anthropic' THEN 'msg_' ELSE 'chatcmpl-' END || hx(k, 'resp') || '0',
-               'toolu_' || CASE WHEN t = 0 THEN hx(k, 'tc0') ELSE hx(r, 'tc') END,
+               call_id,
                CASE WHEN injected THEN 'http://mcp.internal:8080/mcp' END,
                CASE WHEN injected THEN {mcp_tools}[1 + floor(rnd(r, 'tool') * {len(MCP_TOOLS)})::INTEGER]
                     ELSE {tools}[1 + floor(rnd(r, 'tool') * {len(TOOLS)})::INTEGER] END,
@@ -282,6 +406,62 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
                CASE WHEN injected THEN json_object('duration_ms', floor(rnd(r, 'ms') * 3000)::INTEGER) END,
                created_at
         FROM z ORDER BY created_at""")
+    # ~5% errors; sizes up to 200 KB, log-skewed (median ~2 KB), or the whole text for short answers and errors
+    results, errors = _sql_list([RESULTS[t][:EXCERPT] for t in TOOLS]), _sql_list(RESULT_ERRORS)
+    short = ", ".join(str(TOOLS.index(t)) for t in SHORT_RESULTS)
+    db.execute(f"""
+        INSERT INTO tool_results
+        {tool_calls},
+        w AS (SELECT *, rnd(r, 'rerr') < 0.05 AS is_error, floor(rnd(r, 'tool') * {len(TOOLS)})::INTEGER AS tool_i
+              FROM z JOIN (SELECT k - 1 AS of_k, id AS next_id, started_at AS next_started_at FROM g_i) n
+                  ON n.of_k = z.k
+              WHERE NOT injected AND rnd(r, 'unanswered') >= 0.03),
+        v AS (SELECT *, CASE WHEN is_error THEN {errors}[1 + floor(rnd(r, 'rerrk') * {len(RESULT_ERRORS)})::INTEGER]
+                             ELSE {results}[1 + tool_i] END AS excerpt
+              FROM w)
+        SELECT uuid7_at(next_started_at, r, 'result'), next_id, call_id, is_error,
+               CASE WHEN is_error OR tool_i IN ({short}) THEN strlen(excerpt)
+                    ELSE greatest(strlen(excerpt), floor(100 * pow(2000, pow(rnd(r, 'rsize'), 1.3))))::BIGINT END,
+               excerpt, NULL, next_started_at
+        FROM v ORDER BY next_started_at, r""")
+
+    # Cache busts: ~2% of the interceptions with a predecessor in their session (and usage), within the cache's
+    # lifetime; where the prefix changed (mostly a message; the system prompt, the tools; "unchanged": evicted;
+    # NULL: not compared), what was expected, read, lost, written again, and the cost over a cache read.
+    db.execute(f"""
+        INSERT INTO cache_busts
+        WITH x AS (
+            SELECT k, id, provider, client, m, j, started_at, ended_at, prev_id, {NTOK} AS ntok,
+                   greatest(epoch_ms(started_at) - epoch_ms(prev_ended_at), 0) AS gap_ms,
+                   CASE WHEN provider = 'anthropic' AND rnd(k, 'bttl') < 0.15 THEN 3600 ELSE 300 END AS ttl,
+                   4000 + floor(pow(rnd(k, 'bexp'), 1.5) * 160000)::BIGINT AS expected,
+                   rnd(k, 'bloc') AS lu
+            FROM g_i JOIN (SELECT k + 1 AS of_k, id AS prev_id, ended_at AS prev_ended_at FROM g_i) p ON p.of_k = k
+            WHERE j > 0 AND (client_session_id IS NOT NULL OR NOT new_thread) AND NOT unended
+              AND status IN ('completed', 'cancelled') AND rnd(k, 'bust') < {BUSTS}),
+        y AS (
+            SELECT *,
+                   CASE WHEN lu < 0.70 THEN (CASE WHEN client = 'Codex' THEN 'input[' ELSE 'messages[' END)
+                                            || floor(rnd(k, 'bn') * (2 * j + 2))::INTEGER::VARCHAR || ']'
+                        WHEN lu < 0.82 THEN (CASE WHEN provider = 'anthropic' THEN 'system'
+                                                  WHEN client = 'Codex' THEN 'instructions' ELSE 'messages[0]' END)
+                        WHEN lu < 0.92 THEN 'tools' WHEN lu < 0.98 THEN 'unchanged' END AS location,
+                   least(expected - 1024, CASE WHEN lu < 0.70 THEN floor(expected * (0.15 + 0.8 * rnd(k, 'bread')))
+                                               WHEN lu < 0.82 THEN 2000 + floor(rnd(k, 'bread') * 12000)
+                                               ELSE 0 END)::BIGINT AS read_tokens
+            FROM x WHERE gap_ms <= ttl * 1000),
+        z AS (
+            SELECT *, expected - read_tokens AS lost,
+                   CASE WHEN provider <> 'anthropic' THEN 0 WHEN rnd(k, 'brw') < 0.85 THEN expected - read_tokens
+                        ELSE floor((expected - read_tokens) * rnd(k, 'brw2')) END::BIGINT AS rewritten,
+                   started_at + to_microseconds(((epoch_us(ended_at) - epoch_us(started_at)) / (ntok + 1))::BIGINT)
+                       AS created_at
+            FROM y)
+        SELECT uuid7_at(created_at, k, 'bust'), id, prev_id, expected, read_tokens, lost, rewritten, location, ttl,
+               gap_ms, round(rewritten * g.p_cw + (lost - rewritten) * g.p_in - lost * g.p_cr)::BIGINT, NULL,
+               created_at
+        FROM z JOIN (SELECT m, p_in, p_cr, p_cw FROM g_models) g USING (m)
+        ORDER BY created_at""")
 
     db.execute(f"""
         INSERT INTO model_thoughts
@@ -301,10 +481,12 @@ def generate(path: str, n: int, seed: int, end: datetime, unended: float) -> dic
             "user_prompts",
             "tool_usages",
             "model_thoughts",
+            "tool_results",
+            "cache_busts",
         )
     }
     counts["sessions"] = db.execute("SELECT count(DISTINCT session_id) FROM interceptions").fetchone()[0]  # type: ignore[index]
-    db.execute("DROP TABLE g_i; DROP TABLE g_s; DROP TABLE g_models; DROP TABLE g_clients")
+    db.execute("DROP TABLE g_i; DROP TABLE g_s; DROP TABLE g_models; DROP TABLE g_clients; DROP TABLE g_repos")
     db.execute("CHECKPOINT")
     db.close()
     return counts

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
         "scripts/bench/fleet.py",
         "scripts/bench/redaction.py",
         "scripts/bench/guards.py",
+        "scripts/bench/insights.py",
         "scripts/soak/run.py",
         "-m tests.support.fleet",  # what scripts/fleet runs once scripts/setup is done
     ],

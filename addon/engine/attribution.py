@@ -28,9 +28,9 @@ TITLE: Final = "title"
 _MAX_FIELD: Final = 512
 _LEADING_MESSAGES: Final = 8
 """Only the first messages are read: the environment is stated once, at the start of the conversation."""
-_DIRECTORY = re.compile(r"(?:^|\n)[ \t-]*(?:Primary working directory|Working directory): *([^\n]+)")
+_DIRECTORY: Final = ("Primary working directory:", "Working directory:")
+_BRANCH: Final = ("Current branch:",)
 _CWD = re.compile(r"<cwd>([^<\n]+)</cwd>")
-_BRANCH = re.compile(r"(?:^|\n)Current branch: *([^\s]+)")
 _TITLE_PROMPT = "You are a title generator"
 
 
@@ -57,8 +57,9 @@ def attribute(client: str, headers: Mapping[str, str], body: Mapping[str, Any]) 
 
 def _attribute(client: str, headers: Mapping[str, str], body: Mapping[str, Any]) -> Attribution:
     texts = list(_context_texts(body))
-    directory = _first(_DIRECTORY, texts) or _first(_CWD, texts)
-    branch = _first(_BRANCH, texts)
+    directory = _line_value(_DIRECTORY, texts) or _first(_CWD, texts)
+    branch = _line_value(_BRANCH, texts)
+    branch = branch.split()[0] if branch else None
     repository, agent = None, None
     if client == "Claude Code":
         agent = _claude_agent(headers, body)
@@ -93,6 +94,21 @@ def _texts(content: Any) -> Iterator[str]:
         for part in content:
             if isinstance(part, dict) and isinstance(text := part.get("text"), str):
                 yield text
+
+
+def _line_value(labels: tuple[str, ...], texts: list[str]) -> str | None:
+    """The rest of the first line that starts with one of `labels` (after spaces or a list's dash). Found with
+    `str.find`: a regex anchored at line starts would try every character of a 40 KB system prompt."""
+    for text in texts:
+        for label in labels:
+            at = text.find(label)
+            while at >= 0:
+                start = text.rfind("\n", 0, at) + 1
+                if not text[start:at].strip(" \t-"):
+                    end = text.find("\n", at)
+                    return text[at + len(label) : end if end >= 0 else len(text)].strip()
+                at = text.find(label, at + 1)
+    return None
 
 
 def _first(pattern: re.Pattern[str], texts: list[str]) -> str | None:

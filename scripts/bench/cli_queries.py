@@ -30,7 +30,14 @@ from addon.audit.store import is_postgres
 from addon.cli import source
 from addon.cli.source import Direct, open_source
 
-FLOORS_MS = {"sessions (first page)": 300.0, "usage --by model": 1000.0, "session <id>": 100.0}
+FLOORS_MS = {
+    "sessions (first page)": 300.0,
+    "usage --by model": 1000.0,
+    "session <id>": 100.0,
+    "actions": 100.0,
+    "cache": 1000.0,
+    "usage --by repo": 1000.0,
+}
 
 
 def load_queries(path: str) -> ModuleType:
@@ -48,7 +55,8 @@ def opened(audit: str) -> Direct:
 
 
 def cases(audit: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, query, params) for every benchmarked query; picks the busiest user and the longest session."""
+    """(label, query, params) for every benchmarked query; picks the busiest user and the longest session (for
+    `session` and `actions`: its tool calls are the actions)."""
     offline = opened(audit)
     db = offline._reader
     (user,) = db.fetch(
@@ -57,6 +65,10 @@ def cases(audit: str) -> list[tuple[str, str, dict[str, Any]]]:
     (longest, size) = db.fetch(
         """SELECT session_id, count(*) FROM interceptions WHERE ended_at IS NOT NULL
            GROUP BY 1 ORDER BY count(*) DESC, session_id LIMIT 1"""
+    )[1][0]
+    (actions,) = db.fetch(
+        "SELECT count(*) FROM tool_usages WHERE interception_id IN (SELECT id FROM interceptions WHERE session_id = ?)",
+        [longest],
     )[1][0]
     first = offline.run("sessions", {"filters": {}, "limit": 50})
     back = db.fetch(
@@ -70,7 +82,12 @@ def cases(audit: str) -> list[tuple[str, str, dict[str, Any]]]:
         ("usage --by model", "usage", {"by": "model", "filters": {}}),
         ("usage --by user", "usage", {"by": "user", "filters": {}}),
         ("usage --by day", "usage", {"by": "day", "filters": {}}),
+        ("usage --by repo", "usage", {"by": "repo", "filters": {}}),
+        ("usage --by agent", "usage", {"by": "agent", "filters": {}}),
         (f"session <id> ({size} interceptions)", "session", {"session_id": longest}),
+        (f"actions <id> ({size} interceptions, {actions} actions)", "actions", {"session_id": longest}),
+        ("cache --by session", "cache", {"by": "session", "filters": {}}),
+        ("cache --by user", "cache", {"by": "user", "filters": {}}),
         ("interceptions (first page)", "interceptions", {"filters": {}, "limit": 50}),
         ("models", "models", {"filters": {}}),
         ("clients", "clients", {"filters": {}}),
