@@ -871,6 +871,8 @@ EXPORT_TABLES: Final = {
     "user_prompts": "created_at",
     "tool_usages": "created_at",
     "model_thoughts": "created_at",
+    "tool_results": "created_at",
+    "cache_busts": "created_at",
 }
 
 

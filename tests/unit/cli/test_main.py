@@ -1408,6 +1408,8 @@ DAYS = {
     "user_prompts": {"2026-03-01": 2, "2026-03-02": 1, "2026-03-03": 3, "2026-03-04": 2},
     "tool_usages": {"2026-03-01": 3, "2026-03-03": 1},
     "model_thoughts": {"2026-03-01": 1, "2026-03-03": 1},
+    "tool_results": {"2026-03-01": 1},
+    "cache_busts": {"2026-03-02": 1},
 }
 """Rows per table and UTC day (the day of started_at, or created_at for the children)."""
 
@@ -1434,11 +1436,11 @@ def test_export_writes_closed_days_and_skips_them_next_time(db: str, tmp_path: P
     out = tmp_path / "lake"
     first = as_json("export", "--parquet", str(out), "--instance", "host-a", "--until", "2026-03-03", "--db", db)
     assert first == {"written": exported(out, "host-a", "2026-03-03"), "skipped": 0}
-    assert len(first["written"]) == 8
+    assert len(first["written"]) == 10
     again = as_json("export", "--parquet", str(out), "--instance", "host-a", "--until", "2026-03-03", "--db", db)
-    assert again == {"written": [], "skipped": 8}
+    assert again == {"written": [], "skipped": 10}
     rest = as_json("export", "--parquet", str(out), "--instance", "host-a", "--db", db)
-    assert rest == {"written": [p for p in exported(out, "host-a") if p not in first["written"]], "skipped": 8}
+    assert rest == {"written": [p for p in exported(out, "host-a") if p not in first["written"]], "skipped": 10}
     assert sorted(str(p) for p in out.rglob("*") if p.is_file()) == sorted(exported(out, "host-a"))
     for table, days in DAYS.items():
         assert parquet_counts(out, table) == days, table
@@ -1475,7 +1477,7 @@ def test_export_leaves_today_open(copy: str, tmp_path: Path) -> None:
     result = as_json("export", "--parquet", str(out), "--instance", "x", "--until", tomorrow, "--db", copy)
     assert result == {
         "written": [str(out / t / f"date={today}" / "x.parquet") for t in ("interceptions", "token_usages")],
-        "skipped": 16,
+        "skipped": 18,
     }
 
 
@@ -1521,7 +1523,7 @@ def test_export_says_what_it_did(db: str, tmp_path: Path) -> None:
     out = tmp_path / "lake"
     assert (
         ok("export", "--parquet", str(out), "--instance", "h", "--db", db)
-        == "wrote 16 file(s), skipped 0 already exported\n"
+        == "wrote 18 file(s), skipped 0 already exported\n"
     )
     assert (
         ok("export", "--parquet", str(out), "--instance", "h", "--db", db)
