@@ -229,3 +229,21 @@ def test_an_unreachable_server_is_named_without_its_password() -> None:
     assert "127.0.0.1:1" not in str(info.value) or "s3cret" not in str(info.value)
     assert "s3cret" not in str(info.value)
     assert "postgresql://bridge:***@127.0.0.1:1/audit" in str(info.value)
+
+
+def test_a_database_from_before_the_insights_keeps_its_rows_and_gains_the_new_columns(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE _aibridge_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ)")
+        for name, sql in POSTGRES_MIGRATIONS[:3]:  # up to m003_shared_limits: the database as it was
+            conn.execute(sql)
+            conn.execute("INSERT INTO _aibridge_migrations VALUES (%s, now())", [name])
+        old = uuid7()
+        row = started(old).row()[:17]  # the columns interception_starts had
+        conn.execute(f"INSERT INTO interception_starts VALUES ({', '.join(['%s'] * len(row))})", list(row))
+    store = PostgresStore(pg_url)  # migrates
+    store.close()
+    assert rows(pg_url, "SELECT id, working_directory, repository, branch, agent FROM interceptions") == [
+        (old, None, None, None, None)
+    ]
+    assert [r[0] for r in rows(pg_url, "SELECT name FROM _aibridge_migrations ORDER BY name")][-1] == "m004_insights"
+    assert count(pg_url, "tool_results") == 0 and count(pg_url, "cache_busts") == 0

@@ -8,14 +8,18 @@ import pytest
 
 from addon.audit.events import (
     AuditEvent,
+    CacheBust,
     InterceptionEnded,
     InterceptionStarted,
     PromptSubmitted,
     ThoughtRecorded,
     TokensUsed,
     ToolCalled,
+    ToolResultReturned,
 )
 from addon.audit.schema import MIGRATIONS, migrate
+from addon.ids import uuid7
+from tests.support.audit_rows import started
 
 
 @pytest.fixture
@@ -27,7 +31,17 @@ def db() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 @pytest.mark.parametrize(
-    "cls", [InterceptionStarted, InterceptionEnded, TokensUsed, PromptSubmitted, ToolCalled, ThoughtRecorded]
+    "cls",
+    [
+        InterceptionStarted,
+        InterceptionEnded,
+        TokensUsed,
+        PromptSubmitted,
+        ToolCalled,
+        ThoughtRecorded,
+        ToolResultReturned,
+        CacheBust,
+    ],
 )
 def test_event_fields_match_table_columns(db: duckdb.DuckDBPyConnection, cls: type[AuditEvent]) -> None:
     columns = [
@@ -37,7 +51,7 @@ def test_event_fields_match_table_columns(db: duckdb.DuckDBPyConnection, cls: ty
             [cls.TABLE],
         ).fetchall()
     ]
-    assert columns == [f.name for f in dataclasses.fields(cls)]
+    assert columns == [f.name for f in dataclasses.fields(cls) if f.name not in cls.UNSTORED]
 
 
 def test_migrate_is_idempotent(db: duckdb.DuckDBPyConnection) -> None:
@@ -61,3 +75,20 @@ def test_failed_migration_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "interception_starts" in tables
     assert connection.execute("SELECT count(*) FROM _aibridge_migrations").fetchone() == (len(MIGRATIONS),)
     connection.close()
+
+
+def test_an_audit_from_before_the_insights_keeps_its_rows_and_gains_the_new_columns() -> None:
+    db = duckdb.connect(":memory:")
+    db.execute("CREATE TABLE _aibridge_migrations (name VARCHAR NOT NULL, applied_at TIMESTAMPTZ)")
+    for name, apply in MIGRATIONS[:2]:  # m001_initial, m002_costs: the audit as it was
+        apply(db)
+        db.execute("INSERT INTO _aibridge_migrations VALUES (?, now())", [name])
+    old = uuid7()
+    row = started(old).row()[:17]  # the columns interception_starts had
+    db.execute(f"INSERT INTO interception_starts VALUES ({', '.join('?' * len(row))})", list(row))
+    migrate(db)
+    assert db.execute(
+        "SELECT id, model, working_directory, repository, branch, agent FROM interceptions"
+    ).fetchall() == [(old, "claude-sonnet-4-5", None, None, None, None)]
+    assert db.execute("SELECT count(*) FROM tool_results").fetchall() == [(0,)]
+    assert db.execute("SELECT count(*) FROM cache_busts").fetchall() == [(0,)]
