@@ -78,6 +78,8 @@ _TOP_LEVEL_KEYS = {
 _BREAKER_KEYS = {"failure_threshold", "interval", "timeout", "max_requests", "enabled"}
 DEFAULT_TOOL_TIMEOUT = 60.0
 DEFAULT_MAX_TOOL_ROUNDS = 16
+DEFAULT_TOOL_RESULT_EXCERPT = 200
+"""Characters of each client tool result the action ledger keeps."""
 DEFAULT_KEEPALIVE_INTERVAL = 10.0
 
 
@@ -250,7 +252,7 @@ class Config:
     """`metadata`: the audit keeps ids, users, models, tokens, costs, tool names and statuses, no text."""
     allowed_models: ModelAllowlists = field(default_factory=ModelAllowlists)
     tool_gate: tuple[GateRule, ...] = ()
-    tool_result_excerpt: int = 200
+    tool_result_excerpt: int = DEFAULT_TOOL_RESULT_EXCERPT
     """Characters of each client tool result the action ledger keeps (redacted like all text); 0 keeps none."""
 
     def provider_for_host(self, host: str) -> Provider | None:
@@ -715,7 +717,7 @@ def parse_config(data: dict[str, Any]) -> Config:
     record = _parse_record(data.get("record", "full"))
     allowed_models = _parse_allowed_models(data.get("allowed_models", {}))
     tool_gate = _parse_tool_gate(data.get("tool_gate", {}))
-    excerpt = _whole(data.get("tool_result_excerpt", 200), "tool_result_excerpt", 0, 4000)
+    excerpt = _whole(data.get("tool_result_excerpt", DEFAULT_TOOL_RESULT_EXCERPT), "tool_result_excerpt", 0, 4000)
     return Config(
         providers=tuple(providers),
         mcp_servers=tuple(servers),

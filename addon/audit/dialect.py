@@ -53,7 +53,7 @@ class Dialect:
     def millis(self, start: str, end: str) -> str:
         """Whole milliseconds from one TIMESTAMPTZ to another (NULL where either is)."""
         if self.postgres:
-            return f"(extract(epoch FROM {end} - {start}) * 1000)::BIGINT"
+            return f"floor(extract(epoch FROM {end} - {start}) * 1000)::BIGINT"
         return f"(epoch_us({end}) - epoch_us({start})) // 1000"
 
     def utc_day(self, column: str) -> str:

@@ -128,6 +128,7 @@ class ToolResultReturned(AuditEvent):
     `created_at` is the arrival of the request that carries it."""
 
     TABLE = "tool_results"
+    UNSTORED = frozenset({"keep"})
     id: UUID = field(default_factory=uuid7)
     interception_id: UUID
     """The interception whose request carried the result."""
@@ -137,6 +138,13 @@ class ToolResultReturned(AuditEvent):
     excerpt: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=_now)
+    keep: int | None = field(default=None, compare=False, repr=False)
+    """Characters of `excerpt` to store: it comes longer, so that redaction sees a secret the cut would halve."""
+
+    def prepared(self) -> "ToolResultReturned":
+        if self.keep is None or self.excerpt is None:
+            return self
+        return replace(self, excerpt=self.excerpt[: self.keep] or None, keep=None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,9 +168,9 @@ class CacheBust(AuditEvent):
     bodies agree (the cache was evicted); None when the bodies could not be compared."""
     ttl_seconds: int
     gap_ms: int
-    """From the end of the previous response to this request."""
+    """From the previous request's arrival to this one's (the cache's lifetime counts from its last use)."""
     cost_micros: int | None
-    """Micro-dollars lost: the lost tokens at what they were paid, less what reading them would have cost."""
+    """Micro-dollars lost: what the lost tokens this request sent again cost over reading them from the cache."""
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=_now)
     locate: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
@@ -171,7 +179,11 @@ class CacheBust(AuditEvent):
     def prepared(self) -> "CacheBust":
         if self.locate is None:
             return self
-        return replace(self, location=self.locate(), locate=None)
+        try:
+            location = self.locate()
+        except Exception:  # a body no comparison foresaw: the bust stays, unlocated
+            location = None
+        return replace(self, location=location, locate=None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

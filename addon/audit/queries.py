@@ -26,7 +26,7 @@ from addon.audit.dialect import Dialect
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 50
 USAGE_GROUPS: Final = ("user", "model", "client", "provider", "day", "repo", "branch", "agent")
-CACHE_GROUPS: Final = ("session", "user", "model", "client", "repo", "agent")
+CACHE_GROUPS: Final = ("session", "user", "model", "client", "repo", "branch", "agent")
 SESSION_SORTS: Final = ("last_active", "cost", "tokens")
 JSON = dict[str, Any]
 _SESSION_OF_START = "coalesce(i.client_session_id, i.thread_root_id::VARCHAR, i.id::VARCHAR)"
@@ -525,23 +525,25 @@ def actions(db: Reader, session_id: str) -> JSON:
         db,
         f"""
         {wanted},
-        i AS MATERIALIZED (SELECT id, agent FROM {_session_starts(dialect, of_wanted)} s),
+        i AS MATERIALIZED (SELECT id, agent, route FROM {_session_starts(dialect, of_wanted)} s),
         r AS (
             SELECT * FROM (
                 SELECT provider_tool_call_id, interception_id, is_error, size_bytes, excerpt, created_at,
                        row_number() OVER (PARTITION BY provider_tool_call_id ORDER BY created_at, id) AS n
                 FROM tool_results WHERE interception_id IN (SELECT id FROM i)) f
             WHERE n = 1)
-        SELECT {iso("t.created_at")} AS at, t.interception_id::VARCHAR AS interception_id, i.agent, t.tool,
+        SELECT {iso("t.created_at")} AS at, t.interception_id::VARCHAR AS interception_id, i.agent, i.route, t.tool,
                t.server_url, t.injected, t.provider_tool_call_id AS call_id, t.input AS arguments,
                t.invocation_error, t.metadata, r.interception_id::VARCHAR AS result_interception_id, r.is_error,
                r.size_bytes AS result_bytes, r.excerpt AS result_excerpt,
                {dialect.millis("t.created_at", "r.created_at")} AS duration_ms
         FROM tool_usages t JOIN i ON i.id = t.interception_id
         LEFT JOIN r ON r.provider_tool_call_id = t.provider_tool_call_id AND NOT t.injected
-        ORDER BY t.created_at, t.id LIMIT {MAX_ACTIONS}""",
+        ORDER BY t.created_at, t.id LIMIT {MAX_ACTIONS + 1}""",
         [session_id],
     )
+    truncated = len(rows) > MAX_ACTIONS
+    del rows[MAX_ACTIONS:]
     if (
         not rows
         and not _one(db, f"{wanted} SELECT count(*) FROM {_session_starts(dialect, of_wanted)} s", [session_id])[0]
@@ -554,30 +556,33 @@ def actions(db: Reader, session_id: str) -> JSON:
         if metadata.get("gate"):
             row["gate"] = metadata["gate"]
     counts = {o: sum(1 for r in rows if r["outcome"] == o) for o in OUTCOMES}
-    return {"session_id": session_id, "actions": rows, "outcomes": counts}
+    return {"session_id": session_id, "actions": rows, "outcomes": counts, "truncated": truncated}
 
 
 MAX_ACTIONS: Final = 10_000
-OUTCOMES: Final = ("ok", "error", "unanswered", "blocked", "not run")
+OUTCOMES: Final = ("ok", "error", "answered", "unanswered", "blocked", "not run", "unpaired")
+PAIRED_ROUTES: Final = ("/messages", "/chat/completions", "/responses")
+"""The APIs whose tool results the bridge pairs with their calls (Anthropic Messages, Chat, Responses)."""
 
 
 def _outcome(row: JSON, metadata: JSON) -> str:
-    """How a call ended: run by the bridge (ok, error, not run), blocked by the tool gate, or as the client's
-    result says (ok, error), or no result yet (unanswered)."""
+    """How a call ended: run by the bridge (ok, error, not run); blocked by the tool gate; as the client's
+    result says (ok, error; `answered` where the API has no error flag and the output states no exit code); no
+    result yet (unanswered); or made on an API whose results are not paired (unpaired: Gemini, Bedrock)."""
+    route = row.pop("route") or ""
+    error = row.pop("invocation_error")
     if row["injected"]:
-        error = row.pop("invocation_error")
         return "ok" if not error else "not run" if error.startswith("not run") else "error"
-    row.pop("invocation_error")
     if metadata.get("blocked"):
         return "blocked"
     if row["result_interception_id"] is None:
-        return "unanswered"
-    return "error" if row["is_error"] else "ok"
+        return "unanswered" if route.endswith(PAIRED_ROUTES) else "unpaired"
+    return {True: "error", False: "ok", None: "answered"}[row["is_error"]]
 
 
 def cache(db: Reader, by: str, filters: Filters, limit: int | None = None) -> JSON:
-    """Prompt-cache busts and what they cost, grouped by session, user, model, client, repository or agent (the
-    costliest first), each group with its cache hit ratio; the totals; and the costliest busts themselves, with
+    """Prompt-cache busts and what they cost, grouped by session, user, model, client, repository, branch or agent
+    (the costliest first), each group with its cache hit ratio; the totals; and the costliest busts themselves, with
     where each prefix changed."""
     if by not in CACHE_GROUPS:
         raise QueryError(f"--by must be one of {', '.join(CACHE_GROUPS)}")
@@ -587,8 +592,11 @@ def cache(db: Reader, by: str, filters: Filters, limit: int | None = None) -> JS
     groups = _rows(
         db,
         f"""
-        SELECT grouping(k) AS total, k AS key, count(*) AS busts, sum(lost_tokens)::BIGINT AS lost_tokens,
-               sum(rewritten_tokens)::BIGINT AS rewritten_tokens, sum(cost_micros)::BIGINT AS lost_micros,
+        SELECT grouping(k) AS total, k AS key, count(*) AS busts,
+               coalesce(sum(lost_tokens), 0)::BIGINT AS lost_tokens,
+               coalesce(sum(rewritten_tokens), 0)::BIGINT AS rewritten_tokens,
+               (CASE WHEN count(cost_micros) = 0 AND count(*) > 0 THEN NULL ELSE coalesce(sum(cost_micros), 0) END)
+                   ::BIGINT AS lost_micros,
                count(*) FILTER (WHERE cost_micros IS NULL) AS unpriced_busts
         FROM (
             SELECT coalesce({key}, '') AS k, b.lost_tokens, b.rewritten_tokens, b.cost_micros
@@ -596,7 +604,8 @@ def cache(db: Reader, by: str, filters: Filters, limit: int | None = None) -> JS
         GROUP BY GROUPING SETS ((k), ())""",
         params,
     )
-    totals = next((g for g in groups if g["total"]), None) or {"busts": 0, "lost_tokens": 0, "lost_micros": None}
+    empty = {"busts": 0, "lost_tokens": 0, "rewritten_tokens": 0, "lost_micros": 0, "unpriced_busts": 0}
+    totals = next((g for g in groups if g["total"]), None) or empty  # PostgreSQL gives no () row of no rows
     rows = sorted(
         (g for g in groups if not g["total"]),
         key=lambda g: (g["lost_micros"] is None, -(g["lost_micros"] or 0), -g["lost_tokens"], g["key"]),
@@ -630,14 +639,14 @@ def _cache_ratios(db: Reader, by: str, key: str, filters: Filters, keys: list[st
         return {}
     where, params = filters.where(session_expr=_SESSION_OF_START)
     if by == "session":  # the sessions' own rows, found by their ids (not by computing every row's session)
-        source, column = f"{_session_starts(db.dialect, 'SELECT session_id FROM wanted')} i", "i.session_id"
+        source, column = f"{_session_starts(db.dialect, 'SELECT key AS session_id FROM groups')} i", "i.session_id"
     else:
         source, column = "interception_starts i", f"coalesce({key}, '')"
-        where += f" AND {column} IN (SELECT session_id FROM wanted)"
+        where += f" AND {column} IN (SELECT key FROM groups)"
     rows = _rows(
         db,
         f"""
-        WITH wanted AS (SELECT unnest(?::VARCHAR[]) AS session_id)
+        WITH groups AS (SELECT unnest(?::VARCHAR[]) AS key)
         SELECT {column} AS key, count(DISTINCT i.id) AS interceptions,
                coalesce(sum(t.input_tokens), 0)::BIGINT AS input_tokens,
                coalesce(sum(t.cache_read_input_tokens), 0)::BIGINT AS cache_read_tokens,

@@ -146,8 +146,7 @@ _INSIGHTS = """
         metadata {json},
         created_at TIMESTAMPTZ NOT NULL
     );
-    DROP VIEW interceptions;
-    CREATE VIEW interceptions AS
+    CREATE OR REPLACE VIEW interceptions AS  -- the columns appended: views a user built on it keep working
     SELECT s.id, s.initiator, s.provider, s.provider_name, s.model, s.client, s.user_agent,
            s.client_session_id,
            coalesce(s.client_session_id, s.thread_root_id::{uuid_text}, s.id::{uuid_text}) AS session_id,
@@ -393,23 +392,21 @@ POSTGRES_MIGRATIONS: list[tuple[str, str]] = [
         END $$;
         """,
     ),
-]
-POSTGRES_MIGRATIONS.append(
     (
         "m004_insights",
         _INSIGHTS.format(text="TEXT", uuid_text="TEXT", json="JSONB")
         + """
         ALTER TABLE tool_results ADD PRIMARY KEY (id);
         CREATE INDEX tool_results_interception ON tool_results (interception_id);
-        CREATE INDEX tool_results_call ON tool_results (provider_tool_call_id);
         ALTER TABLE cache_busts ADD PRIMARY KEY (id);
         CREATE INDEX cache_busts_interception ON cache_busts (interception_id);
         CREATE INDEX cache_busts_created_at ON cache_busts (created_at);
-        CREATE INDEX interception_starts_repository ON interception_starts (repository)
-            WHERE repository IS NOT NULL;
+        CREATE INDEX interception_starts_repository ON interception_starts (repository) WHERE repository IS NOT NULL;
+        CREATE INDEX interception_starts_branch ON interception_starts (branch) WHERE branch IS NOT NULL;
+        CREATE INDEX interception_starts_agent ON interception_starts (agent) WHERE agent IS NOT NULL;
         """,
-    )
-)
+    ),
+]
 MIGRATION_LOCK = 0x41494252  # "AIBR": the advisory lock that lets one of several starting proxies migrate
 
 

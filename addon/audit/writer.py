@@ -59,6 +59,8 @@ class AuditWriter:
         """Events refused because MAX_QUEUED were already waiting (the store was down too long)."""
         self.purged = 0
         """Interceptions removed by retention since start."""
+        self.broken = 0
+        """Events that could not be scrubbed or prepared (a bug, logged with its traceback), left out."""
         self.retention_days: int | None = None
         self._next_purge = 0.0
         self._purge_below: UUID | None = None
@@ -183,8 +185,15 @@ class AuditWriter:
                 self._take(pending, item)  # type: ignore[arg-type]
 
     def _take(self, pending: list[AuditEvent], event: AuditEvent) -> None:
-        event = event.prepared()
-        if self.scrub is not None and (event := self.scrub(event)) is None:  # type: ignore[assignment]
+        """Scrubbed (text redacted, or dropped), then prepared (`AuditEvent.prepared`): an event that fails either
+        is dropped and counted, and the thread goes on."""
+        try:
+            if self.scrub is not None and (event := self.scrub(event)) is None:  # type: ignore[assignment]
+                return
+            event = event.prepared()
+        except Exception:  # one event must never stop the audit
+            self.broken += 1
+            logger.exception("aibridge: an audit event (%s) could not be prepared and was dropped", event.TABLE)
             return
         pending.append(event)
 

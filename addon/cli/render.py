@@ -213,7 +213,14 @@ def session(console: Console, result: JSON) -> None:
     console.print(tree)
 
 
-_OUTCOME_STYLES = {"ok": "green", "error": "red", "unanswered": "yellow", "blocked": "magenta", "not run": "dim"}
+_OUTCOME_STYLES = {
+    "ok": "green",
+    "error": "red",
+    "unanswered": "yellow",
+    "blocked": "magenta",
+    "not run": "dim",
+    "unpaired": "dim",
+}
 
 
 def actions(console: Console, result: JSON) -> None:
@@ -237,6 +244,8 @@ def actions(console: Console, result: JSON) -> None:
     console.print(table)
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result["outcomes"].items() if n)
     console.print(Text(f"{len(result['actions'])} calls" + (f": {counts}" if counts else ""), style="dim"))
+    if result.get("truncated"):
+        console.print(Text("only the first 10,000 calls are shown", style="yellow"))
 
 
 def cache(console: Console, result: JSON) -> None:

@@ -22,9 +22,16 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from addon.wire.base import parse_arguments
+
 MAIN: Final = "main"
 SUBAGENT: Final = "subagent"
 TITLE: Final = "title"
+CUSTOM: Final = "custom"
+AGENT_TOOLS: Final = frozenset({"Agent", "Task"})
+"""Claude Code's tools that start a sub-agent; their `subagent_type` names it."""
+THREAD_HEADERS: Final = ("x-claude-code-agent-id", "thread-id")
+"""A sub-agent's own thread: Claude Code's agent id, Codex's thread id (its session id is the parent's)."""
 _MAX_FIELD: Final = 512
 _LEADING_MESSAGES: Final = 8
 """Only the first messages are read: the environment is stated once, at the start of the conversation."""
@@ -53,6 +60,12 @@ def attribute(client: str, headers: Mapping[str, str], body: Mapping[str, Any]) 
     if found.repository is None and found.working_directory:
         found = replace(found, repository=_clean(found.working_directory.rstrip("/").rsplit("/", 1)[-1]))
     return found
+
+
+def agent_thread(headers: Mapping[str, str]) -> str | None:
+    """The agent's own thread within its session, where the client names one: two sub-agents of one type that run
+    side by side are two threads (each with its own prompt cache)."""
+    return next((_clean(headers[name]) for name in THREAD_HEADERS if headers.get(name)), None)
 
 
 def _attribute(client: str, headers: Mapping[str, str], body: Mapping[str, Any]) -> Attribution:
@@ -161,9 +174,6 @@ def _codex_agent(metadata: Mapping[str, Any], headers: Mapping[str, str]) -> str
     return SUBAGENT if metadata.get("thread_source") == SUBAGENT else MAIN
 
 
-CUSTOM: Final = "custom"
-AGENT_TOOLS: Final = frozenset({"Agent", "Task"})
-"""Claude Code's tools that start a sub-agent; their `subagent_type` names it."""
 _MAX_SESSIONS: Final = 10_000
 
 
@@ -180,10 +190,7 @@ class SubAgentNames:
 
     def called(self, session: str, arguments: str) -> None:
         """An Agent call the model made in `session`, with its arguments (JSON text)."""
-        try:
-            kind = json.loads(arguments).get("subagent_type")
-        except (ValueError, AttributeError):
-            return
+        kind = (parse_arguments(arguments) or {}).get("subagent_type")
         if isinstance(kind, str) and kind.strip():
             self._pending.setdefault(session, []).append(kind.strip()[:_MAX_FIELD])
             self._pending.move_to_end(session)

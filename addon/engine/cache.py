@@ -1,18 +1,21 @@
 """Prompt-cache forensics: per conversation, what the last request cached; a *bust* when the next request, within
 the cache's lifetime, reads less of it than was there.
 
-A conversation is one user's session, agent and model (a sub-agent, or a title call on another model, caches a
-prefix of its own). Only numbers are compared per request; the request bodies are kept (by reference, within a
-byte budget) and parsed only when a bust is found, in the audit writer's thread, to say where the prefix first
-changed: so the forensics cost nothing measurable per request (`scripts/bench/insights.py`).
+A conversation is one user's session, agent thread and model (a sub-agent, or a title call on another model,
+caches a prefix of its own; two sub-agents of one type running side by side are two threads). Only numbers are
+compared per request, and only a request's first upstream round takes part (the rounds of the bridge's own tool
+loop hold calls the client never sees). The request bodies are kept by reference, within a byte budget, and
+parsed only when a bust is found, in the audit writer's thread, to say where the prefix first changed: a few
+milliseconds there for a large body, once per bust, instead of a hash of every request
+(`scripts/bench/insights.py`).
 """
 
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 from uuid import UUID
 
@@ -25,11 +28,12 @@ MIN_TOKENS: Final = 1024
 shortfall smaller than this is noise."""
 SHORT_TTL: Final = 300
 LONG_TTL: Final = 3600
-"""Anthropic's two cache lifetimes, in seconds: 5 minutes, or 1 hour where the writes say so."""
+"""Anthropic's two cache lifetimes, in seconds: 5 minutes, or 1 hour where the writes say so. Each use renews
+it, counted from the request (the provider reads or writes the prefix before it generates)."""
 MAX_CONVERSATIONS: Final = 20_000
 MAX_BODY_BYTES: Final = 256 * 1024 * 1024
-"""Request bodies kept to locate busts: past this, the oldest conversations' are let go (their busts are still
-found and priced, but not located)."""
+"""Request bodies kept to locate busts: past this, the oldest conversations' bodies are let go (their busts are
+still found and priced, but not located)."""
 BILLING_HEADER: Final = "x-anthropic-billing-header:"
 """Claude Code's first system block, new with every prompt; the API leaves it out of the cache key."""
 
@@ -39,14 +43,18 @@ class _Last:
     interception_id: UUID
     cached: int
     """Tokens of the prefix it read or wrote: what the next request should read."""
-    ended_at: datetime
+    started_at: datetime
     ttl: int
     body: bytes | None
+
+    def alive(self, at: datetime) -> bool:
+        return at - self.started_at <= timedelta(seconds=self.ttl)
 
 
 class CacheWatch:
     def __init__(self, max_body_bytes: int = MAX_BODY_BYTES, max_conversations: int = MAX_CONVERSATIONS) -> None:
         self._last: OrderedDict[Hashable, _Last] = OrderedDict()
+        """By conversation, least recently used first (so also the oldest request first)."""
         self._bytes = 0
         self._max_bytes = max_body_bytes
         self._max_conversations = max_conversations
@@ -59,75 +67,83 @@ class CacheWatch:
         usage: Usage,
         body: bytes,
         prices: Prices | None,
-        now: datetime,
     ) -> CacheBust | None:
-        """Take one upstream response's usage; a bust when it missed the cache its conversation's last response
-        left. `started_at`: when its request arrived; `now`: when the response ended."""
+        """Take a request's usage (its first upstream round's); a bust when it missed the cache its conversation's
+        last request left. `started_at`: when the request arrived."""
+        self._expire(started_at)
         last = self._last.pop(conversation, None)
         if last is not None:
             self._bytes -= len(last.body or b"")
+        alive = last is not None and last.alive(started_at)
         bust = None
-        gap = max((started_at - last.ended_at).total_seconds(), 0.0) if last is not None else 0.0
-        alive = last is not None and gap <= last.ttl
         if last is not None and alive and last.cached >= MIN_TOKENS:
             lost = last.cached - usage.cache_read
             if lost >= MIN_TOKENS:
-                bust = self._bust(last, interception_id, usage, lost, gap, body, prices)
+                bust = _bust(last, interception_id, started_at, usage, lost, body, prices)
         one_hour = isinstance(w := usage.extra.get("cache_write_1h"), int) and w > 0
         ttl = LONG_TTL if one_hour else last.ttl if last is not None and alive and not usage.cache_write else SHORT_TTL
-        cached = usage.cache_read + usage.cache_write
-        self._last[conversation] = _Last(interception_id, cached, now, ttl, body)
+        self._last[conversation] = _Last(interception_id, usage.cache_read + usage.cache_write, started_at, ttl, body)
         self._bytes += len(body)
         self._trim()
         return bust
 
-    def _bust(
-        self,
-        last: _Last,
-        interception_id: UUID,
-        usage: Usage,
-        lost: int,
-        gap: float,
-        body: bytes,
-        prices: Prices | None,
-    ) -> CacheBust:
-        rewritten = min(lost, usage.cache_write)
-        plain = min(lost - rewritten, usage.input)
-        before = last.body
-        return CacheBust(
-            interception_id=interception_id,
-            previous_interception_id=last.interception_id,
-            expected_tokens=last.cached,
-            read_tokens=usage.cache_read,
-            lost_tokens=lost,
-            rewritten_tokens=rewritten,
-            ttl_seconds=last.ttl,
-            gap_ms=int(gap * 1000),
-            cost_micros=bust_cost(prices, usage, lost, rewritten, plain) if prices is not None else None,
-            locate=(lambda: locate(before, body)) if before is not None else None,
-        )
+    def _expire(self, now: datetime) -> None:
+        """Conversations whose cache lapsed can bust no more (the oldest come first)."""
+        while self._last and not next(iter(self._last.values())).alive(now):
+            _, gone = self._last.popitem(last=False)
+            self._bytes -= len(gone.body or b"")
 
     def _trim(self) -> None:
-        while self._last and (len(self._last) > self._max_conversations or self._bytes > self._max_bytes):
-            _, oldest = self._last.popitem(last=False)
-            self._bytes -= len(oldest.body or b"")
+        while len(self._last) > self._max_conversations:
+            _, gone = self._last.popitem(last=False)
+            self._bytes -= len(gone.body or b"")
+        for last in self._last.values():  # over the byte budget: the oldest bodies go, their numbers stay
+            if self._bytes <= self._max_bytes:
+                break
+            self._bytes -= len(last.body or b"")
+            last.body = None
 
     def __len__(self) -> int:
         return len(self._last)
 
 
-def bust_cost(prices: Prices, usage: Usage, lost: int, rewritten: int, plain: int) -> int:
-    """Micro-dollars: the lost prefix as it was paid (written again at the write price, of the 1-hour writes' share
-    at theirs; or sent as plain input), less what reading all of it would have cost."""
-    one_hour = usage.extra.get("cache_write_1h")
-    share = (
-        Decimal(min(one_hour, usage.cache_write)) / usage.cache_write
-        if isinstance(one_hour, int) and usage.cache_write
-        else Decimal(0)
+def _bust(
+    last: _Last,
+    interception_id: UUID,
+    started_at: datetime,
+    usage: Usage,
+    lost: int,
+    body: bytes,
+    prices: Prices | None,
+) -> CacheBust:
+    rewritten = min(lost, usage.cache_write)
+    plain = min(lost - rewritten, usage.input)
+    before = last.body
+    return CacheBust(
+        interception_id=interception_id,
+        previous_interception_id=last.interception_id,
+        expected_tokens=last.cached,
+        read_tokens=usage.cache_read,
+        lost_tokens=lost,
+        rewritten_tokens=rewritten,
+        ttl_seconds=last.ttl,
+        gap_ms=int((started_at - last.started_at).total_seconds() * 1000),
+        cost_micros=bust_cost(prices, usage, rewritten, plain) if prices is not None else None,
+        locate=(lambda: locate(before, body)) if before is not None else None,
     )
+
+
+def bust_cost(prices: Prices, usage: Usage, rewritten: int, plain: int) -> int:
+    """Micro-dollars: what the lost prefix cost over a cache read of it, for the tokens this request did send:
+    those written again (at the write price, the 1-hour writes' share at theirs) and those sent as plain input.
+    Lost tokens it no longer sent (a shorter, compacted request) cost nothing more."""
+    one_hour = usage.extra.get("cache_write_1h")
+    share = Decimal(0)
+    if isinstance(one_hour, int) and usage.cache_write:
+        share = Decimal(min(one_hour, usage.cache_write)) / usage.cache_write
     write_price = prices.cache_write * (1 - share) + prices.cache_write_1h * share
-    paid = Decimal(rewritten) * write_price + Decimal(plain) * prices.input
-    return int((paid - Decimal(lost) * prices.cache_read).to_integral_value())
+    extra = Decimal(rewritten) * (write_price - prices.cache_read) + Decimal(plain) * (prices.input - prices.cache_read)
+    return max(int(extra.quantize(Decimal(1), rounding=ROUND_HALF_UP)), 0)
 
 
 # --- where the prefix changed ----------------------------------------------------------------------------------
@@ -159,18 +175,18 @@ def prefix_parts(body: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def locate(before: bytes, after: bytes, parse: Callable[[bytes], Any] = json.loads) -> str | None:
     """The label of the first part of `after`'s prefix that is not as it was in `before`; `unchanged` when all of
-    `before`'s parts are still there (the cache was evicted, not invalidated); None when either is not a JSON
-    object."""
+    `before`'s parts are still there (the cache was evicted, not invalidated); None when they cannot be compared
+    (not JSON objects, or nested deeper than Python recurses)."""
     try:
         old, new = parse(before), parse(after)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            return None
+        new_parts = dict(prefix_parts(new))
+        for label, value in prefix_parts(old):
+            if _content(new_parts.get(label)) != _content(value):
+                return label
     except (ValueError, RecursionError):
         return None
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return None
-    new_parts = dict(prefix_parts(new))
-    for label, value in prefix_parts(old):
-        if _content(new_parts.get(label)) != _content(value):
-            return label
     return "unchanged"
 
 

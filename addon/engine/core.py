@@ -16,18 +16,17 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import httpx
 
 from addon import upstream
-from addon.audit import CacheBust, InterceptionEnded, InterceptionStarted, PromptSubmitted
+from addon.audit import InterceptionEnded, InterceptionStarted, PromptSubmitted
 from addon.audit.lineage import Lineage
-from addon.config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS
+from addon.config import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_TOOL_ROUNDS, DEFAULT_TOOL_RESULT_EXCERPT
 from addon.engine import loop, record
-from addon.engine.attribution import AGENT_TOOLS, SubAgentNames, attribute
+from addon.engine.attribution import AGENT_TOOLS, SubAgentNames, agent_thread, attribute
 from addon.engine.cache import CacheWatch
 from addon.engine.clients import client_session_id, detect_client
 from addon.engine.job import INTERCEPTION_HEADER, CutShort, Job, Reply, Status, UpstreamUnavailable
@@ -61,8 +60,6 @@ from addon.wire.toolgate import ChatGate, MessagesGate
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EXCERPT = 200
-"""Characters of each client tool result kept in the action ledger (`tool_result_excerpt`)."""
 DEFAULT_MAX_OUTPUT = 4096
 """Output tokens a budget reservation assumes for a request that sets no limit."""
 OUTBOUND_INLINE = 32 * 1024
@@ -116,7 +113,7 @@ class Engine:
         """Rules on the client's own tool calls; None: they go to the client unjudged."""
         self.max_tool_rounds = max_tool_rounds
         self.keepalive_interval = keepalive_interval
-        self.excerpt_chars = DEFAULT_EXCERPT
+        self.excerpt_chars = DEFAULT_TOOL_RESULT_EXCERPT
         self.lineage = Lineage(recorder.find_tool_call)
         self.cache = CacheWatch()
         """Each conversation's last prompt cache, to find the requests that miss it (busts)."""
@@ -158,7 +155,7 @@ class Engine:
         if (agent := self.subagents.name(stream, headers.get("x-claude-code-agent-id"), where.agent)) != where.agent:
             where = replace(where, agent=agent)
         model = info.model or "unknown"
-        job.conversation = (job.initiator, stream, where.agent, model)
+        job.conversation = (job.initiator, stream, where.agent, agent_thread(headers), model)
         started = record.started(
             job, headers, client, model=model, streaming=info.stream, session=session, parent=parent, attribution=where
         )
@@ -375,9 +372,14 @@ class Engine:
         emit = self.recorder.emit
         job.response_id = job.response_id or turn.response_id
         if turn.usage is not None:
-            emit(record.priced(job, turn, self.prices))
-            if (bust := self._cache_bust(job, turn)) is not None:
-                emit(bust)
+            cost = record.cost(job, turn, self.prices)
+            emit(record.priced(job, turn, cost))
+            if job.conversation is not None and not job.cache_observed:  # the first round: the client's request
+                job.cache_observed = True
+                prices = cost.prices if cost is not None else None
+                bust = self.cache.observe(job.conversation, job.id, job.started_at, turn.usage, job.body, prices)
+                if bust is not None:
+                    emit(bust)
         for call in turn.tool_calls:
             if (tool := job.tools.get(call.name)) is not None:
                 if turn.next is not Next.CONTINUE:  # run calls are recorded with their results
@@ -390,19 +392,6 @@ class Engine:
                 self.lineage.remember(call.id, job.id, job.thread_root_id)
         for thought in turn.thoughts:
             emit(record.thought(job, thought.content, thought.source))
-
-    def _cache_bust(self, job: Job, turn: Turn) -> CacheBust | None:
-        """Whether this round missed the prompt cache its conversation's last round left (priced as requested
-        where the response names no model)."""
-        assert turn.usage is not None
-        if job.conversation is None:
-            return None
-        u = turn.usage
-        model = turn.model or (job.info.model if job.info else None)
-        prices = (
-            self.prices.prices(job.route.price_vendor, model, u.input + u.cache_read + u.cache_write) if model else None
-        )
-        return self.cache.observe(job.conversation, job.id, job.started_at, u, job.body, prices, datetime.now(UTC))
 
     # --- the tool gate ---------------------------------------------------------------------------------------
 

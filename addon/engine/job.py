@@ -55,7 +55,9 @@ class Job:
     info: RequestInfo | None = None
     thread_root_id: UUID | None = None
     conversation: tuple[Any, ...] | None = None
-    """(user, session, agent, model): the requests that share a prompt cache (`engine.cache`)."""
+    """(user, session, agent, agent thread, model): the requests that share a prompt cache (`engine.cache`)."""
+    cache_observed: bool = False
+    """Its first round's cache went to `engine.cache` (the tool loop's later rounds do not)."""
     response_id: str | None = None
     tools: dict[str, Tool] = field(default_factory=dict)
     """The injected tools, by model-visible name, as they were when the request arrived."""

@@ -7,7 +7,7 @@ from addon.audit import InterceptionStarted, ThoughtRecorded, TokensUsed, ToolCa
 from addon.engine.attribution import Attribution
 from addon.engine.job import Job, Status
 from addon.engine.ports import Tool
-from addon.policy.pricing import PriceBook
+from addon.policy.pricing import Cost, PriceBook
 from addon.wire import ToolCall, ToolResult, Turn
 from addon.wire.base import LIMIT_NOTICE, LoopState, Next
 
@@ -49,9 +49,14 @@ def started(
     )
 
 
+EXCERPT_MARGIN = 512
+"""Characters past the excerpt the writer's redaction reads before the cut: a secret across the cut is whole."""
+
+
 def tool_result(job: Job, result: ToolResult, excerpt_chars: int) -> ToolResultReturned:
-    """A client tool's result the request brings back, with an excerpt of `excerpt_chars` (0: none)."""
-    excerpt = result.text[:excerpt_chars] if excerpt_chars and result.text else None
+    """A client tool's result the request brings back, with an excerpt of `excerpt_chars` (0: none), cut in the
+    writer's thread after its text was redacted."""
+    excerpt = result.text[: excerpt_chars + EXCERPT_MARGIN] if excerpt_chars and result.text else None
     return ToolResultReturned(
         interception_id=job.id,
         provider_tool_call_id=result.call_id,
@@ -59,18 +64,25 @@ def tool_result(job: Job, result: ToolResult, excerpt_chars: int) -> ToolResultR
         size_bytes=result.size,
         excerpt=excerpt,
         created_at=job.started_at,
+        keep=excerpt_chars,
     )
 
 
-def priced(job: Job, turn: Turn, prices: PriceBook) -> TokensUsed:
-    """A token-usage row with its cost, priced by the response's model (else the requested one); the cost and
-    tokens are added to the job's, which its budget reservation and rate-limit ticket settle with."""
+def cost(job: Job, turn: Turn, prices: PriceBook) -> Cost | None:
+    """What a round's usage cost, priced by the response's model (else the requested one); None: unpriced."""
     assert turn.usage is not None
-    u, provider = turn.usage, job.route.price_vendor
-    requested = job.info.model if job.info else None
-    cost = prices.cost(provider, turn.model, u) if turn.model else None
-    if cost is None and requested and requested != turn.model:
-        cost = prices.cost(provider, requested, u)
+    provider, requested = job.route.price_vendor, job.info.model if job.info else None
+    found = prices.cost(provider, turn.model, turn.usage) if turn.model else None
+    if found is None and requested and requested != turn.model:
+        found = prices.cost(provider, requested, turn.usage)
+    return found
+
+
+def priced(job: Job, turn: Turn, cost: Cost | None) -> TokensUsed:
+    """A token-usage row with its `cost`; the cost and tokens are added to the job's, which its budget
+    reservation and rate-limit ticket settle with."""
+    assert turn.usage is not None
+    u = turn.usage
     if cost is not None:
         job.cost_micros += cost.total
     job.tokens_used += u.input + u.output + u.cache_read + u.cache_write

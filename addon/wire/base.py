@@ -150,7 +150,7 @@ def parse_arguments(arguments: str) -> dict[str, Any] | None:
     """Tool arguments as an object, or None when they are not a JSON object (e.g. cut off by max_tokens)."""
     try:
         value = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         return None
     return value if isinstance(value, dict) else None
 

@@ -101,14 +101,15 @@ def correlating_tool_call_id(body: JSON) -> str | None:
 
 
 def tool_results(body: JSON) -> tuple[ToolResult, ...]:
-    """The `tool` messages after the last assistant message: the results this request brings back."""
+    """The `tool` messages after the last assistant message: the results this request brings back (a client may
+    add a user message after them, with an image or its environment)."""
     messages = body.get("messages")
     results = []
     for message in reversed(messages) if isinstance(messages, list) else []:
-        if not isinstance(message, dict) or message.get("role") in _SKIPPED_ROLES:
+        if not isinstance(message, dict) or message.get("role") != "tool":
+            if isinstance(message, dict) and message.get("role") == "assistant":
+                break
             continue
-        if message.get("role") != "tool":
-            break
         if isinstance(call_id := message.get("tool_call_id"), str):
             size, text = result_parts(message.get("content"))
             results.append(ToolResult(call_id, None, size, text))

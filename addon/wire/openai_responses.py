@@ -68,30 +68,53 @@ def _last_turn(body: JSON) -> tuple[str | None, str | None]:
 
 
 def tool_results(body: JSON) -> tuple[ToolResult, ...]:
-    """The tool outputs of the request's last turn (after its last message or reasoning item; the calls they
-    answer may sit between them): the results this request brings back."""
+    """The tool outputs of the request's last step: walking back from the end, the outputs up to the calls they
+    answer; an output before those calls, a message or a reasoning item belongs to an earlier step (without
+    `previous_response_id`, Codex sends the whole history every time). Codex's `agent_message` items (what a
+    sub-agent says) are stepped over."""
     items = body.get("input")
-    results = []
+    results: list[ToolResult] = []
+    past_calls = False
     for item in reversed(items) if isinstance(items, list) else []:
         if not isinstance(item, dict) or item.get("role") in _SKIPPED_ROLES:
             continue
         kind = item.get("type", "message")
-        if not isinstance(kind, str) or kind.endswith("message") or kind == "reasoning":  # Codex's `agent_message` too
+        if kind == "agent_message":
+            continue
+        if not isinstance(kind, str) or kind == "message" or kind == "reasoning":
             break
-        if kind in _TOOL_OUTPUTS and isinstance(call_id := item.get("call_id"), str):
-            size, text = result_parts(item.get("output"))
-            results.append(ToolResult(call_id, exit_failed(text), size, text))
+        if kind in _TOOL_OUTPUTS:
+            if past_calls:
+                break
+            if isinstance(call_id := item.get("call_id"), str):
+                size, text = result_parts(item.get("output"))
+                results.append(ToolResult(call_id, exit_failed(text), size, text))
+        elif kind.endswith("_call"):
+            past_calls = True
     return tuple(reversed(results))
 
 
-_EXIT_CODE = re.compile(r'(?:Process exited with code |"exit_code":\s*)(-?\d+)')
+_EXIT_HEADER = re.compile(r"^Process exited with code (-?\d+)$", re.M)
+_EXIT_FIELD = re.compile(r'"exit_code":\s*(-?\d+)')
 
 
 def exit_failed(text: str) -> bool | None:
-    """Whether the commands a tool output reports ran failed (Codex states each exit code: `Process exited with
-    code N`, or `"exit_code":N` per command of a script); None where it states none."""
-    codes = _EXIT_CODE.findall(text[:65536])
-    return any(code != "0" for code in codes) if codes else None
+    """Whether the commands a Codex tool output reports failed, from its own framing only, never the command's
+    output: `Process exited with code N` in the header of an exec output (before `Output:`), or the top-level
+    `exit_code` of each command result of a code-mode script (one JSON object per line). None where it states
+    none."""
+    header = text.split("\nOutput:", 1)[0][:4096]
+    if (match := _EXIT_HEADER.search(header)) is not None:
+        return match.group(1) != "0"
+    if not text.startswith("Script "):  # Codex's code mode: "Script completed" / "Script failed", then results
+        return None
+    codes = []
+    for line in text.splitlines():
+        if line.startswith("{") and _EXIT_FIELD.search(line[:65536]):
+            value = json_object(line)
+            if value is not None and isinstance(code := value.get("exit_code"), int):
+                codes.append(code)
+    return any(code != 0 for code in codes) if codes else None
 
 
 def to_usage(raw: JSON) -> Usage:

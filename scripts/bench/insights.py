@@ -11,7 +11,7 @@ tool-call turns repeated (fresh call ids) to about --long-kb KB. Per request, ea
     `parse_request` with its tool-result extraction switched off;
 (b) all of it now: the same `parse_request` extracting the tool results (the `tool_results` column alone), then
     `attribution.attribute` (the client from `clients.detect_client`), per response the price lookup and
-    `CacheWatch.observe` of one growing conversation (as `Engine._cache_bust` does them; no bust), and the tool
+    `CacheWatch.observe` of one growing conversation (as `Engine.record_turn` does them; no bust), and the tool
     results' audit rows (`record.tool_result`).
 
 Each round times (a), (b) and each part in turn on every body, each for at least --min-ms from a collected heap;
@@ -38,8 +38,9 @@ from uuid import UUID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from addon.config import DEFAULT_TOOL_RESULT_EXCERPT
 from addon.engine import record
-from addon.engine.attribution import attribute
+from addon.engine.attribution import agent_thread, attribute
 from addon.engine.cache import CacheWatch, locate
 from addon.engine.clients import client_session_id, detect_client
 from addon.policy.pricing import PriceBook, load_book
@@ -55,7 +56,7 @@ from addon.wire import (
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "clients"
-EXCERPT = 200  # `tool_result_excerpt`'s default
+EXCERPT = DEFAULT_TOOL_RESULT_EXCERPT
 GROWTH = 1500  # tokens each turn adds to the conversation's cached prefix
 WIRE_MODULES = (anthropic_messages, openai_chat, openai_responses)
 
@@ -143,7 +144,7 @@ class Case:
         body = json.loads(self.raw)
         info = self.wire.parse_request(body)
         where = attribute(self.client, self.headers, body)
-        conversation = ("dev@example.com", self.session, where.agent, info.model or "unknown")
+        conversation = ("dev@example.com", self.session, where.agent, agent_thread(self.headers), info.model)
         self.observe(conversation, info.model)
         for result in info.tool_results:
             record.tool_result(self.job, result, EXCERPT)  # type: ignore[arg-type]
@@ -155,7 +156,8 @@ class Case:
         attribute(self.client, self.headers, self.body)
 
     def observe_alone(self) -> None:
-        self.observe(("dev@example.com", self.session, self.attribution.agent, self.info.model), self.info.model)
+        conversation = ("dev@example.com", self.session, self.attribution.agent, None, self.info.model)
+        self.observe(conversation, self.info.model)
 
     def rows(self) -> None:
         for result in self.info.tool_results:
@@ -171,9 +173,7 @@ class Case:
             if model
             else None
         )
-        bust = self.watch.observe(
-            conversation, self.job.id, self.started_at, usage, self.raw, prices, datetime.now(UTC)
-        )
+        bust = self.watch.observe(conversation, self.job.id, self.started_at, usage, self.raw, prices)
         assert bust is None or self.turn == 1
 
 

@@ -140,7 +140,7 @@ def test_claude_codes_actions_with_a_subagent_and_its_repository_branch_and_agen
         assert action["result_interception_id"] != action["interception_id"]  # a later request brought it
     # the Agent call waited for the whole sub-agent: longer than the sub-agent's own Bash call
     assert agent["duration_ms"] > branch["duration_ms"]
-    assert actions["outcomes"] == {"ok": 3, "error": 1, "unanswered": 0, "blocked": 0, "not run": 0}
+    assert {k: v for k, v in actions["outcomes"].items() if v} == {"ok": 3, "error": 1}
 
     rows = aibridge(proxy.db_path, "interceptions", "--session", result["session_id"])["interceptions"]
     assert {(i["working_directory"], i["repository"], i["branch"]) for i in rows} == {

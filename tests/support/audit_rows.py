@@ -133,6 +133,8 @@ class Call:
     repository: str | None = None
     branch: str | None = None
     agent: str | None = None
+    route: str | None = None
+    """The path it was called on (default: the provider's chat path)."""
 
 
 def ident(started: datetime, n: int) -> UUID:
@@ -160,7 +162,7 @@ def record_call(writer: AuditWriter, call: Call, ids: dict[str, UUID]) -> None:
             credential_kind="byok",
             credential_hint="sk-a...wxyz",
             streaming=call.streaming,
-            route="/v1/chat/completions" if call.provider == "openai" else "/v1/messages",
+            route=call.route or ("/v1/chat/completions" if call.provider == "openai" else "/v1/messages"),
             started_at=call.started,
             working_directory=call.working_directory,
             repository=call.repository,

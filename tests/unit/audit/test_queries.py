@@ -526,8 +526,14 @@ INSIGHT_CALLS = [
     # a retry of m2's request, for the cache read: the Bash result again
     cc("m3", 12, "main", usages=((10, 5, 5000, 0, 20),), results=(CallResult("toolu_bash", False, 12, "a.py"),)),
     # another user's Codex session in another repository, with an unpriced bust
-    codex("c1", 20, usages=((100, 5, 3000, 0, 30),)),
-    codex("c2", 22, usages=((3100, 5, 0, 0, 300),), busts=(CallBust("c1", 3000, 0, None, "tools"),)),
+    codex("c1", 20, usages=((100, 5, 3000, 0, 30),), tools=(CallTool("shell", "call_1", '{"cmd":"ls"}'),)),
+    codex("c2", 22, usages=((3100, 5, 0, 0, 300),), busts=(CallBust("c1", 3000, 0, None, "tools"),),
+          results=(CallResult("call_1", None, 4, "a.py"),)),  # chat has no error flag: answered
+    # Gemini CLI's call: its results are not paired
+    audit_rows.Call("g1", T0 + at(25), "completed", T0 + at(26), user="bob", client="Gemini CLI",
+                    provider="gemini", provider_name="gemini", model="gemini-2.5-pro", session="gm",
+                    route="/v1beta/models/gemini-2.5-pro:streamGenerateContent",
+                    tools=(CallTool("run_shell_command", "", '{"command":"ls"}'),)),
     # an SDK call that says nothing about where it came from
     audit_rows.Call("x1", T0 + at(30), "completed", T0 + at(31), user="alice", client="Unknown", provider="anthropic",
                     provider_name="anthropic", model="claude-haiku-4-5", session=None, usages=((10, 1, 0, 0, 1),)),
@@ -568,7 +574,23 @@ def test_actions_pair_each_call_with_its_first_result_in_order(insights: Reader)
         str(INSIGHT_IDS["m2"]),
     )
     assert result["actions"][5]["gate"] == "no-rm"
-    assert result["outcomes"] == {"ok": 3, "error": 1, "unanswered": 1, "blocked": 1, "not run": 0}
+    assert result["outcomes"] == {
+        "ok": 3,
+        "error": 1,
+        "answered": 0,
+        "unanswered": 1,
+        "blocked": 1,
+        "not run": 0,
+        "unpaired": 0,
+    }
+    assert result["truncated"] is False
+
+
+def test_a_result_without_an_error_flag_is_answered_and_an_unpaired_apis_call_is_unpaired(insights: Reader) -> None:
+    [shell] = queries.run(insights, "actions", {"session_id": "cx"})["actions"]
+    assert (shell["outcome"], shell["result_bytes"], shell["is_error"]) == ("answered", 4, None)
+    [gemini] = queries.run(insights, "actions", {"session_id": "gm"})["actions"]
+    assert (gemini["tool"], gemini["outcome"]) == ("run_shell_command", "unpaired")
 
 
 def test_actions_of_a_session_without_calls_and_of_none(insights: Reader) -> None:
@@ -601,6 +623,20 @@ def test_cache_report_by_session_user_and_model(insights: Reader) -> None:
     by_user = queries.run(insights, "cache", {"by": "user"})["rows"]
     assert [(r["key"], r["busts"], r["interceptions"]) for r in by_user] == [("alice", 1, 6), ("bob", 1, 2)]
     assert queries.run(insights, "cache", {"by": "model", "filters": {"user": "bob"}})["rows"][0]["key"] == "gpt-5"
+
+
+def test_cache_report_of_no_busts_is_zero_not_unpriced(insights: Reader) -> None:
+    report = queries.run(insights, "cache", {"by": "branch", "filters": {"client": "Gemini CLI"}})
+    assert report["totals"] == {
+        "busts": 0,
+        "lost_tokens": 0,
+        "rewritten_tokens": 0,
+        "lost_micros": 0,
+        "unpriced_busts": 0,
+    }
+    assert (report["rows"], report["busts"]) == ([], [])
+    by_branch = queries.run(insights, "cache", {"by": "branch"})["rows"]
+    assert [(r["key"], r["busts"]) for r in by_branch] == [("feature/ledger", 1), ("main", 1)]
 
 
 def test_cache_report_refuses_an_unknown_grouping(insights: Reader) -> None:

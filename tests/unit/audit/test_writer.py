@@ -257,3 +257,51 @@ def test_tool_results_cache_busts_and_attribution_are_written_the_bust_located_i
     assert query(path, "SELECT previous_interception_id, lost_tokens, location, cost_micros FROM cache_busts") == [
         (b, 5000, "messages[3]", 17250)
     ]
+
+
+def test_an_event_that_cannot_be_prepared_is_dropped_and_the_writer_goes_on(path: str) -> None:
+    a = uuid7()
+
+    def broken() -> str:
+        raise RecursionError("a body nested too deep")
+
+    writer = AuditWriter(path)
+    writer.start()
+    writer.emit(started(a))
+    writer.emit(
+        CacheBust(
+            interception_id=a,
+            previous_interception_id=a,
+            expected_tokens=5000,
+            read_tokens=0,
+            lost_tokens=5000,
+            rewritten_tokens=5000,
+            ttl_seconds=300,
+            gap_ms=1,
+            cost_micros=1,
+            locate=broken,
+        )
+    )
+    writer.emit(InterceptionEnded(interception_id=a, status="completed"))
+    writer.close()
+    assert query(path, "SELECT location FROM cache_busts") == [(None,)]  # the bust kept, unlocated
+    assert query(path, "SELECT status FROM interceptions") == [("completed",)]
+
+
+def test_a_scrubber_that_fails_drops_its_event_only(path: str) -> None:
+    a = uuid7()
+
+    def scrub(event: object) -> object:
+        if isinstance(event, PromptSubmitted):
+            raise ValueError("boom")
+        return event
+
+    writer = AuditWriter(path)
+    writer.scrub = scrub  # type: ignore[assignment]
+    writer.start()
+    writer.emit(started(a))
+    writer.emit(PromptSubmitted(interception_id=a, provider_response_id=None, prompt="x"))
+    writer.emit(InterceptionEnded(interception_id=a, status="completed"))
+    writer.close()
+    assert (writer.broken, query(path, "SELECT count(*) FROM user_prompts")) == (1, [(0,)])
+    assert query(path, "SELECT status FROM interceptions") == [("completed",)]

@@ -872,7 +872,8 @@ def test_actions_json_pairs_each_call_with_its_result(db: str) -> None:
         "def parse(text):",
     )
     assert read["duration_ms"] == 59_000  # from the end of i1's response to i2's request
-    assert result["outcomes"] == {"ok": 2, "error": 1, "unanswered": 0, "blocked": 0, "not run": 0}
+    assert {k: v for k, v in result["outcomes"].items() if v} == {"ok": 2, "error": 1}
+    assert not result["truncated"]
 
 
 def test_actions_table_and_an_unknown_session(db: str) -> None:

@@ -19,13 +19,10 @@ BODY = json.dumps({"system": "s", "messages": [{"role": "user", "content": "hi"}
 
 
 def run(watch: CacheWatch, steps: list[tuple[float, Usage]], conversation: Any = "c") -> list[Any]:
-    """Each step: (seconds after T0 its request arrived, its usage); its response ends a second later."""
+    """Each step: (seconds after T0 its request arrived, its usage)."""
     found = []
     for n, (at, usage) in enumerate(steps):
-        started = T0 + timedelta(seconds=at)
-        found.append(
-            watch.observe(conversation, UUID(int=n), started, usage, BODY, PRICES, started + timedelta(seconds=1))
-        )
+        found.append(watch.observe(conversation, UUID(int=n), T0 + timedelta(seconds=at), usage, BODY, PRICES))
     return found
 
 
@@ -33,7 +30,7 @@ def test_a_write_where_a_read_was_due_is_a_bust_priced_against_a_read() -> None:
     first, second = run(CacheWatch(), [(0, Usage(10, 5, 0, 8000)), (30, Usage(10, 5, 0, 8200))])
     assert first is None  # the first request of a conversation busts nothing
     assert (second.previous_interception_id, second.expected_tokens, second.read_tokens) == (UUID(int=0), 8000, 0)
-    assert (second.lost_tokens, second.rewritten_tokens, second.ttl_seconds, second.gap_ms) == (8000, 8000, 300, 29000)
+    assert (second.lost_tokens, second.rewritten_tokens, second.ttl_seconds, second.gap_ms) == (8000, 8000, 300, 30000)
     assert second.cost_micros == round(8000 * 3.75 - 8000 * 0.3)
 
 
@@ -45,13 +42,19 @@ def test_reads_that_follow_the_cache_are_no_bust_and_keep_it_alive() -> None:
 @pytest.mark.parametrize(
     ("steps", "why"),
     [
-        ([(0, Usage(10, 5, 0, 5000)), (302, Usage(10, 5, 0, 5000))], "the 5-minute lifetime lapsed"),
+        ([(0, Usage(10, 5, 0, 5000)), (301, Usage(10, 5, 0, 5000))], "the 5-minute lifetime lapsed"),
         ([(0, Usage(10, 5, 0, 900)), (10, Usage(10, 5, 0, 900))], "too small a cache to matter"),
         ([(0, Usage(10, 5, 0, 5000)), (10, Usage(10, 5, 4500, 600))], "a shortfall under 1024 tokens"),
     ],
 )
 def test_no_bust(steps: list[tuple[float, Usage]], why: str) -> None:
     assert run(CacheWatch(), steps)[-1] is None, why
+
+
+def test_the_lifetime_counts_from_the_request_that_used_the_cache_not_from_its_answer() -> None:
+    """A long answer does not stretch the cache's life: the provider renewed it when it read the prompt."""
+    assert run(CacheWatch(), [(0, Usage(10, 5, 0, 5000)), (299, Usage(10, 5, 0, 5000))])[-1] is not None
+    assert run(CacheWatch(), [(0, Usage(10, 5, 0, 5000)), (420, Usage(10, 5, 0, 5000))])[-1] is None
 
 
 def test_a_one_hour_write_lives_an_hour() -> None:
@@ -61,7 +64,14 @@ def test_a_one_hour_write_lives_an_hour() -> None:
     assert bust.ttl_seconds == 3600  # a read keeps the lifetime the write gave
     # of the 5000 due, 1000 written again and 4000 sent uncached, instead of all read
     assert (bust.rewritten_tokens, bust.lost_tokens) == (1000, 5000)
-    assert bust.cost_micros == round(1000 * 3.75 + 4000 * 3 - 5000 * 0.3)
+    assert bust.cost_micros == round(1000 * (3.75 - 0.3) + 4000 * (3 - 0.3))
+
+
+def test_a_shorter_request_costs_only_what_it_sent_again() -> None:
+    """Compacted: of 100,000 tokens due, 20,000 read, 3,000 written, 5 sent plain; the rest it never sent."""
+    bust = run(CacheWatch(), [(0, Usage(10, 5, 0, 100_000)), (10, Usage(5, 5, 20_000, 3000))])[-1]
+    assert (bust.lost_tokens, bust.rewritten_tokens) == (80_000, 3000)
+    assert bust.cost_micros == round(3000 * (3.75 - 0.3) + 5 * (3 - 0.3))  # never below zero
 
 
 def test_conversations_are_apart() -> None:
@@ -73,25 +83,38 @@ def test_conversations_are_apart() -> None:
 
 def test_an_unpriced_bust_is_still_found() -> None:
     watch = CacheWatch()
-    watch.observe("c", UUID(int=1), T0, Usage(0, 0, 0, 5000), BODY, None, T0)
-    bust = watch.observe("c", UUID(int=2), T0, Usage(0, 0, 0, 5000), BODY, None, T0)
+    watch.observe("c", UUID(int=1), T0, Usage(0, 0, 0, 5000), BODY, None)
+    bust = watch.observe("c", UUID(int=2), T0, Usage(0, 0, 0, 5000), BODY, None)
     assert bust is not None and bust.cost_micros is None
 
 
-def test_the_bodies_kept_stay_within_their_budget_then_busts_are_not_located() -> None:
+def test_past_the_byte_budget_the_oldest_bodies_go_and_their_busts_are_found_unlocated() -> None:
     watch = CacheWatch(max_body_bytes=len(BODY) * 2)
     for n in range(5):
-        watch.observe(f"c{n}", UUID(int=n), T0, Usage(0, 0, 0, 5000), BODY, PRICES, T0)
-    assert len(watch) == 2  # the oldest conversations went
-    bust = watch.observe("c4", UUID(int=9), T0, Usage(0, 0, 0, 5000), BODY, PRICES, T0)
-    assert bust.prepared().location == "unchanged"
-    assert watch.observe("c0", UUID(int=10), T0, Usage(0, 0, 0, 5000), BODY, PRICES, T0) is None  # forgotten
+        watch.observe(f"c{n}", UUID(int=n), T0, Usage(0, 0, 0, 5000), BODY, PRICES)
+    assert len(watch) == 5  # every conversation's numbers stay
+    bust = watch.observe("c0", UUID(int=9), T0, Usage(0, 0, 0, 5000), BODY, PRICES)
+    assert bust is not None and bust.locate is None and bust.prepared().location is None
+    kept = watch.observe("c4", UUID(int=10), T0, Usage(0, 0, 0, 5000), BODY, PRICES)
+    assert kept.prepared().location == "unchanged"
+
+
+def test_conversations_whose_cache_lapsed_are_let_go() -> None:
+    watch = CacheWatch(max_conversations=3)
+    for n in range(3):
+        watch.observe(f"c{n}", UUID(int=n), T0, Usage(0, 0, 0, 5000), BODY, PRICES)
+    watch.observe("late", UUID(int=7), T0 + timedelta(minutes=6), Usage(0, 0, 0, 5000), BODY, PRICES)
+    assert len(watch) == 1
+    for n in range(4):  # the count bound: the least recently used go
+        watch.observe(f"d{n}", UUID(int=20 + n), T0 + timedelta(minutes=7), Usage(0, 0, 0, 5000), BODY, PRICES)
+    assert len(watch) == 3
 
 
 def test_a_bust_cost_is_what_was_paid_less_a_read() -> None:
-    assert bust_cost(PRICES, Usage(0, 0, 0, 2000), 2000, 2000, 0) == round(2000 * 3.75 - 2000 * 0.3)
+    assert bust_cost(PRICES, Usage(0, 0, 0, 2000), 2000, 0) == round(2000 * (3.75 - 0.3))
     half = Usage(0, 0, 0, 2000, {"cache_write_1h": 1000})
-    assert bust_cost(PRICES, half, 2000, 2000, 0) == round(1000 * 3.75 + 1000 * 6 - 2000 * 0.3)
+    assert bust_cost(PRICES, half, 2000, 0) == round(1000 * (3.75 - 0.3) + 1000 * (6 - 0.3))
+    assert bust_cost(PRICES, Usage(1, 0, 0, 0), 0, 1) == 3  # 2.7 µ$, rounded half up as the price book does
 
 
 # --- where the prefix changed ---------------------------------------------------------------------------------
@@ -141,3 +164,10 @@ def test_locate_reads_responses_and_chat_shapes() -> None:
     chat = json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}).encode()
     changed = json.dumps({"messages": [{"role": "system", "content": "t"}, {"role": "user", "content": "u"}]}).encode()
     assert locate(chat, changed) == "messages[0]"
+
+
+def test_locate_gives_up_on_a_body_nested_deeper_than_python_recurses() -> None:
+    deep = b'{"system": "s", "messages": [' + b"[" * 5000 + b"]" * 5000 + b"]}"
+    assert locate(deep, deep) is None
+    assert locate(b'{"system": "s", "messages": []}', deep) == "unchanged"  # nothing of the old prefix is deep
+    assert locate(b'{"system": "s", "messages": [1]}', deep) is None  # comparing its first message would recurse

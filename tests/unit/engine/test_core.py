@@ -41,6 +41,7 @@ from addon.policy.toolgate import ToolGate
 from addon.providers import Api
 from addon.providers.routing import Route, classify
 from addon.providers.sigv4 import AwsCredentials
+from addon.wire import Turn, Usage
 from addon.wire.eventstream import EventStreamDecoder
 from addon.wire.sse import SSEParser
 from tests.support.fakes import (
@@ -1444,7 +1445,8 @@ async def test_a_request_records_the_tool_results_it_carries_and_where_it_comes_
     )
     (result,) = recorder.of(ToolResultReturned)
     assert (result.interception_id, result.provider_tool_call_id, result.is_error) == (job.id, "toolu_ls", False)
-    assert (result.size_bytes, result.excerpt, result.created_at) == (9, "a.py", job.started_at)
+    assert (result.size_bytes, result.created_at) == (9, job.started_at)
+    assert result.prepared().excerpt == "a.py"  # cut in the writer's thread, once redaction has read it whole
 
 
 async def test_a_request_that_rewrites_the_cache_its_predecessor_left_is_a_bust_located_and_priced(
@@ -1496,3 +1498,31 @@ async def test_claude_codes_custom_subagent_is_named_by_the_agent_call_before_it
     custom = [*CLAUDE_HEADERS, ("x-claude-code-agent-type", "custom"), ("x-claude-code-agent-id", "a3c01f2d")]
     sub = await answered(engine, upstream, make_job(headers=custom), 0, 0)
     assert recorder.started(sub).agent == "ledger-auditor"
+
+
+async def test_two_subagents_of_one_type_side_by_side_are_two_conversations(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    def explore(agent_id: str, text: str) -> Job:
+        headers = [*CLAUDE_HEADERS, ("x-claude-code-agent-type", "Explore"), ("x-claude-code-agent-id", agent_id)]
+        return make_job(claude_body("You explore.", [{"role": "user", "content": text}]), headers=headers)
+
+    await answered(engine, upstream, explore("a1", "find the parser"), 0, 6000)
+    await answered(engine, upstream, explore("a2", "find the tests"), 0, 7000)
+    await answered(engine, upstream, explore("a1", "find the parser, again"), 6000, 100)
+    await answered(engine, upstream, explore("a2", "find the tests, again"), 7000, 100)
+    assert recorder.of(CacheBust) == []  # each read its own cache: no bust where they took turns
+
+
+async def test_only_a_requests_first_round_meets_its_conversations_cache(
+    engine: Engine, recorder: FakeRecorder, upstream: FakeUpstream
+) -> None:
+    """The rounds of the bridge's own tool loop carry calls the client never sees: the client's next request
+    cannot read what they cached, and is no bust for it."""
+    job = await admitted(engine, make_job(claude_body("You are Claude.", CLAUDE_START)))
+    first = Turn(usage=Usage(input=3, cache_read=0, cache_write=6000), model="claude-sonnet-4-5")
+    engine.record_turn(job, first)
+    engine.record_turn(job, Turn(usage=Usage(input=3, cache_read=6000, cache_write=9000), model="claude-sonnet-4-5"))
+    engine.finish(job, "completed")
+    later = await answered(engine, upstream, claude_body("You are Claude.", CLAUDE_START), 6000, 0)
+    assert recorder.of(CacheBust) == [] and later.cache_observed

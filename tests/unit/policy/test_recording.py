@@ -94,3 +94,17 @@ def test_a_tool_results_excerpt_is_redacted_or_dropped_its_facts_kept() -> None:
     bare = Scrubber(FakeRedactor(), "metadata")(result("PASSWORD=hunter2"))  # type: ignore[arg-type]
     assert isinstance(bare, ToolResultReturned)
     assert (bare.excerpt, bare.size_bytes, bare.is_error, bare.provider_tool_call_id) == (None, 40, False, "toolu_1")
+
+
+def test_a_secret_across_the_excerpts_cut_is_redacted_before_the_cut() -> None:
+    longer = ToolResultReturned(
+        interception_id=ID,
+        provider_tool_call_id="toolu_1",
+        is_error=False,
+        size_bytes=40,
+        excerpt="PASSWORD=hunter2 and more",
+        keep=12,  # the cut falls inside the secret
+    )
+    kept = Scrubber(FakeRedactor())(longer)  # type: ignore[arg-type]
+    assert kept is not None
+    assert kept.prepared().excerpt == "PASSWORD=[RE"  # what the writer stores: no half of the secret

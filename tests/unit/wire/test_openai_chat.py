@@ -965,6 +965,7 @@ def test_tool_results_are_the_tool_messages_after_the_last_assistant_message() -
         {"role": "tool", "tool_call_id": "call_a", "content": "a.py"},
         {"role": "system", "content": "a reminder between"},
         {"role": "tool", "tool_call_id": "call_b", "content": [{"type": "text", "text": "b"}, {"type": "image_url"}]},
+        {"role": "user", "content": [{"type": "image_url"}]},  # a client's screenshot after the results
     ]
     results = OpenAIChat().parse_request({"messages": messages}).tool_results
     assert [(r.call_id, r.is_error, r.text) for r in results] == [

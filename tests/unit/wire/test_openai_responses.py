@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from addon.wire.openai_responses import OpenAIResponses, ResponsesParser
+from addon.wire.openai_responses import OpenAIResponses, ResponsesParser, exit_failed
 from addon.wire.sse import SSEParser
 from tests.support.responses import RESPONSE, STREAM, sse
 
@@ -102,16 +102,47 @@ def test_tool_results_from_codexs_real_requests_with_their_exit_codes() -> None:
     assert OpenAIResponses().parse_request(fixture("codex-1")["body"]).tool_results == ()
 
 
-def test_tool_results_stop_at_the_last_message_or_reasoning() -> None:
+def test_tool_results_are_the_last_steps_outputs_only() -> None:
     items = [
+        {"role": "user", "content": "go"},
         {"type": "function_call", "call_id": "c0"},
-        {"type": "function_call_output", "call_id": "c0", "output": "old"},
-        {"type": "reasoning", "summary": []},
+        {"type": "function_call_output", "call_id": "c0", "output": "old"},  # the step before, sent already
         {"type": "function_call", "call_id": "c1"},
+        {"type": "function_call", "call_id": "c2"},
         {"type": "custom_tool_call_output", "call_id": "c1", "output": "no exit code here"},
+        {"type": "function_call_output", "call_id": "c2", "output": "two"},
         {"type": "configuration_update"},
     ]
-    (result,) = OpenAIResponses().parse_request({"input": items}).tool_results
-    assert (result.call_id, result.is_error, result.text) == ("c1", None, "no exit code here")
+    results = OpenAIResponses().parse_request({"input": items}).tool_results
+    assert [(r.call_id, r.is_error, r.text) for r in results] == [
+        ("c1", None, "no exit code here"),
+        ("c2", None, "two"),
+    ]
     assert OpenAIResponses().parse_request({"input": "hi"}).tool_results == ()
-    assert OpenAIResponses().parse_request({"input": [*items, {"type": "agent_message"}]}).tool_results == ()
+    after_reasoning = [*items[:3], {"type": "reasoning", "summary": []}]
+    assert OpenAIResponses().parse_request({"input": after_reasoning}).tool_results == ()
+
+
+def test_a_subagents_message_after_the_outputs_is_stepped_over() -> None:
+    """Codex appends what a sub-agent said (`agent_message`) after the output of the call that waited for it."""
+    (wait,) = OpenAIResponses().parse_request(fixture("codex-main-after-subagent")["body"]).tool_results
+    items = fixture("codex-main-after-subagent")["body"]["input"]
+    assert wait.call_id == [i for i in items if i.get("type") == "function_call_output"][-1]["call_id"]
+
+
+@pytest.mark.parametrize(
+    ("text", "failed"),
+    [
+        (
+            "Chunk ID: 1\nWall time: 0.1 seconds\nProcess exited with code 0\nOutput:\nProcess exited with code 2\n",
+            False,
+        ),
+        ("Chunk ID: 1\nProcess exited with code 127\nOutput:\nsh: nope: not found\n", True),
+        ('Script completed\nOutput:\n\n{"chunk_id":"a","exit_code":0,"output":"{\\"exit_code\\": 1}"}', False),
+        ('Script completed\nOutput:\n\n{"exit_code":0,"output":""}\n{"exit_code":1,"output":"cat: x"}', True),
+        ('cat log.json\n{"exit_code": 1}', None),  # a command's own output, not Codex's framing
+        ("no framing at all", None),
+    ],
+)
+def test_exit_codes_are_read_from_codexs_framing_not_the_commands_output(text: str, failed: bool | None) -> None:
+    assert exit_failed(text) is failed
