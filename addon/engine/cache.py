@@ -11,6 +11,7 @@ milliseconds there for a large body, once per bust, instead of a hash of every r
 """
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class CacheWatch:
         self._bytes = 0
         self._max_bytes = max_body_bytes
         self._max_conversations = max_conversations
+        self._pending = _Pending(max_body_bytes)
+        """Bodies held by busts the writer has not located yet (it may be waiting for a store that is down)."""
 
     def observe(
         self,
@@ -79,7 +82,7 @@ class CacheWatch:
         if last is not None and alive and last.cached >= MIN_TOKENS:
             lost = last.cached - usage.cache_read
             if lost >= MIN_TOKENS:
-                bust = _bust(last, interception_id, started_at, usage, lost, body, prices)
+                bust = _bust(last, interception_id, started_at, usage, lost, body, prices, self._pending)
         one_hour = isinstance(w := usage.extra.get("cache_write_1h"), int) and w > 0
         ttl = LONG_TTL if one_hour else last.ttl if last is not None and alive and not usage.cache_write else SHORT_TTL
         self._last[conversation] = _Last(interception_id, usage.cache_read + usage.cache_write, started_at, ttl, body)
@@ -115,6 +118,7 @@ def _bust(
     lost: int,
     body: bytes,
     prices: Prices | None,
+    pending: "_Pending",
 ) -> CacheBust:
     rewritten = min(lost, usage.cache_write)
     plain = min(lost - rewritten, usage.input)
@@ -129,8 +133,34 @@ def _bust(
         ttl_seconds=last.ttl,
         gap_ms=int((started_at - last.started_at).total_seconds() * 1000),
         cost_micros=bust_cost(prices, usage, rewritten, plain) if prices is not None else None,
-        locate=(lambda: locate(before, body)) if before is not None else None,
+        locate=pending.hold(before, body) if before is not None else None,
     )
+
+
+class _Pending:
+    """The bytes of the bodies busts hold until the writer's thread locates them, within a budget: past it a bust
+    goes unlocated rather than keep more memory (many busts while the audit store is down)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def hold(self, before: bytes, after: bytes) -> Callable[[], str | None] | None:
+        size = len(before) + len(after)
+        with self._lock:
+            if self.held + size > self.budget:
+                return None
+            self.held += size
+
+        def located() -> str | None:
+            try:
+                return locate(before, after)
+            finally:
+                with self._lock:
+                    self.held -= size
+
+        return located
 
 
 def bust_cost(prices: Prices, usage: Usage, rewritten: int, plain: int) -> int:

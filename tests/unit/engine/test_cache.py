@@ -171,3 +171,15 @@ def test_locate_gives_up_on_a_body_nested_deeper_than_python_recurses() -> None:
     assert locate(deep, deep) is None
     assert locate(b'{"system": "s", "messages": []}', deep) == "unchanged"  # nothing of the old prefix is deep
     assert locate(b'{"system": "s", "messages": [1]}', deep) is None  # comparing its first message would recurse
+
+
+def test_busts_waiting_to_be_located_hold_no_more_than_the_budget() -> None:
+    watch = CacheWatch(max_body_bytes=len(BODY) * 5)
+    busts = []
+    for n in range(6):
+        busts.append(watch.observe("c", UUID(int=n), T0 + timedelta(seconds=n), Usage(0, 0, 0, 5000), BODY, PRICES))
+    located = [b for b in busts[1:] if b.locate is not None]
+    assert len(located) == 2  # each holds two bodies: the third would pass the budget, so it goes unlocated
+    assert [b.prepared().location for b in located] == ["unchanged", "unchanged"]
+    later = watch.observe("c", UUID(int=9), T0 + timedelta(seconds=9), Usage(0, 0, 0, 5000), BODY, PRICES)
+    assert later.locate is not None  # located busts gave their bytes back
