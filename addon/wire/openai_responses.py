@@ -71,7 +71,8 @@ def tool_results(body: JSON) -> tuple[ToolResult, ...]:
     """The tool outputs of the request's last step: walking back from the end, the outputs up to the calls they
     answer; an output before those calls, a message or a reasoning item belongs to an earlier step (without
     `previous_response_id`, Codex sends the whole history every time). Codex's `agent_message` items (what a
-    sub-agent says) are stepped over."""
+    sub-agent says) and the user messages it appends after the outputs (a sub-agent's notification) are stepped
+    over."""
     items = body.get("input")
     results: list[ToolResult] = []
     past_calls = False
@@ -79,8 +80,8 @@ def tool_results(body: JSON) -> tuple[ToolResult, ...]:
         if not isinstance(item, dict) or item.get("role") in _SKIPPED_ROLES:
             continue
         kind = item.get("type", "message")
-        if kind == "agent_message":
-            continue
+        if kind == "agent_message" or (kind == "message" and item.get("role") == "user" and not results):
+            continue  # what a sub-agent said; a notice the client appends after the outputs
         if not isinstance(kind, str) or kind == "message" or kind == "reasoning":
             break
         if kind in _TOOL_OUTPUTS:

@@ -293,3 +293,59 @@ def test_codex_pairs_its_exec_calls_with_their_outputs_and_names_its_remote(
     assert all(a["duration_ms"] > 0 and a["result_bytes"] > 0 and a["agent"] == "main" for a in actions)
     rows = aibridge(proxy.db_path, "interceptions", "--repo", "github.com/acme/widgets")["interceptions"]
     assert len(rows) == 2 and {(i["working_directory"], i["branch"]) for i in rows} == {(str(repo), None)}
+
+
+def test_codexs_subagent_is_attributed_and_its_spawn_and_wait_are_paired(
+    mock: MockUpstream, start_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """Codex spawns a sub-agent (its multi_agent_v1 tools), the sub-agent answers, the main thread waits for it."""
+    repo = git_repository(tmp_path)
+    task = {"message": f"{SUBTASK}: run git branch --show-current and report the branch."}
+    turns: list[str] = []
+
+    def respond(seen: Seen) -> Answer:
+        if seen.method != "POST" or seen.path.split("?")[0] != "/v1/responses":
+            return Answer.json({})
+        items = seen.json().get("input", [])
+        outputs = {
+            i.get("call_id"): i for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"
+        }
+        n = len(turns) + 1
+        if SUBTASK in json.dumps(items) and "call_spawn" not in outputs and "call_spawn" not in json.dumps(items):
+            turns.append("sub")
+            return Answer.sse(responses_events("The branch is feature/ledger.", response_id=f"resp_s{n}"))
+        if "call_wait" in outputs or len(turns) > 6:
+            turns.append("done")
+            return Answer.sse(responses_events("All done.", response_id=f"resp_m{n}"))
+        if "call_spawn" in outputs:
+            output = outputs["call_spawn"].get("output")
+            spawned = json.loads(output if isinstance(output, str) else json.dumps(output))
+            wait = ("call_wait", "wait_agent", {"targets": [spawned.get("agent_id")], "timeout_ms": 10000})
+            turns.append("wait")
+            return Answer.sse(responses_call_events([wait], response_id=f"resp_m{n}", namespace="multi_agent_v1"))
+        turns.append("spawn")
+        spawn = ("call_spawn", "spawn_agent", task)
+        return Answer.sse(responses_call_events([spawn], response_id=f"resp_m{n}", namespace="multi_agent_v1"))
+
+    mock.responder = respond
+    mock.websocket_status = 426
+    proxy = start_proxy(provider_config(mock.url))
+    env = codex_home(proxy, tmp_path)
+    codex = [str(binary("codex")), "exec", "--skip-git-repo-check", "--json", "Spawn a sub-agent to find the branch."]
+    done = run(codex, env, repo)
+    assert done.returncode == 0, done.stderr
+    assert proxy.stop() == 0
+    assert (turns[0], sorted(turns[1:3]), turns[3:]) == ("spawn", ["sub", "wait"], ["done"]), turns  # sub and wait race
+
+    [session] = [s["session_id"] for s in aibridge(proxy.db_path, "sessions", "--client", "Codex")["sessions"]]
+    rows = aibridge(proxy.db_path, "interceptions", "--session", session)["interceptions"]
+    assert sorted(i["agent"] for i in rows) == ["collab_spawn", "main", "main", "main"]  # one session, two agents
+    assert {i["repository"] for i in rows} == {"github.com/acme/widgets"}
+    actions = aibridge(proxy.db_path, "actions", session)["actions"]
+    assert [(a["tool"], a["agent"], a["outcome"]) for a in actions] == [
+        ("spawn_agent", "main", "answered"),  # Codex's own tools state no exit code
+        ("wait_agent", "main", "answered"),
+    ]
+    assert all(a["duration_ms"] > 0 and a["result_bytes"] > 0 for a in actions)
+    by_agent = {r["key"]: r["interceptions"] for r in aibridge(proxy.db_path, "usage", "--by", "agent")["rows"]}
+    assert by_agent == {"main": 3, "collab_spawn": 1}

@@ -323,10 +323,15 @@ def responses_events(
 
 
 def responses_call_events(
-    calls: list[tuple[str, str, dict[str, Any]]], *, response_id: str = "resp_calls", model: str = "gpt-5"
+    calls: list[tuple[str, str, dict[str, Any]]],
+    *,
+    response_id: str = "resp_calls",
+    model: str = "gpt-5",
+    namespace: str | None = None,
 ) -> list[bytes]:
     """A Responses API stream whose output is function calls, each (call id, name, arguments), streamed as OpenAI
-    does: the item added, its arguments' deltas and done, the item done; then `response.completed`."""
+    does: the item added, its arguments' deltas and done, the item done; then `response.completed`. `namespace`:
+    the tools' namespace (Codex's `multi_agent_v1`, ...)."""
     base = {"id": response_id, "object": "response", "created_at": 1767874435, "model": model, "error": None}
     usage = {
         "input_tokens": 120,
@@ -342,6 +347,8 @@ def responses_call_events(
     done_items = []
     for index, (call_id, name, arguments) in enumerate(calls):
         item = {"id": f"fc_{index}", "type": "function_call", "call_id": call_id, "name": name}
+        if namespace is not None:
+            item["namespace"] = namespace
         text = json.dumps(arguments)
         done = {**item, "arguments": text, "status": "completed"}
         done_items.append(done)

@@ -119,6 +119,13 @@ def test_tool_results_are_the_last_steps_outputs_only() -> None:
         ("c2", None, "two"),
     ]
     assert OpenAIResponses().parse_request({"input": "hi"}).tool_results == ()
+    notice = {"type": "message", "role": "user", "content": "<subagent_notification>done</subagent_notification>"}
+    assert [r.call_id for r in OpenAIResponses().parse_request({"input": [*items, notice]}).tool_results] == [
+        "c1",
+        "c2",
+    ]
+    next_prompt = [*items, {"type": "message", "role": "assistant", "content": "ok"}, notice]
+    assert OpenAIResponses().parse_request({"input": next_prompt}).tool_results == ()  # a turn later: sent already
     after_reasoning = [*items[:3], {"type": "reasoning", "summary": []}]
     assert OpenAIResponses().parse_request({"input": after_reasoning}).tool_results == ()
 
