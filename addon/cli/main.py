@@ -159,14 +159,12 @@ def models(filters: dict, as_json: bool, db: str) -> None:
     _show("models", {"filters": filters}, db, as_json, render.distinct)
 
 
+def _by_option(groups: tuple[str, ...], default: str, help: str) -> Callable[..., Any]:
+    return click.option("--by", type=click.Choice(list(groups)), default=default, show_default=True, help=help)
+
+
 @cli.command()
-@click.option(
-    "--by",
-    type=click.Choice(list(USAGE_GROUPS)),
-    default="model",
-    show_default=True,
-    help="What to group by (repo, branch and agent as the clients state them).",
-)
+@_by_option(USAGE_GROUPS, "model", "What to group by (repo, branch and agent as the clients state them).")
 @_filter_options
 @_json_option
 @_db_option
@@ -182,18 +180,13 @@ def usage(by: str, filters: dict, as_json: bool, db: str) -> None:
 @_db_option
 def actions(session_id: str, as_json: bool, db: str) -> None:
     """What the agent did in one session, in order: each tool call, its arguments and outcome (ok, error,
-    unanswered, blocked), the result's size and excerpt, and how long the agent took to answer it."""
+    answered, unanswered, blocked, not run, unpaired), the result's size and excerpt, and how long the agent took
+    to answer it."""
     _show("actions", {"session_id": session_id}, db, as_json, render.actions)
 
 
 @cli.command()
-@click.option(
-    "--by",
-    type=click.Choice(list(CACHE_GROUPS)),
-    default="session",
-    show_default=True,
-    help="What to group the busts by.",
-)
+@_by_option(CACHE_GROUPS, "session", "What to group the busts by.")
 @_filter_options
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Groups to show.")
 @_json_option

@@ -177,6 +177,14 @@ def _codex_agent(metadata: Mapping[str, Any], headers: Mapping[str, str]) -> str
 _MAX_SESSIONS: Final = 10_000
 
 
+@dataclass(slots=True)
+class _Calls:
+    pending: list[str]
+    """The `subagent_type` of the session's Agent calls no sub-agent has taken yet, in order."""
+    named: dict[str, str]
+    """By agent id: the name each sub-agent was given."""
+
+
 class SubAgentNames:
     """The names of Claude Code's custom sub-agents, which their own requests do not carry (only `custom` and an
     agent id): the main conversation's Agent call names the type, and the sub-agent's first request follows it.
@@ -184,38 +192,33 @@ class SubAgentNames:
     `custom`. In memory, per session, bounded."""
 
     def __init__(self, max_sessions: int = _MAX_SESSIONS) -> None:
-        self._pending: OrderedDict[str, list[str]] = OrderedDict()
-        self._named: dict[tuple[str, str], str] = {}
+        self._sessions: OrderedDict[str, _Calls] = OrderedDict()
         self._max = max_sessions
 
     def called(self, session: str, arguments: str) -> None:
         """An Agent call the model made in `session`, with its arguments (JSON text)."""
         kind = (parse_arguments(arguments) or {}).get("subagent_type")
         if isinstance(kind, str) and kind.strip():
-            self._pending.setdefault(session, []).append(kind.strip()[:_MAX_FIELD])
-            self._pending.move_to_end(session)
-            while len(self._pending) > self._max:
-                dropped, _ = self._pending.popitem(last=False)
-                self._named = {k: v for k, v in self._named.items() if k[0] != dropped}
+            self._sessions.setdefault(session, _Calls([], {})).pending.append(kind.strip()[:_MAX_FIELD])
+            self._sessions.move_to_end(session)
+            while len(self._sessions) > self._max:
+                self._sessions.popitem(last=False)
 
     def name(self, session: str | None, agent_id: str | None, agent: str | None) -> str | None:
         """`agent` as this request states it, a custom one named where that is certain."""
-        if session is None or agent is None:
+        calls = self._sessions.get(session) if session is not None else None
+        if calls is None or agent is None or not agent_id:
             return agent
-        pending = self._pending.get(session, [])
-        if agent != CUSTOM:
-            if agent in pending and agent_id and (session, agent_id) not in self._named:
-                pending.remove(agent)  # a built-in sub-agent took its call
-                self._named[session, agent_id] = agent
-            return agent
-        if not agent_id:
-            return agent
-        if (known := self._named.get((session, agent_id))) is not None:
+        if (known := calls.named.get(agent_id)) is not None:
             return known
-        if len(set(pending)) != 1:
+        if agent != CUSTOM:
+            if agent in calls.pending:
+                calls.pending.remove(agent)  # a built-in sub-agent took its call
+                calls.named[agent_id] = agent
             return agent
-        named = pending.pop(0)
-        self._named[session, agent_id] = named
+        if len(set(calls.pending)) != 1:
+            return agent
+        calls.named[agent_id] = named = calls.pending.pop(0)
         return named
 
 

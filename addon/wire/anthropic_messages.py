@@ -70,13 +70,11 @@ def extract_prompt(body: JSON) -> str | None:
 
 def correlating_tool_call_id(body: JSON) -> str | None:
     """The `tool_use_id` of the last `tool_result` in the last user message."""
-    message = last_user_message(body.get("messages"))
-    if message is None:
-        return None
-    for part in reversed(_content_parts(message.get("content"))):
-        if part.get("type") == "tool_result" and isinstance(part.get("tool_use_id"), str):
-            return part["tool_use_id"]
-    return None
+    return _last_call_id(tool_results(body))
+
+
+def _last_call_id(results: tuple[ToolResult, ...]) -> str | None:
+    return results[-1].call_id if results else None
 
 
 def tool_results(body: JSON) -> tuple[ToolResult, ...]:
@@ -385,13 +383,14 @@ class AnthropicMessages:
 
     def parse_request(self, body: JSON) -> RequestInfo:
         model = body.get("model")
+        results = tool_results(body)
         return RequestInfo(
             model=model if isinstance(model, str) else None,
             stream=body.get("stream") is True,
             prompt=extract_prompt(body),
-            correlating_tool_call_id=correlating_tool_call_id(body),
+            correlating_tool_call_id=_last_call_id(results),
             max_output=first_positive(body, "max_tokens"),
-            tool_results=tool_results(body),
+            tool_results=results,
             takes_tools="haiku" not in (model if isinstance(model, str) else "").lower(),  # Claude Code's titles
         )
 

@@ -60,6 +60,21 @@ def tool(interception_id: UUID, call_id: str, created_at: datetime = T0) -> Tool
     )
 
 
+def bust(interception_id: UUID, previous: UUID, lost: int = 5000, read: int = 0, **kw: Any) -> CacheBust:
+    """A cache bust of `lost` tokens, all written again: `kw` sets the rest (cost, location, locate, ...)."""
+    values: dict[str, Any] = {"ttl_seconds": 300, "gap_ms": 1000, "cost_micros": None}
+    values.update(kw)
+    return CacheBust(
+        interception_id=interception_id,
+        previous_interception_id=previous,
+        expected_tokens=lost + read,
+        read_tokens=read,
+        lost_tokens=lost,
+        rewritten_tokens=lost,
+        **values,
+    )
+
+
 def query(path: str, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     with duckdb.connect(path, read_only=True) as db:
         return db.execute(sql, params or []).fetchall()
@@ -181,22 +196,9 @@ def record_call(writer: AuditWriter, call: Call, ids: dict[str, UUID]) -> None:
                 created_at=call.started,
             )
         )
-    for bust in call.busts:
-        writer.emit(
-            CacheBust(
-                interception_id=me,
-                previous_interception_id=ids[bust.previous],
-                expected_tokens=bust.expected,
-                read_tokens=bust.read,
-                lost_tokens=bust.expected - bust.read,
-                rewritten_tokens=bust.expected - bust.read,
-                location=bust.location,
-                ttl_seconds=300,
-                gap_ms=1000,
-                cost_micros=bust.cost,
-                created_at=call.started + timedelta(seconds=1),
-            )
-        )
+    for b in call.busts:
+        lost, at = b.expected - b.read, call.started + timedelta(seconds=1)
+        writer.emit(bust(me, ids[b.previous], lost, b.read, location=b.location, cost_micros=b.cost, created_at=at))
     if call.prompt:
         writer.emit(
             PromptSubmitted(interception_id=me, provider_response_id=None, prompt=call.prompt, created_at=call.started)

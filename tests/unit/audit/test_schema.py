@@ -7,15 +7,8 @@ import duckdb
 import pytest
 
 from addon.audit.events import (
+    KINDS,
     AuditEvent,
-    CacheBust,
-    InterceptionEnded,
-    InterceptionStarted,
-    PromptSubmitted,
-    ThoughtRecorded,
-    TokensUsed,
-    ToolCalled,
-    ToolResultReturned,
 )
 from addon.audit.schema import MIGRATIONS, migrate
 from addon.ids import uuid7
@@ -30,19 +23,7 @@ def db() -> Iterator[duckdb.DuckDBPyConnection]:
     connection.close()
 
 
-@pytest.mark.parametrize(
-    "cls",
-    [
-        InterceptionStarted,
-        InterceptionEnded,
-        TokensUsed,
-        PromptSubmitted,
-        ToolCalled,
-        ThoughtRecorded,
-        ToolResultReturned,
-        CacheBust,
-    ],
-)
+@pytest.mark.parametrize("cls", KINDS)
 def test_event_fields_match_table_columns(db: duckdb.DuckDBPyConnection, cls: type[AuditEvent]) -> None:
     columns = [
         name

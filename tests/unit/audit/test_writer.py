@@ -12,7 +12,6 @@ import pytest
 from addon.audit import (
     AuditFileLocked,
     AuditWriter,
-    CacheBust,
     InterceptionEnded,
     PromptSubmitted,
     ThoughtRecorded,
@@ -21,7 +20,7 @@ from addon.audit import (
 )
 from addon.audit.duckfile import open_database
 from addon.ids import uuid7
-from tests.support.audit_rows import T0, query, started, tool
+from tests.support.audit_rows import T0, bust, query, started, tool
 from tests.support.holder import holding
 
 
@@ -232,20 +231,7 @@ def test_tool_results_cache_busts_and_attribution_are_written_the_bust_located_i
             interception_id=a, provider_tool_call_id="toolu_1", is_error=True, size_bytes=12, excerpt="Exit code 1"
         )
     )
-    writer.emit(
-        CacheBust(
-            interception_id=a,
-            previous_interception_id=b,
-            expected_tokens=5000,
-            read_tokens=0,
-            lost_tokens=5000,
-            rewritten_tokens=5000,
-            ttl_seconds=300,
-            gap_ms=1200,
-            cost_micros=17250,
-            locate=locate,
-        )
-    )
+    writer.emit(bust(a, b, gap_ms=1200, cost_micros=17250, locate=locate))
     writer.close()
     assert threads == ["aibridge-audit-writer"]
     assert query(path, "SELECT working_directory, repository, branch, agent FROM interceptions") == [
@@ -268,20 +254,7 @@ def test_an_event_that_cannot_be_prepared_is_dropped_and_the_writer_goes_on(path
     writer = AuditWriter(path)
     writer.start()
     writer.emit(started(a))
-    writer.emit(
-        CacheBust(
-            interception_id=a,
-            previous_interception_id=a,
-            expected_tokens=5000,
-            read_tokens=0,
-            lost_tokens=5000,
-            rewritten_tokens=5000,
-            ttl_seconds=300,
-            gap_ms=1,
-            cost_micros=1,
-            locate=broken,
-        )
-    )
+    writer.emit(bust(a, a, gap_ms=1, cost_micros=1, locate=broken))
     writer.emit(InterceptionEnded(interception_id=a, status="completed"))
     writer.close()
     assert query(path, "SELECT location FROM cache_busts") == [(None,)]  # the bust kept, unlocated

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from addon.audit import AuditWriter, CacheBust
+from addon.audit import AuditWriter
 from addon.config import Budgets, McpServer, RateLimits, User, parse_config
 from addon.engine.core import Engine
 from addon.engine.ports import Observer
@@ -31,7 +31,7 @@ from addon.observe.tracing import INTERCEPTION_SPAN, Tracing, make_provider
 from addon.policy.budgets import Ledger
 from addon.policy.ratelimits import RateLimiter
 from addon.tools import ToolManager
-from tests.support.audit_rows import started
+from tests.support.audit_rows import bust, started
 from tests.support.fakes import FakeRecorder, FakeUpstream, admitted, make_job, read
 from tests.support.loop import (
     ANSWERS,
@@ -436,19 +436,7 @@ def test_cache_busts_and_what_they_cost_are_counted() -> None:
     me = uuid7()
     metrics.event(started(me))
     for cost in (20700, None):
-        metrics.event(
-            CacheBust(
-                interception_id=me,
-                previous_interception_id=uuid7(),
-                expected_tokens=6000,
-                read_tokens=0,
-                lost_tokens=6000,
-                rewritten_tokens=6000,
-                ttl_seconds=300,
-                gap_ms=10,
-                cost_micros=cost,
-            )
-        )
+        metrics.event(bust(me, uuid7(), 6000, cost_micros=cost))
     labels = {"provider": "anthropic", "model": "claude-sonnet-4-5"}
     assert value(metrics, "aibridge_cache_busts_total", **labels) == 2
     assert value(metrics, "aibridge_cache_bust_cost_usd_total", **labels) == pytest.approx(0.0207)
